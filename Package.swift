@@ -1,0 +1,71 @@
+// swift-tools-version:6.0
+// ncfs — a Nextcloud media store as a local directory (FUSE), with an ingest pipeline.
+//
+// Layering (arrows point at what a target may import):
+//   C shims  →  HTTPTransport  →  WebDAV  →  (RemoteCache → FileSystem → FUSEBridge, Ingest)  →  ncfs
+// Each C library sits behind a system-library target whose shim.h holds the typed wrappers
+// Swift cannot call directly (variadic functions, function-like macros, global function pointers).
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "ncfs",
+    products: [
+        .executable(name: "ncfs", targets: ["ncfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: C libraries (system libraries found through pkg-config; apt names the Debian package)
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CVips", pkgConfig: "vips", providers: [.apt(["libvips-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // MARK: Layers
+        .target(
+            name: "HTTPTransport",
+            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "WebDAV",
+            dependencies: ["HTTPTransport", "CLibXML2", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ncfs",
+            dependencies: [
+                "WebDAV", "HTTPTransport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests
+        .target(
+            name: "TestSupport",
+            dependencies: ["WebDAV", "HTTPTransport"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "HTTPTransportTests",
+            dependencies: ["HTTPTransport", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WebDAVTests",
+            dependencies: ["WebDAV", "TestSupport"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+    ]
+)
