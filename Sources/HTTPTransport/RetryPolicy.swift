@@ -34,7 +34,7 @@ public struct RetryPolicy: Sendable {
     }
 
     /// No retries at all (probes such as `ncfs doctor` want the first answer).
-    public static let none = RetryPolicy(maxAttempts: 1)
+    public static let noRetries = RetryPolicy(maxAttempts: 1)
 
     /// 423 (locked), 429 (throttled) and 503 (maintenance) say the server did not act, so they
     /// are safe to retry even for MOVE or POST. Other 5xx may have been half-applied.

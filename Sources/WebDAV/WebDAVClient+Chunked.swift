@@ -1,0 +1,126 @@
+import Foundation
+import HTTPTransport
+import Synchronization
+
+/// Nextcloud chunked upload v2 (reference §4.1): `MKCOL uploads/<uid>/<id>` with the target as
+/// `Destination`, numbered chunk PUTs carrying `OC-Total-Length`, then `MOVE <id>/.file` onto
+/// the target, which assembles the chunks on the server.
+///
+/// Chunks are read straight from the local file (never loaded whole) and sent by a few threads
+/// at once; each chunk is an idempotent PUT, so the transport's retries cover transient faults.
+/// An upload id that is reused (after a crash) resumes: the chunks already on the server with
+/// the right size are not sent again.
+extension WebDAVClient {
+    public struct ChunkedUploadOptions: Sendable {
+        /// Chunk size; Nextcloud's S3 path wants 5 MiB..5 GiB for every chunk but the last.
+        public var chunkSize: Int64 = 10 << 20
+        /// Chunks in flight at once (Nextcloud's web client uses up to 5).
+        public var parallelism: Int = 3
+        /// Reuse to resume an interrupted upload; a fresh one is made otherwise.
+        public var uploadID: String = "ncfs-" + UUID().uuidString.lowercased()
+        public init() {}
+    }
+
+    /// The URL of the user's upload collection for `id`.
+    func uploadURL(_ id: String, _ leaf: String? = nil) throws -> String {
+        guard let prefix = location.installPrefix, let user = location.userID else {
+            throw DAVError(.unsupported, method: "MKCOL", path: "uploads", detail: "chunked upload needs a Nextcloud server")
+        }
+        var path = "\(prefix)/remote.php/dav/uploads/\(user)/\(id)"
+        if let leaf { path += "/" + leaf }
+        return location.url(absolutePath: path)
+    }
+
+    /// Uploads `localPath` to `path` in chunks. `progress` reports bytes sent (including chunks
+    /// found on the server when resuming) and the total.
+    @discardableResult
+    public func uploadChunked(_ localPath: String, to path: String, mtime: Date? = nil,
+                              conditions: WriteConditions = .none, options: ChunkedUploadOptions = .init(),
+                              progress: (@Sendable (Int64, Int64) -> Void)? = nil) throws -> PutResult {
+        let p = DAVLocation.normalize(path)
+        try checkName(of: p, method: "PUT")
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: localPath),
+              let total = (attributes[.size] as? NSNumber)?.int64Value else {
+            throw DAVError(.transport, method: "PUT", path: p, transport: .bodyUnreadable(path: localPath, errno: ENOENT))
+        }
+        let destination = location.url(p)
+        let chunkCount = max(1, Int((total + options.chunkSize - 1) / options.chunkSize))
+        guard chunkCount <= 10_000 else {
+            throw DAVError(.badRequest, method: "PUT", path: p, detail: "more than 10,000 chunks: raise the chunk size")
+        }
+        let collection = try uploadURL(options.uploadID)
+
+        // Resume: what is on the server already? A missing upload folder means a fresh start.
+        var found: [Int: Int64] = [:]
+        do {
+            let listing = try multistatus(method: "PROPFIND", url: collection + "/", path: "uploads/\(options.uploadID)",
+                                          depth: "1", body: PropertySet.listing.propfindBody,
+                                          root: DAVLocation(baseURL: collection).rootPath)
+            for entry in listing where !entry.isCollection {
+                if let n = Int(entry.name), let size = entry.contentLength ?? entry.size { found[n] = size }
+            }
+        } catch let error as DAVError where error.kind == .notFound {
+            var headers = HTTPHeaders()
+            headers.set("Destination", destination)
+            headers.set("OC-Total-Length", String(total))
+            try send(HTTPRequest(method: "MKCOL", url: collection, headers: headers, idempotent: false),
+                     path: "uploads/\(options.uploadID)")
+        }
+
+        let present = found
+        // Chunks are numbered from 1 with five digits, so names sort naturally either way.
+        let sent = Atomic<Int64>(0)
+        let nextChunk = Atomic<Int>(0)
+        let firstError = Mutex<DAVError?>(nil)
+        let work: @Sendable (Int) -> Void = { _ in
+            while true {
+                let index = nextChunk.add(1, ordering: .relaxed).oldValue
+                if index >= chunkCount || firstError.withLock({ $0 != nil }) { return }
+                let offset = Int64(index) * options.chunkSize
+                let length = min(options.chunkSize, total - offset)
+                let number = index + 1
+                if present[number] == length {
+                    let now = sent.add(length, ordering: .relaxed).newValue
+                    progress?(now, total)
+                    continue
+                }
+                var headers = HTTPHeaders()
+                headers.set("Destination", destination)
+                headers.set("OC-Total-Length", String(total))
+                headers.set("Content-Type", "application/octet-stream")
+                let name = String(format: "%05d", number)
+                let request = HTTPRequest(method: "PUT", url: collection + "/" + name, headers: headers,
+                                          body: .file(path: localPath, offset: offset, length: length))
+                do {
+                    try self.send(request, path: "uploads/\(options.uploadID)/\(name)")
+                    let now = sent.add(length, ordering: .relaxed).newValue
+                    progress?(now, total)
+                } catch let error as DAVError {
+                    firstError.withLock { if $0 == nil { $0 = error } }
+                    return
+                } catch {
+                    firstError.withLock { if $0 == nil { $0 = DAVError(.transport, method: "PUT", path: p, detail: "\(error)") } }
+                    return
+                }
+            }
+        }
+        DispatchQueue.concurrentPerform(iterations: max(1, min(options.parallelism, chunkCount)), execute: work)
+        if let error = firstError.withLock({ $0 }) { throw error }
+
+        var headers = HTTPHeaders()
+        headers.set("Destination", destination)
+        headers.set("OC-Total-Length", String(total))
+        if let mtime { headers.set("X-OC-Mtime", String(Int64(mtime.timeIntervalSince1970.rounded(.down)))) }
+        if let tag = conditions.ifMatch { headers.set("If-Match", Self.quote(tag)) }
+        if conditions.createOnly { headers.set("If-None-Match", "*") }
+        // Assembly of a large file can take minutes on the server: no total timeout here, the
+        // stall detector still applies.
+        let assemble = HTTPRequest(method: "MOVE", url: collection + "/.file", headers: headers, idempotent: false)
+        return Self.putResult(try send(assemble, path: p))
+    }
+
+    /// Abandons an upload and frees the server's space.
+    public func abortChunkedUpload(_ uploadID: String) throws {
+        try send(HTTPRequest(method: "DELETE", url: try uploadURL(uploadID)), path: "uploads/\(uploadID)", accept: [404])
+    }
+}

@@ -1,0 +1,291 @@
+import Foundation
+public import HTTPTransport
+public import Logging
+
+/// A WebDAV client for one tree (the base URL), speaking Nextcloud's dialect where the server
+/// has it and plain RFC 4918 elsewhere.
+///
+/// Paths are "/"-separated, relative to the base URL, unencoded; the client NFC-normalises and
+/// percent-encodes them. Calls block the calling thread (see `HTTPClient`). Failures are
+/// `DAVError`s; nothing here retries beyond the transport's policy.
+public final class WebDAVClient: Sendable {
+    public let location: DAVLocation
+    public let http: HTTPClient
+    let logger: Logger
+    /// Name rules checked before any request that creates a name. Defaults to Nextcloud's
+    /// built-in rules; `loadCapabilities()` replaces them with the server's.
+    public let nameRules: NameRulesBox
+
+    public init(baseURL: String, http: HTTPClient, logger: Logger = Logger(label: "ncfs.webdav")) throws {
+        self.location = try DAVLocation(baseURL: baseURL)
+        self.http = http
+        self.logger = logger
+        self.nameRules = NameRulesBox(location.isNextcloudLayout ? NameRules() : .generic)
+    }
+
+    // MARK: PROPFIND
+
+    public enum Depth: String, Sendable { case zero = "0", one = "1" }
+
+    /// PROPFIND with an explicit property list, parsed while it streams in.
+    /// The first element describes `path` itself.
+    public func propfind(_ path: String, depth: Depth, properties: PropertySet = .listing) throws -> [DAVResource] {
+        let p = DAVLocation.normalize(path)
+        let url = location.url(p, collection: depth == .one)
+        return try multistatus(method: "PROPFIND", url: url, path: p, depth: depth.rawValue,
+                               body: properties.propfindBody, root: location.rootPath)
+    }
+
+    /// The resource at `path` (`Depth: 0`).
+    public func stat(_ path: String, properties: PropertySet = .listing) throws -> DAVResource {
+        let p = DAVLocation.normalize(path)
+        guard let first = try propfind(p, depth: .zero, properties: properties).first else {
+            throw DAVError(.protocolViolation, method: "PROPFIND", path: p, detail: "empty multistatus")
+        }
+        return first
+    }
+
+    /// A folder and its children in one `Depth: 1` request.
+    public func list(_ path: String, properties: PropertySet = .listing) throws -> (folder: DAVResource, children: [DAVResource]) {
+        let p = DAVLocation.normalize(path)
+        var all = try propfind(p, depth: .one, properties: properties)
+        guard let index = all.firstIndex(where: { $0.path == p }) else {
+            throw DAVError(.protocolViolation, method: "PROPFIND", path: p, detail: "the listing does not contain the folder itself")
+        }
+        let folder = all.remove(at: index)
+        guard folder.isCollection else {
+            throw DAVError(.conflict, method: "PROPFIND", path: p, detail: "not a folder")
+        }
+        return (folder, all)
+    }
+
+    /// Sends a request whose answer is a multistatus and parses it as it arrives.
+    func multistatus(method: String, url: String, path: String, depth: String?, body: String, root: String,
+                     extraHeaders: HTTPHeaders = HTTPHeaders()) throws -> [DAVResource] {
+        var headers = extraHeaders
+        headers.set("Content-Type", "application/xml; charset=utf-8")
+        if let depth { headers.set("Depth", depth) }
+        // Drops the 404 propstat blocks Nextcloud would otherwise send for every entry.
+        headers.set("Prefer", "return=minimal")
+        let request = HTTPRequest(method: method, url: url, headers: headers, body: .text(body))
+        var parser = MultistatusParser(requestURL: url, root: root)
+        let response = try send(request, path: path, sink: .stream({ chunk in try parser.feed(chunk) }), onRetry: {
+            parser = MultistatusParser(requestURL: url, root: root)
+        })
+        guard response.status == 207 else {
+            throw DAVError(.protocolViolation, method: method, path: path, status: response.status,
+                           detail: "expected 207 Multi-Status")
+        }
+        do {
+            return try parser.finish()
+        } catch {
+            throw DAVError(.protocolViolation, method: method, path: path, detail: "\(error)")
+        }
+    }
+
+    // MARK: Sending
+
+    /// Performs `request` and turns non-2xx answers and transport failures into `DAVError`.
+    /// `onRetry` is unused by the transport today (stream sinks are not retried once fed) but
+    /// keeps the parser reset next to the request that owns it.
+    @discardableResult
+    func send(_ request: HTTPRequest, path: String, sink: ResponseSink = .memory(limit: 1 << 20),
+              accept: Set<Int> = [], onRetry: () -> Void = {},
+              progress: ((Int64, Int64) -> Void)? = nil) throws -> HTTPResponse {
+        let response: HTTPResponse
+        do {
+            response = try http.perform(request, sink: sink, progress: progress)
+        } catch let error as HTTPError {
+            throw DAVError(.transport, method: request.method, path: path, transport: error)
+        } catch let error as DAVError {
+            throw error
+        } catch let error as MultistatusError {
+            throw DAVError(.protocolViolation, method: request.method, path: path, detail: "\(error)")
+        }
+        if response.isSuccess || accept.contains(response.status) { return response }
+        throw DAVError.from(response: response, method: request.method, path: path)
+    }
+
+    // MARK: Reading
+
+    /// What a GET told about the file besides its bytes.
+    public struct GetResult: Sendable {
+        public var status: Int
+        public var etag: String?
+        public var contentLength: Int64?
+        public var bytes: [UInt8]
+    }
+
+    /// GET of a whole file or of `range` (half-open), into memory.
+    public func get(_ path: String, range: Range<Int64>? = nil, limit: Int = ResponseSink.defaultMemoryLimit) throws -> GetResult {
+        try get(path, range: range, sink: .memory(limit: limit))
+    }
+
+    /// GET streamed to a sink (a file or a consumer); a 200 answer to a ranged request is
+    /// refused rather than misread as the range.
+    @discardableResult
+    public func get(_ path: String, range: Range<Int64>?, sink: ResponseSink,
+                    progress: ((Int64, Int64) -> Void)? = nil) throws -> GetResult {
+        let p = DAVLocation.normalize(path)
+        var headers = HTTPHeaders()
+        if let range {
+            guard !range.isEmpty else { return GetResult(status: 206, etag: nil, contentLength: 0, bytes: []) }
+            headers.set("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")
+        }
+        let request = HTTPRequest(method: "GET", url: location.url(p), headers: headers, acceptCompressed: false)
+        let response = try send(request, path: p, sink: sink, progress: progress)
+        if range != nil && response.status != 206 {
+            throw DAVError(.protocolViolation, method: "GET", path: p, status: response.status,
+                           detail: "the server ignored the Range header")
+        }
+        return GetResult(status: response.status, etag: response.headers["ETag"].map(Self.unquote),
+                         contentLength: response.headers["Content-Length"].flatMap { Int64($0) },
+                         bytes: response.body)
+    }
+
+    /// Downloads `path` into `localPath` (written to a temporary name, renamed when complete).
+    public func download(_ path: String, to localPath: String, progress: ((Int64, Int64) -> Void)? = nil) throws {
+        try get(path, range: nil, sink: .file(path: localPath), progress: progress)
+    }
+
+    // MARK: Writing
+
+    /// What the server said about a stored file.
+    public struct PutResult: Sendable, Equatable {
+        public var created: Bool
+        public var etag: String?
+        /// The numeric file id from `OC-FileId` (`%08d` + instance id).
+        public var fileID: Int64?
+        public var mtimeAccepted: Bool
+    }
+
+    public struct WriteConditions: Sendable {
+        /// Only overwrite if the server's ETag is still this one (`If-Match`).
+        public var ifMatch: String?
+        /// Only create: fail with `.preconditionFailed` if the name exists (`If-None-Match: *`).
+        public var createOnly: Bool
+        public init(ifMatch: String? = nil, createOnly: Bool = false) {
+            self.ifMatch = ifMatch
+            self.createOnly = createOnly
+        }
+        public static let none = WriteConditions()
+    }
+
+    /// PUT of `body` at `path`. `mtime` travels as `X-OC-Mtime` (ignored by generic servers,
+    /// where `mtimeAccepted` stays false and a PROPPATCH may follow).
+    @discardableResult
+    public func put(_ path: String, body: HTTPRequestBody, mtime: Date? = nil, conditions: WriteConditions = .none,
+                    checksum: String? = nil, progress: ((Int64, Int64) -> Void)? = nil) throws -> PutResult {
+        let p = DAVLocation.normalize(path)
+        try checkName(of: p, method: "PUT")
+        var headers = HTTPHeaders()
+        headers.set("Content-Type", "application/octet-stream")
+        if let mtime { headers.set("X-OC-Mtime", String(Int64(mtime.timeIntervalSince1970.rounded(.down)))) }
+        if let tag = conditions.ifMatch { headers.set("If-Match", Self.quote(tag)) }
+        if conditions.createOnly { headers.set("If-None-Match", "*") }
+        if let checksum { headers.set("OC-Checksum", checksum) }
+        let request = HTTPRequest(method: "PUT", url: location.url(p), headers: headers, body: body)
+        let response = try send(request, path: p, progress: progress)
+        return Self.putResult(response)
+    }
+
+    static func putResult(_ response: HTTPResponse) -> PutResult {
+        PutResult(
+            created: response.status == 201,
+            etag: (response.headers["OC-ETag"] ?? response.headers["ETag"]).map(unquote),
+            fileID: response.headers["OC-FileId"].flatMap(parseFileID),
+            mtimeAccepted: response.headers["X-OC-MTime"]?.lowercased() == "accepted"
+        )
+    }
+
+    /// MKCOL. Throws `.alreadyExists` (405) and `.conflict` (409, parent missing).
+    public func mkcol(_ path: String) throws {
+        let p = DAVLocation.normalize(path)
+        try checkName(of: p, method: "MKCOL")
+        // Not idempotent for retries: a retried MKCOL that had succeeded would answer 405.
+        try send(HTTPRequest(method: "MKCOL", url: location.url(p, collection: true), idempotent: false), path: p)
+    }
+
+    /// DELETE: into the Nextcloud trash bin, or gone for good with `permanently`
+    /// (`X-NC-Skip-Trashbin`, NC 31+; generic servers always delete for good).
+    public func delete(_ path: String, permanently: Bool = false) throws {
+        let p = DAVLocation.normalize(path)
+        var headers = HTTPHeaders()
+        if permanently { headers.set("X-NC-Skip-Trashbin", "true") }
+        try send(HTTPRequest(method: "DELETE", url: location.url(p), headers: headers), path: p)
+    }
+
+    /// MOVE (rename). `overwrite: false` fails with `.preconditionFailed` if `to` exists.
+    @discardableResult
+    public func move(_ from: String, to: String, overwrite: Bool = true) throws -> PutResult {
+        try transfer("MOVE", from, to, overwrite: overwrite)
+    }
+
+    /// COPY (server side; the copy gets a new file id).
+    @discardableResult
+    public func copy(_ from: String, to: String, overwrite: Bool = true) throws -> PutResult {
+        try transfer("COPY", from, to, overwrite: overwrite)
+    }
+
+    private func transfer(_ method: String, _ from: String, _ to: String, overwrite: Bool) throws -> PutResult {
+        let source = DAVLocation.normalize(from)
+        let target = DAVLocation.normalize(to)
+        try checkName(of: target, method: method)
+        var headers = HTTPHeaders()
+        headers.set("Destination", location.url(target))
+        headers.set("Overwrite", overwrite ? "T" : "F")
+        let request = HTTPRequest(method: method, url: location.url(source), headers: headers, idempotent: false)
+        return Self.putResult(try send(request, path: source))
+    }
+
+    /// Sets the modification time of an existing file (PROPPATCH of `{DAV:}lastmodified`,
+    /// which Nextcloud applies with `touch`).
+    public func setModificationTime(_ path: String, _ date: Date) throws {
+        let p = DAVLocation.normalize(path)
+        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let body = """
+            <?xml version="1.0" encoding="utf-8"?>
+            <d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:lastmodified>\(seconds)</d:lastmodified></d:prop></d:set></d:propertyupdate>
+            """
+        let result = try multistatus(method: "PROPPATCH", url: location.url(p), path: p, depth: nil, body: body, root: location.rootPath)
+        if let failed = result.first?.failedProperties["{DAV:}lastmodified"] {
+            throw DAVError(DAVError.kind(forStatus: failed, method: "PROPPATCH"), method: "PROPPATCH", path: p,
+                           status: failed, detail: "the server refused to set the modification time")
+        }
+    }
+
+    /// Checks the last component of a path that is about to be created.
+    func checkName(of path: String, method: String) throws {
+        let name = path.split(separator: "/").last.map(String.init) ?? ""
+        try nameRules.value.check(name, method: method, path: path)
+    }
+
+    // MARK: Helpers
+
+    static func unquote(_ etag: String) -> String {
+        var s = etag.trimmingCharacters(in: .whitespaces)
+        if s.hasPrefix("W/") { s.removeFirst(2) }
+        if s.count >= 2, s.hasPrefix("\""), s.hasSuffix("\"") { s = String(s.dropFirst().dropLast()) }
+        return s
+    }
+
+    static func quote(_ etag: String) -> String { etag == "*" ? etag : "\"\(etag)\"" }
+
+    /// `OC-FileId: 00000042ocabcdef` → 42.
+    static func parseFileID(_ header: String) -> Int64? {
+        let digits = header.prefix { $0.isASCII && $0.isNumber }
+        return digits.isEmpty ? nil : Int64(digits)
+    }
+}
+
+/// The name rules in force, replaced once capabilities are read. A class so the immutable,
+/// Sendable client can still learn them after construction; the lock makes that safe.
+public final class NameRulesBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var rules: NameRules
+    init(_ rules: NameRules) { self.rules = rules }
+    public var value: NameRules {
+        get { lock.withLock { rules } }
+        set { lock.withLock { rules = newValue } }
+    }
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import HTTPTransport
+
+/// Where the connection settings come from, highest priority first: command-line flags, the
+/// environment (the names pindeck deployments already use), then a config file of
+/// `NAME=value` lines. Secrets never come from argv: a password is read from the environment,
+/// a file (`--password-file`, `NEXTCLOUD_WEBDAV_APP_PASSWORD_FILE`, systemd's
+/// `$CREDENTIALS_DIRECTORY/nextcloud-app-password`) or the config file, and any file holding
+/// one must not be readable by group or others.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "WebDAV URL, e.g. https://cloud.example.com/remote.php/dav/files/alice/ (env NEXTCLOUD_WEBDAV_BASE_URL).")
+    var url: String?
+
+    @Option(name: .long, help: "Login name (env NEXTCLOUD_WEBDAV_USER).")
+    var user: String?
+
+    @Option(name: .long, help: "File holding the app password (env NEXTCLOUD_WEBDAV_APP_PASSWORD_FILE). Must not be readable by group/others.")
+    var passwordFile: String?
+
+    @Option(name: .long, help: "Config file of NAME=value lines (default: $XDG_CONFIG_HOME/ncfs/ncfs.conf).")
+    var config: String?
+
+    @Flag(name: .long, help: "Do not verify TLS certificates (only for test servers you control).")
+    var insecure = false
+
+    @Option(name: .long, help: "Extra CA bundle (PEM) to trust.")
+    var caFile: String?
+
+    @Flag(name: [.short, .long], help: "Log every request (credentials are never logged).")
+    var verbose = false
+}
+
+struct ResolvedConnection {
+    var baseURL: String
+    var credentials: Credentials?
+    var verifyTLS: Bool
+    var caFile: String?
+    var values: [String: String]
+}
+
+enum ConfigurationError: Error, CustomStringConvertible {
+    case missing(String)
+    case unsafePasswordFile(String, mode: mode_t)
+    case unreadable(String, String)
+
+    var description: String {
+        switch self {
+        case .missing(let what):
+            return "no \(what) configured: pass it as a flag, set the environment variable, or put it in the config file (see `ncfs --help`)"
+        case .unsafePasswordFile(let path, let mode):
+            return "\(path) is readable by other users (mode \(String(mode & 0o777, radix: 8))); run `chmod 600 \(path)` first"
+        case .unreadable(let path, let why):
+            return "cannot read \(path): \(why)"
+        }
+    }
+}
+
+extension ConnectionOptions {
+    static var defaultConfigPath: String {
+        let env = ProcessInfo.processInfo.environment
+        let base = env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.config")
+        return base + "/ncfs/ncfs.conf"
+    }
+
+    func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ResolvedConnection {
+        let configPath = config ?? ConnectionOptions.defaultConfigPath
+        var file: [String: String] = [:]
+        if FileManager.default.fileExists(atPath: configPath) {
+            file = try ConnectionOptions.readConfigFile(configPath)
+        } else if config != nil {
+            throw ConfigurationError.unreadable(configPath, "no such file")
+        }
+        func value(_ flag: String?, _ name: String) -> String? {
+            if let flag, !flag.isEmpty { return flag }
+            if let v = environment[name], !v.isEmpty { return v }
+            return file[name]
+        }
+        guard let url = value(url, "NEXTCLOUD_WEBDAV_BASE_URL") else { throw ConfigurationError.missing("WebDAV URL (--url / NEXTCLOUD_WEBDAV_BASE_URL)") }
+        let login = value(user, "NEXTCLOUD_WEBDAV_USER")
+
+        var password: String?
+        if let path = passwordFile ?? environment["NEXTCLOUD_WEBDAV_APP_PASSWORD_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            password = try ConnectionOptions.readSecretFile(path)
+        } else if let p = environment["NEXTCLOUD_WEBDAV_APP_PASSWORD"], !p.isEmpty {
+            password = p
+        } else if let dir = environment["CREDENTIALS_DIRECTORY"], FileManager.default.fileExists(atPath: dir + "/nextcloud-app-password") {
+            password = try ConnectionOptions.readSecretFile(dir + "/nextcloud-app-password")
+        } else if let p = file["NEXTCLOUD_WEBDAV_APP_PASSWORD"] {
+            password = p
+        } else if let path = file["NEXTCLOUD_WEBDAV_APP_PASSWORD_FILE"] {
+            password = try ConnectionOptions.readSecretFile(path)
+        }
+        var values = file
+        for (k, v) in environment where k.hasPrefix("NEXTCLOUD_") || k.hasPrefix("NCFS_") { values[k] = v }
+        let credentials: Credentials?
+        switch (login, password) {
+        case let (l?, p?): credentials = Credentials(user: l, password: p)
+        case (nil, nil): credentials = nil
+        case (nil, _?): throw ConfigurationError.missing("user (--user / NEXTCLOUD_WEBDAV_USER)")
+        case (_?, nil): throw ConfigurationError.missing("app password (NEXTCLOUD_WEBDAV_APP_PASSWORD or a password file)")
+        }
+        return ResolvedConnection(baseURL: url, credentials: credentials, verifyTLS: !insecure,
+                                  caFile: caFile, values: values)
+    }
+
+    /// Reads a secret, refusing files that group or others can read.
+    static func readSecretFile(_ path: String) throws -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw ConfigurationError.unreadable(path, String(cString: strerror(errno))) }
+        if st.st_mode & 0o077 != 0 { throw ConfigurationError.unsafePasswordFile(path, mode: st.st_mode) }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError.unreadable(path, "not UTF-8 text")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `NAME=value` lines; `#` starts a comment; values may be quoted. A file that holds a
+    /// password must be private, like a password file.
+    static func readConfigFile(_ path: String) throws -> [String: String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError.unreadable(path, "not readable UTF-8 text")
+        }
+        var out: [String: String] = [:]
+        for raw in text.split(whereSeparator: \.isNewline) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            guard !line.isEmpty, !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { continue }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, let f = value.first, f == "\"" || f == "'", value.last == f {
+                value = String(value.dropFirst().dropLast())
+            }
+            out[key] = value
+        }
+        if out["NEXTCLOUD_WEBDAV_APP_PASSWORD"] != nil {
+            var st = stat()
+            if stat(path, &st) == 0, st.st_mode & 0o077 != 0 { throw ConfigurationError.unsafePasswordFile(path, mode: st.st_mode) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import HTTPTransport
+import Logging
+import WebDAV
+
+@main
+struct NCFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ncfs",
+        abstract: "A Nextcloud media store as plain files.",
+        discussion: """
+            Connection settings come from flags, then the environment (NEXTCLOUD_WEBDAV_BASE_URL, \
+            NEXTCLOUD_WEBDAV_USER, NEXTCLOUD_WEBDAV_APP_PASSWORD or NEXTCLOUD_WEBDAV_APP_PASSWORD_FILE), \
+            then the config file. Paths are relative to the configured WebDAV folder.
+            Exit status: 0 ok, 1 other failure, 2 usage, 3 configuration, 4 authentication, \
+            5 not found, 6 exists/conflict, 7 network or server unavailable, 8 refused by the server.
+            """,
+        version: HTTPClientConfiguration.version,
+        subcommands: [
+            List.self, Stat.self, DiskUsage.self, Get.self, Put.self, MakeDirectory.self, Move.self, Copy.self,
+            Remove.self, Trash.self, Search.self, Doctor.self,
+        ]
+    )
+}
+
+/// What every command that talks to the server shares: option parsing, client set-up and the
+/// translation of failures into a message and an exit status.
+protocol RemoteCommand: ParsableCommand {
+    var connection: ConnectionOptions { get }
+    func run(client: WebDAVClient) throws
+}
+
+extension RemoteCommand {
+    func run() throws {
+        do {
+            let client = try makeClient(connection)
+            try run(client: client)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+func makeClient(_ options: ConnectionOptions, retry: RetryPolicy? = nil) throws -> WebDAVClient {
+    let resolved = try options.resolve()
+    var config = HTTPClientConfiguration(credentials: resolved.credentials)
+    config.verifyTLS = resolved.verifyTLS
+    config.caFile = resolved.caFile
+    if let retry { config.retry = retry }
+    var logger = Logger(label: "ncfs")
+    logger.logLevel = options.verbose ? .debug : .warning
+    return try WebDAVClient(baseURL: resolved.baseURL, http: HTTPClient(configuration: config, logger: logger), logger: logger)
+}
+
+/// Prints a message that says what went wrong and what to do, and picks the exit status.
+func fail(_ error: any Error) -> ExitCode {
+    let (message, code) = explain(error)
+    FileHandle.standardError.write(Data("ncfs: \(message)\n".utf8))
+    return ExitCode(code)
+}
+
+func explain(_ error: any Error) -> (String, Int32) {
+    switch error {
+    case let e as ConfigurationError:
+        return (e.description, 3)
+    case let e as DAVLocation.LocationError:
+        return (e.description, 3)
+    case let e as DAVError:
+        switch e.kind {
+        case .unauthorized:
+            return ("\(e)\nThe server refused the login. Use an app password (Settings → Security → Devices & sessions), not the account password; accounts with two-factor authentication only accept app passwords. ncfs does not retry this: repeated failures trigger the server's brute-force throttling.", 4)
+        case .notFound: return ("\(e)", 5)
+        case .alreadyExists, .preconditionFailed, .conflict: return ("\(e)", 6)
+        case .transport, .unavailable, .throttled: return ("\(e)", 7)
+        case .forbidden, .invalidName, .badRequest, .insufficientStorage, .locked: return ("\(e)", 8)
+        case .server, .protocolViolation, .unsupported: return ("\(e)", 1)
+        }
+    case let e as CLIError:
+        return (e.message, e.code)
+    default:
+        return ("\(error)", 1)
+    }
+}
+
+struct CLIError: Error {
+    var message: String
+    var code: Int32 = 1
+}
+
+// MARK: Output helpers
+
+enum Format {
+    static func size(_ bytes: Int64?, human: Bool) -> String {
+        guard let bytes else { return "-" }
+        guard human else { return String(bytes) }
+        let units = ["B", "K", "M", "G", "T", "P"]
+        var v = Double(bytes)
+        var i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(bytes)B" : String(format: v < 10 ? "%.1f%@" : "%.0f%@", v, units[i])
+    }
+
+    static func date(_ d: Date?) -> String {
+        guard let d else { return "-" }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return f.string(from: d)
+    }
+
+    static func iso(_ d: Date?) -> Any {
+        guard let d else { return NSNull() }
+        return ISO8601DateFormatter().string(from: d)
+    }
+
+    static func json(_ r: DAVResource) -> [String: Any] {
+        var o: [String: Any] = ["path": r.path, "name": r.name, "type": r.isCollection ? "folder" : "file"]
+        o["etag"] = r.etag ?? NSNull()
+        o["size"] = (r.isCollection ? r.size : (r.contentLength ?? r.size)) ?? NSNull()
+        o["modified"] = iso(r.lastModified)
+        o["fileid"] = r.fileID ?? NSNull()
+        o["permissions"] = r.permissions ?? NSNull()
+        return o
+    }
+
+    static func printJSON(_ value: Any) {
+        if let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]) {
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+final class ProgressBar: @unchecked Sendable {
+    // @unchecked: `lastDraw` is guarded by `lock`; the bar is updated from upload threads.
+    private let label: String
+    private let enabled = isatty(STDERR_FILENO) == 1
+    private let lock = NSLock()
+    private var lastDraw = Date.distantPast
+    private let started = Date()
+
+    init(_ label: String) { self.label = label }
+
+    func update(_ done: Int64, _ total: Int64) {
+        guard enabled, total > 0 else { return }
+        lock.lock(); defer { lock.unlock() }
+        let now = Date()
+        guard now.timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
+        lastDraw = now
+        let fraction = Double(done) / Double(total)
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let rate = Double(done) / max(0.001, now.timeIntervalSince(started))
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(Int(fraction * 100))% \(Format.size(Int64(rate), human: true))/s ".utf8))
+    }
+
+    func finish() {
+        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+public import HTTPTransport
+public import WebDAV
+
+/// The bundled Nextcloud-compatible server (`scripts/testserver/ncserver.py`) as a real process
+/// on 127.0.0.1, one per test that needs it, with its own data folder and request log.
+/// `stop()` (also run by `deinit`) ends exactly the process it started.
+public final class TestServer: @unchecked Sendable {
+    // @unchecked: all mutable state (`process`) is set in `start` before the instance is shared
+    // and only cleared in `stop`, which tests call from one place at the end.
+    public let dataDir: URL
+    public let logFile: URL
+    public let user = "alice"
+    public let password: String
+    public private(set) var port: Int = 0
+    private var process: Process?
+    private let extraArguments: [String]
+    private let ownsDataDir: Bool
+
+    public static var repositoryRoot: URL {
+        // Tests/TestSupport/TestServer.swift → repository root.
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// The interpreter: `NCFS_TEST_PYTHON`, else the repository's `.venv`, else `python3`.
+    static var python: String {
+        if let p = ProcessInfo.processInfo.environment["NCFS_TEST_PYTHON"], !p.isEmpty { return p }
+        let venv = repositoryRoot.appendingPathComponent(".venv/bin/python3").path
+        return FileManager.default.isExecutableFile(atPath: venv) ? venv : "/usr/bin/env"
+    }
+
+    public init(arguments: [String] = [], dataDir: URL? = nil) throws {
+        let dir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-test-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        self.dataDir = dir
+        self.logFile = dir.appendingPathComponent("requests.jsonl")
+        self.password = "app-" + UUID().uuidString.prefix(12).lowercased()
+        self.extraArguments = arguments
+        self.ownsDataDir = dataDir == nil
+        try start()
+    }
+
+    deinit {
+        stop()
+        if ownsDataDir { removeData() }
+    }
+
+    /// Starts (or restarts, keeping the data) the server and waits until it listens.
+    public func start() throws {
+        let portFile = dataDir.appendingPathComponent("port")
+        try? FileManager.default.removeItem(at: portFile)
+        let p = Process()
+        let script = TestServer.repositoryRoot.appendingPathComponent("scripts/testserver/ncserver.py").path
+        let python = TestServer.python
+        p.executableURL = URL(fileURLWithPath: python)
+        var args = python == "/usr/bin/env" ? ["python3", script] : [script]
+        args += ["--data", dataDir.path, "--port", port == 0 ? "0" : String(port), "--port-file", portFile.path,
+                 "--user", user, "--log", logFile.path, "--control"] + extraArguments
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["NCSERVER_PASSWORD"] = password
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        let errLog = dataDir.appendingPathComponent("server.stderr")
+        _ = FileManager.default.createFile(atPath: errLog.path, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: errLog)
+        try p.run()
+        process = p
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let text = try? String(contentsOf: portFile, encoding: .utf8), let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                port = n
+                return
+            }
+            if !p.isRunning { break }
+            usleep(20_000)
+        }
+        let stderr = (try? String(contentsOf: errLog, encoding: .utf8)) ?? ""
+        stop()
+        throw TestServerError.didNotStart(stderr)
+    }
+
+    /// Stops the server process (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    public func stop() {
+        guard let p = process else { return }
+        process = nil
+        if p.isRunning {
+            p.terminate()
+            let deadline = Date().addingTimeInterval(5)
+            while p.isRunning && Date() < deadline { usleep(10_000) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
+        p.waitUntilExit()
+    }
+
+    /// Removes the data folder (call after `stop`).
+    public func removeData() { try? FileManager.default.removeItem(at: dataDir) }
+
+    public enum TestServerError: Error { case didNotStart(String), control(String) }
+
+    public var origin: String { "http://127.0.0.1:\(port)" }
+    public var baseURL: String { "\(origin)/remote.php/dav/files/\(user)/" }
+    public var credentials: Credentials { Credentials(user: user, password: password) }
+    /// The user's files on disk, for checks that bypass WebDAV.
+    public var filesDir: URL { dataDir.appendingPathComponent("files/\(user)") }
+
+    /// A client on this server with a fast retry policy so fault tests stay short.
+    public func client(retry: RetryPolicy = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(20), maxDelay: .milliseconds(200), budget: .seconds(20)),
+                       path: String = "") throws -> WebDAVClient {
+        var config = HTTPClientConfiguration(credentials: credentials)
+        config.retry = retry
+        config.stallTimeout = .seconds(5)
+        return try WebDAVClient(baseURL: baseURL + path, http: HTTPClient(configuration: config))
+    }
+
+    // MARK: Request log
+
+    public struct LoggedRequest: Decodable, Sendable {
+        public var method: String
+        public var path: String
+        public var status: Int
+        public var depth: String?
+        public var range: String?
+    }
+
+    /// Every request the server has answered so far, in order.
+    public func requests() -> [LoggedRequest] {
+        guard let data = try? String(contentsOf: logFile, encoding: .utf8) else { return [] }
+        let decoder = JSONDecoder()
+        return data.split(separator: "\n").compactMap { try? decoder.decode(LoggedRequest.self, from: Data($0.utf8)) }
+    }
+
+    /// Requests logged after `mark` (a count from `requests().count`).
+    public func requests(since mark: Int) -> [LoggedRequest] { Array(requests().dropFirst(mark)) }
+
+    // MARK: Fault injection (the server's /__control API)
+
+    public func control(_ route: String, _ json: [String: Any]) throws {
+        var request = URLRequestLite(url: "\(origin)/__control/\(route)")
+        request.body = try JSONSerialization.data(withJSONObject: json)
+        let status = request.post()
+        guard status == 200 || status == 204 else { throw TestServerError.control("\(route) → \(status)") }
+    }
+
+    /// The next `count` requests matching get `status` (or `action`: "reset", "delay", "stall").
+    public func fault(method: String = "*", pathContains: String = "", status: Int? = nil, action: String? = nil,
+                      count: Int = 1, seconds: Double? = nil, afterBytes: Int? = nil) throws {
+        var json: [String: Any] = ["method": method, "path_contains": pathContains, "count": count]
+        if let status { json["status"] = status }
+        if let action { json["action"] = action }
+        if let seconds { json["seconds"] = seconds }
+        if let afterBytes { json["after_bytes"] = afterBytes }
+        try control("fault", json)
+    }
+}
+
+/// A blocking POST to the control API with retries off, so a fault set up for the code under
+/// test is never consumed by the set-up itself.
+struct URLRequestLite {
+    var url: String
+    var body = Data()
+
+    func post() -> Int {
+        let client = HTTPClient(configuration: HTTPClientConfiguration())
+        let request = HTTPRequest(method: "POST", url: url, headers: ["Content-Type": "application/json"], body: .bytes(Array(body)))
+        return (try? client.perform(request, retry: .noRetries).status) ?? -1
+    }
+}
