@@ -203,6 +203,52 @@ def text_of(elem):
     return "".join(elem.itertext()) if elem is not None else ""
 
 
+class BodyReader:
+    """readline()/copy_to() on top of Handler.iter_body() (for multipart parsing)."""
+
+    def __init__(self, it):
+        self.it = it
+        self.buf = bytearray()
+        self.eof = False
+
+    def _fill(self):
+        try:
+            self.buf += next(self.it)
+        except StopIteration:
+            self.eof = True
+
+    def readline(self, limit=65536):
+        while b"\n" not in self.buf and not self.eof and len(self.buf) < limit:
+            self._fill()
+        i = self.buf.find(b"\n")
+        n = len(self.buf) if i < 0 else i + 1
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def copy_to(self, out, length, hasher=None):
+        left = length
+        while left > 0:
+            if not self.buf:
+                if self.eof:
+                    break
+                self._fill()
+                continue
+            take = min(left, len(self.buf))
+            piece = bytes(self.buf[:take])
+            del self.buf[:take]
+            out.write(piece)
+            if hasher is not None:
+                hasher.update(piece)
+            left -= take
+        return length - left
+
+    def rest(self):
+        self.buf.clear()
+        for d in self.it:
+            yield d
+
+
 class UploadEntry:
     """Light node-like object for the uploads collection (never indexed)."""
     __slots__ = ("name", "isdir", "size", "mtime", "etag", "fileid", "children", "checksum",
@@ -416,6 +462,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self):
         self._expect_pending = False
+        self._linger = False
         try:
             self.raw_requestline = self.rfile.readline(65537)
         except (OSError, ValueError):
@@ -603,6 +650,30 @@ class Handler(BaseHTTPRequestHandler):
             except (ShortBody, DavError):
                 pass
         self.close_connection = True
+        self._linger = not self._expect_pending
+
+    def finish(self):
+        # Lingering close: when we answered before reading a body the client is still
+        # sending, closing at once would turn into an RST that can destroy our response
+        # before the client reads it.  Half-close and discard input for a while instead.
+        if getattr(self, "_linger", False) and not getattr(self, "_was_reset", False):
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                self.connection.settimeout(0.5)
+                deadline = time.time() + 5
+                discarded = 0
+                while time.time() < deadline and discarded < (1 << 30):
+                    d = self.connection.recv(1 << 16)
+                    if not d:
+                        break
+                    discarded += len(d)
+            except OSError:
+                pass
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     # ---- responses ---------------------------------------------------------
     def head_bytes(self, status, headers, length):
@@ -704,6 +775,7 @@ class Handler(BaseHTTPRequestHandler):
     def reset_connection(self):
         """Abort the TCP connection with an RST (SO_LINGER 0)."""
         self.close_connection = True
+        self._was_reset = True
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
@@ -810,6 +882,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.trashbin(segs[1:])
         if kind == "uploads":
             return self.uploads(segs[1:])
+        if kind == "bulk" and len(segs) == 1:
+            if self.command != "POST":
+                raise dav.MethodNotAllowed("Only POST is allowed on the bulk endpoint")
+            return self.bulk()
         raise dav.NotFound("File with name %s could not be located" % kind)
 
     # ---- DAV root: OPTIONS / PROPFIND / SEARCH -------------------------------
@@ -1949,6 +2025,103 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if self.status is not None and self.status < 300 or (self.status == 500):
                 shutil.rmtree(udir, ignore_errors=True)
+
+    # ---- bulk upload -------------------------------------------------------------
+    def bulk(self):
+        """POST /remote.php/dav/bulk (multipart/related, one part per file)."""
+        st = self.state
+        store = st.store
+        m = re.match(r'\s*multipart/related\s*;(?:.*;)?\s*boundary\s*=\s*"?([^";]+)"?',
+                     self.headers.get("Content-Type") or "", re.I)
+        if not m:
+            raise dav.BadRequest("Content-Type must be multipart/related")
+        delim = b"--" + m.group(1).strip().encode()
+        reader = BodyReader(self.iter_body())
+        results = {}
+
+        def fail(msg):
+            self.close_connection = True
+            self.send_json(400, dict(results, error=True, message=msg))
+
+        try:
+            line = reader.readline()
+            while line in (b"\r\n", b"\n"):
+                line = reader.readline()
+            if line.rstrip(b"\r\n") != delim:
+                return fail("Boundary not found at the start of the body")
+            while True:
+                hdrs = {}
+                while True:
+                    hl = reader.readline()
+                    if not hl:
+                        return fail("Unexpected end of body in part headers")
+                    if hl in (b"\r\n", b"\n"):
+                        break
+                    k, _, v = hl.decode("utf-8", "replace").partition(":")
+                    hdrs[k.strip().lower()] = v.strip()
+                cl = hdrs.get("content-length", "")
+                if not cl.isdigit():
+                    raise DavError(411, "Sabre\\DAV\\Exception\\LengthRequired", "The Content-Length header is required")
+                length = int(cl)
+                tmp = store.tmp_path()
+                md5 = hashlib.md5()
+                with open(tmp, "wb") as out:
+                    got = reader.copy_to(out, length, md5)
+                if got != length:
+                    os.unlink(tmp)
+                    return fail("Unexpected end of body in part payload")
+                reader.readline()
+                path = hdrs.get("x-file-path", "")
+                results[path] = self._bulk_one(path, hdrs, tmp, length, md5.hexdigest())
+                nxt = reader.readline().rstrip(b"\r\n")
+                if nxt == delim + b"--":
+                    break
+                if nxt != delim:
+                    return fail("Boundary not found after a part")
+            for _ in reader.rest():
+                pass
+        except ShortBody:
+            raise ClientGone()
+        self.send_json(200, results)
+
+    def _bulk_one(self, path, hdrs, tmp, length, md5hex):
+        st = self.state
+        store = st.store
+
+        def err(msg):
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            return {"error": True, "message": msg}
+
+        parts = [unicodedata.normalize("NFC", p) for p in path.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            return err("Invalid X-File-Path")
+        want_md5 = hdrs.get("x-file-md5")
+        if want_md5 and want_md5.strip().lower() != md5hex:
+            return err("Computed md5 hash is incorrect.")
+        mt = hdrs.get("x-file-mtime") or hdrs.get("x-oc-mtime")
+        mtime = None
+        if mt:
+            mtime, merr = sanitize_mtime(mt)
+            if merr:
+                return err(merr)
+        checksum = (hdrs.get("oc-checksum") or "").strip() or None
+        with store.lock:
+            parent = store.lookup(parts[:-1])
+            if parent is None or not parent.isdir:
+                return err("Parent folder of %s does not exist" % path)
+            existing = parent.children.get(parts[-1])
+            if existing is not None and existing.isdir:
+                return err("%s is a folder" % path)
+            if existing is None:
+                prob = dav.nc_name_problem(parts[-1])
+                if prob:
+                    return err(prob)
+            if not store.quota_allows(length - (existing.size if existing else 0)):
+                return err("Insufficient space")
+            node, _created = store.commit_file(parent, parts[-1], tmp, length, mtime=mtime, checksum=checksum)
+            return {"error": False, "etag": node.etag,
+                    "fileid": fmt_fileid(node.fileid, store.instanceid), "permissions": "RGDNVW"}
 
     # ---- public shares ---------------------------------------------------------
     def public_dav(self, rest):

@@ -90,9 +90,10 @@ def seed_demo(store):
         "Photos/Holiday/beach.bin": bytes((i * 7 + 3) % 256 for i in range(64 * 1024)),
         "Photos/Holiday/mountains.bin": bytes((i * 13 + 1) % 256 for i in range(128 * 1024)),
         "Music/playlist.m3u": b"#EXTM3U\n",
-        "pindeck/media-uploads/.keep": b"",
         "Caf\u00e9 \u00fcber/na\u00efve r\u00e9sum\u00e9.txt": "Unicode names work (NFC).\n".encode(),
     }
+    for folder in ("pindeck/media-uploads", "Shared"):
+        ensure_folder(store, folder)
     base_t = int(time.time()) - 86400 * 30
     for i, (rel, content) in enumerate(sorted(files.items())):
         parts = rel.split("/")

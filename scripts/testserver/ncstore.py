@@ -758,13 +758,18 @@ class Store:
             return False
 
     def share_node(self, token):
-        s = self.shares.get(token)
-        if s is None:
-            return None, None
-        n = self.find_by_id(s["fileid"])
-        if n is None or not self.is_attached(n):
-            return s, None
-        return s, n
+        """(share, node) for a token; node is None when the shared item is gone."""
+        with self.lock:
+            s = self.shares.get(token)
+            if s is None:
+                return None, None
+            n = s.get("_node")
+            if n is None or n.fileid != s["fileid"] or not self.is_attached(n):
+                n = self.find_by_id(s["fileid"])
+                s["_node"] = n
+            if n is None or not self.is_attached(n):
+                return s, None
+            return s, n
 
 
 def unique_restore_name(name, taken):

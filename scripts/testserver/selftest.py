@@ -709,6 +709,32 @@ def t_chunked_upload(srv, c):
     check(c.req("PROPFIND", up + "x/", None, {"Depth": "0"}).status == 404, "aborted upload gone")
 
 
+def t_bulk(srv, c):
+    c.mkcol("bulk")
+    bd = "boundary_%d" % random.randint(0, 1 << 30)
+    files = [("/bulk/a.txt", b"aaa", True), ("/bulk/b.bin", bytes(range(256)) * 50, False),
+             ("/nodir/c.txt", b"c", True), ("/bulk/bad.txt", b"zzz", "wrong")]
+    body = b""
+    for path, data, md5 in files:
+        h = "X-File-Path: %s\r\nContent-Length: %d\r\nX-OC-Mtime: 1600000000\r\n" % (path, len(data))
+        if md5 is True:
+            h += "X-File-MD5: %s\r\n" % hashlib.md5(data).hexdigest()
+        elif md5 == "wrong":
+            h += "X-File-MD5: %s\r\n" % ("0" * 32)
+        body += ("--%s\r\n%s\r\n" % (bd, h)).encode() + data + b"\r\n"
+    body += ("--%s--\r\n" % bd).encode()
+    r = c.req("POST", "/remote.php/dav/bulk", body, {"Content-Type": 'multipart/related; boundary="%s"' % bd})
+    check(r.status == 200, "bulk upload -> 200")
+    j = json.loads(r.body)
+    check(j["/bulk/a.txt"]["error"] is False and j["/bulk/a.txt"]["fileid"][:8].isdigit(), "bulk: file ok with fileid")
+    check(j["/nodir/c.txt"]["error"] is True, "bulk: missing parent -> error entry")
+    check(j["/bulk/bad.txt"]["error"] is True, "bulk: md5 mismatch -> error entry")
+    check(c.get("bulk/b.bin").body == bytes(range(256)) * 50, "bulk: content stored")
+    e = c.props("bulk/a.txt", ["d:getlastmodified", "d:getetag"])[0]
+    check(ptext(e, DAV + "getlastmodified") == "Sun, 13 Sep 2020 12:26:40 GMT", "bulk: mtime applied")
+    check(ptext(e, DAV + "getetag") == '"%s"' % j["/bulk/a.txt"]["etag"], "bulk: etag matches")
+
+
 def t_ranges(srv, c):
     data = bytes(range(256)) * 4
     c.put("range.bin", data)
@@ -1188,7 +1214,7 @@ def main():
         c = main_srv.client()
         c.req("POST", "/__control/rescan", b"{}", auth=False)
         tests = [t_status_and_auth, t_propfind_shapes, t_put_get_etags, t_mkcol, t_move_copy, t_forbidden_names,
-                 t_nfc, t_trash, t_chunked_upload, t_ranges, t_proppatch, t_search, t_ocs, t_shares, t_faults,
+                 t_nfc, t_trash, t_chunked_upload, t_bulk, t_ranges, t_proppatch, t_search, t_ocs, t_shares, t_faults,
                  t_raw_protocol, t_parallel, t_log]
         for t in tests:
             if args.k and args.k not in t.__name__:
