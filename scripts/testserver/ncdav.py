@@ -21,7 +21,7 @@ FORBIDDEN_FILENAMES = [".htaccess"]
 FORBIDDEN_BASENAMES = []
 FORBIDDEN_CHARACTERS = []
 FORBIDDEN_EXTENSIONS = [".part", ".filepart"]
-MAX_NAME_BYTES = 250          # FilenameValidator: isset($filename[250]) -> 251+ bytes rejected
+MAX_NAME_BYTES = 249          # names of 250 bytes or more are refused (reference section 8.1)
 MAX_PATH_BYTES = 4000
 
 

@@ -203,6 +203,10 @@ def text_of(elem):
     return "".join(elem.itertext()) if elem is not None else ""
 
 
+def _name_key(n):
+    return n.name
+
+
 class BodyReader:
     """readline()/copy_to() on top of Handler.iter_body() (for multipart parsing)."""
 
@@ -1440,7 +1444,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _collect_children(self, node, href, recurse, entries):
         q = dav.quote_seg
-        for child in node.children.values():
+        for child in sorted(node.children.values(), key=_name_key):
             if child.isdir:
                 h = href + q(child.name) + "/"
                 entries.append((child, h))

@@ -541,7 +541,7 @@ def t_move_copy(srv, c):
 
 def t_forbidden_names(srv, c):
     c.mkcol("fn")
-    for name in ("x.part", "X.PART", "y.filepart", ".htaccess", ".HTACCESS", "a\\b", "ctl\x01char", " ", "n" * 251):
+    for name in ("x.part", "X.PART", "y.filepart", ".htaccess", ".HTACCESS", "a\\b", "ctl\x01char", " ", "n" * 250):
         r = c.put("fn/" + name, b"x")
         check(r.status == 400 and r.exception() == "OCA\\DAV\\Connector\\Sabre\\Exception\\InvalidPath",
               "PUT forbidden name %r -> 400 InvalidPath" % name[:20])
@@ -556,9 +556,10 @@ def t_forbidden_names(srv, c):
     check(r.status == 400, "MOVE to forbidden name -> 400")
     r = c.move("fn/ok.txt", "fn/.htaccess", method="COPY")
     check(r.status == 400, "COPY to forbidden name -> 400")
-    check(c.put("fn/" + "n" * 250, b"x").status == 201, "250-byte name accepted")
+    check(c.put("fn/" + "\u00e9" * 124 + "n", b"x").status == 201, "249-byte name accepted")
+    check(c.put("fn/" + "\u00e9" * 125, b"x").status == 400, "250-byte (UTF-8) name refused")
     listing = set(by_name(parse_multistatus(c.propfind("fn", ["d:getetag"]).body)))
-    check(listing == {"fn", "ok.txt", "n" * 250}, "nothing created by refused requests")
+    check(listing == {"fn", "ok.txt", "\u00e9" * 124 + "n"}, "nothing created by refused requests")
     r = c.req("GET", c.base() + "/fn/%2E%2E/%2E%2E/etc")
     check(r.status in (400, 404), "'..' escape refused")
     r = c.req("GET", c.base() + "/fn/%FF%FE")
