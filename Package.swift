@@ -39,10 +39,25 @@ let package = Package(
             dependencies: ["HTTPTransport", "CLibXML2", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        .target(
+            name: "RemoteCache",
+            dependencies: ["WebDAV", "HTTPTransport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "FileSystem",
+            dependencies: ["RemoteCache", "WebDAV", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "FUSEBridge",
+            dependencies: ["CFuse3", "FileSystem", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ncfs",
             dependencies: [
-                "WebDAV", "HTTPTransport",
+                "WebDAV", "HTTPTransport", "RemoteCache", "FileSystem", "FUSEBridge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -65,6 +80,16 @@ let package = Package(
             name: "WebDAVTests",
             dependencies: ["WebDAV", "TestSupport"],
             resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FileSystemTests",
+            dependencies: ["FileSystem", "RemoteCache", "WebDAV", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "MountTests",
+            dependencies: ["WebDAV", "TestSupport"],
             swiftSettings: strict
         ),
     ]

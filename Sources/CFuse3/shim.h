@@ -2,3 +2,14 @@
 #pragma once
 #define FUSE_USE_VERSION 35
 #include <fuse_lowlevel.h>
+
+// Swift cannot call `fuse_session_loop_mt`: with FUSE_USE_VERSION 35 it is a function-like
+// macro that picks the versioned symbol (`fuse_session_loop_mt_32`, taking the 3.2-era
+// `struct fuse_loop_config { clone_fd; max_idle_threads; }`). This wrapper fills that struct
+// so Swift passes plain integers and never depends on which symbol the macro names.
+static inline int cfuse3_session_loop_mt(struct fuse_session *se, int clone_fd, unsigned max_idle_threads) {
+    struct fuse_loop_config config;
+    config.clone_fd = clone_fd;
+    config.max_idle_threads = max_idle_threads;
+    return fuse_session_loop_mt(se, &config);
+}

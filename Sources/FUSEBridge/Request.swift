@@ -1,0 +1,94 @@
+internal import CFuse3
+import Foundation
+import FileSystem
+
+/// A FUSE request handed from a loop thread to a worker.
+///
+/// `@unchecked Sendable` is safe because libfuse allows a `fuse_req_t` to be answered from any
+/// thread, and exactly one `fuse_reply_*` call frees it; each `Request` is created once per
+/// callback, moved into one worker job, and every path of that job ends in exactly one reply
+/// method below (`reply(error:)` or a result). The request's argument pointers (names,
+/// `fuse_file_info`) die when the callback returns, so callbacks copy them before the hop.
+struct Request: @unchecked Sendable {
+    let raw: fuse_req_t
+
+    func reply(error: FSError) {
+        fuse_reply_err(raw, error.errno)
+    }
+
+    func replyOK() {
+        fuse_reply_err(raw, 0)
+    }
+
+    func reply(entry attributes: Attributes, timeout: Double) {
+        var entry = fuse_entry_param()
+        entry.ino = attributes.inode
+        entry.attr = Request.stat(attributes)
+        entry.attr_timeout = timeout
+        entry.entry_timeout = timeout
+        fuse_reply_entry(raw, &entry)
+    }
+
+    /// A negative entry (inode 0): the kernel caches "no such name" for `timeout`.
+    func replyNegative(timeout: Double) {
+        var entry = fuse_entry_param()
+        entry.entry_timeout = timeout
+        fuse_reply_entry(raw, &entry)
+    }
+
+    func reply(attributes: Attributes, timeout: Double) {
+        var st = Request.stat(attributes)
+        fuse_reply_attr(raw, &st, timeout)
+    }
+
+    func reply(open handle: UInt64, keepCache: Bool) {
+        var fi = fuse_file_info()
+        fi.fh = handle
+        fi.keep_cache = keepCache ? 1 : 0
+        fuse_reply_open(raw, &fi)
+    }
+
+    func reply(bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { buffer in
+            _ = fuse_reply_buf(raw, UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self), buffer.count)
+        }
+    }
+
+    func reply(xattr: FileSystem.XattrReply) {
+        switch xattr {
+        case .size(let n): fuse_reply_xattr(raw, n)
+        case .value(let bytes): reply(bytes: bytes)
+        }
+    }
+
+    func reply(statfs s: FileSystemStatistics) {
+        var v = statvfs()
+        v.f_bsize = UInt(s.blockSize)
+        v.f_frsize = UInt(s.blockSize)
+        v.f_blocks = fsblkcnt_t(s.totalBlocks)
+        v.f_bfree = fsblkcnt_t(s.freeBlocks)
+        v.f_bavail = fsblkcnt_t(s.freeBlocks)
+        v.f_files = fsfilcnt_t(s.files)
+        v.f_ffree = fsfilcnt_t(1 << 30)
+        v.f_favail = fsfilcnt_t(1 << 30)
+        v.f_namemax = UInt(s.maxNameLength)
+        fuse_reply_statfs(raw, &v)
+    }
+
+    static func stat(_ a: Attributes) -> Glibc.stat {
+        var st = Glibc.stat()
+        st.st_ino = UInt(a.inode)
+        st.st_mode = (a.isDirectory ? S_IFDIR : S_IFREG) | mode_t(a.permissions)
+        st.st_nlink = UInt(a.links)
+        st.st_uid = a.uid
+        st.st_gid = a.gid
+        st.st_size = Int(a.size)
+        st.st_blocks = Int(a.blocks)
+        st.st_blksize = 4096
+        let time = timespec(tv_sec: Int(a.mtime), tv_nsec: 0)
+        st.st_mtim = time
+        st.st_ctim = time
+        st.st_atim = time
+        return st
+    }
+}

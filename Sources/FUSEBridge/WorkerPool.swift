@@ -1,0 +1,53 @@
+import Foundation
+
+/// A fixed set of threads running FUSE requests. FileSystem calls block on the network, so
+/// they run here — never on the FUSE loop's threads (which only read requests and hand them
+/// over) and never on the Swift concurrency pool (whose few threads must not block).
+/// Eight threads: enough for the kernel's readahead plus a few concurrent `stat`s while a
+/// large listing is fetched; each idle thread costs only its stack.
+final class WorkerPool: @unchecked Sendable {
+    // @unchecked: `jobs` and `stopped` are guarded by `condition`'s lock.
+    private let condition = NSCondition()
+    private var jobs: [() -> Void] = []
+    private var head = 0
+    private var stopped = false
+
+    init(threads: Int, name: String) {
+        for i in 0..<threads {
+            let thread = Thread { [self] in work() }
+            thread.name = "\(name)-\(i)"
+            thread.start()
+        }
+    }
+
+    func submit(_ job: @escaping () -> Void) {
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Lets the threads finish the queued jobs and end.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while head == jobs.count && !stopped { condition.wait() }
+            if head == jobs.count { condition.unlock(); return }
+            let job = jobs[head]
+            head += 1
+            if head > 1024 && head * 2 > jobs.count {
+                jobs.removeFirst(head)
+                head = 0
+            }
+            condition.unlock()
+            job()
+        }
+    }
+}

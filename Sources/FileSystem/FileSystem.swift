@@ -1,0 +1,205 @@
+import Foundation
+public import Logging
+public import RemoteCache
+public import WebDAV
+
+/// POSIX semantics over the Nextcloud tree, without FUSE: inode numbers, lookup counts,
+/// directory and file handles, attributes, xattrs, and the errno of every failure
+/// (`FSError.errno`). The FUSE bridge only copies arguments in and results out, so all of
+/// this is tested in-process against the test server.
+///
+/// Read-only for now: every write operation fails with EROFS (and the mount is made `ro`).
+/// Methods block the calling thread on network requests; call them from worker threads,
+/// never from the Swift concurrency pool.
+public final class FileSystem: @unchecked Sendable {
+    // @unchecked: `_invalidationObserver` is guarded by `observerLock` (a leaf lock); everything
+    // else is immutable or a Sendable/@unchecked-with-its-own-lock object.
+
+    public struct Options: Sendable {
+        /// Report folders' `st_size` as 0 instead of their recursive `oc:size`.
+        public var zeroFolderSizes = false
+        public var uid: UInt32 = getuid()
+        public var gid: UInt32 = getgid()
+        public var readAhead = ReadAhead()
+        public init() {}
+    }
+
+    /// How reads fetch. Sequential reads start with `initialWindow` and double up to
+    /// `maxWindow`: 1 MiB amortises a request's latency against ~10 ms of transfer on a fast
+    /// link, and 16 MiB caps the memory one open file holds. Random reads fetch the asked
+    /// range rounded up to `randomGranule` (128 KiB, the kernel's largest FUSE read), so a
+    /// seek pays only for what it reads.
+    public struct ReadAhead: Sendable {
+        public var initialWindow: Int64 = 1 << 20
+        public var maxWindow: Int64 = 16 << 20
+        public var randomGranule: Int64 = 128 << 10
+        public init() {}
+    }
+
+    public let cache: MetadataCache
+    /// The client for file content (short stall timeout and retry budget, so a read that
+    /// cannot succeed turns into EIO promptly).
+    let reader: WebDAVClient
+    public let options: Options
+    let logger: Logger
+    let inodes = InodeTable()
+    let handles = HandleTable()
+    private let observerLock = NSLock()
+    private weak var _invalidationObserver: (any InvalidationObserver)?
+
+    public static let rootInode: UInt64 = InodeTable.root
+
+    public init(cache: MetadataCache, reader: WebDAVClient? = nil, options: Options = Options(),
+                logger: Logger = Logger(label: "ncfs.fs")) {
+        self.cache = cache
+        self.reader = reader ?? cache.client
+        self.options = options
+        self.logger = logger
+        cache.observer = self
+    }
+
+    /// Told which kernel caches to drop when the metadata cache learns of a server change.
+    public var invalidationObserver: (any InvalidationObserver)? {
+        get { observerLock.lock(); defer { observerLock.unlock() }; return _invalidationObserver }
+        set { observerLock.lock(); _invalidationObserver = newValue; observerLock.unlock() }
+    }
+
+    /// How long the kernel may keep entries and attributes: the cache's validity window.
+    /// Changes found by the poll are pushed to the kernel as invalidations, so the kernel
+    /// never shows a change later than the cache does.
+    public var kernelTimeout: Double {
+        MetadataCache.seconds(cache.configuration.effectiveFreshness)
+    }
+
+    /// Whether the kernel may keep a file's pages across opens: only while the poll runs,
+    /// since then every change reaches the kernel as an inode invalidation.
+    public var keepsPageCache: Bool { cache.configuration.pollInterval != nil }
+
+    // MARK: Names
+
+    /// Looks `name` up in the folder `parent`; counts one kernel lookup on the result.
+    public func lookup(parent: UInt64, name: String) throws(FSError) -> Attributes {
+        let parentPath = try path(of: parent)
+        let listing = try remote { try cache.listing(parentPath) }
+        guard let entry = listing.child(named: name) else { throw .notFound }
+        let ino = inodes.lookup(listing.childPath(name))
+        return attributes(entry, inode: ino)
+    }
+
+    /// The kernel dropped `count` lookups of `inode`.
+    public func forget(_ inode: UInt64, count: UInt64) {
+        inodes.forget(inode, count: count)
+    }
+
+    public func getattr(_ inode: UInt64) throws(FSError) -> Attributes {
+        let path = try path(of: inode)
+        guard let entry = try remote({ try cache.entry(path) }) else { throw .notFound }
+        return attributes(entry, inode: inode)
+    }
+
+    // MARK: Directories
+
+    public func opendir(_ inode: UInt64) throws(FSError) -> UInt64 {
+        let path = try path(of: inode)
+        let listing = try remote { try cache.listing(path) }
+        return handles.add(.directory(inode: inode, listing: listing))
+    }
+
+    /// Entries of the open directory `handle` from `offset` on ("." and ".." first), handed to
+    /// `add` until it returns false (the reply buffer is full). With `plus`, each entry `add`
+    /// accepted counts as a kernel lookup (readdirplus entries are lookups); a refused one
+    /// does not.
+    public func readdir(_ handle: UInt64, offset: Int64, plus: Bool, add: (DirectoryEntry) -> Bool) throws(FSError) {
+        guard case .directory(let dirInode, var listing)? = handles.get(handle) else { throw .badHandle }
+        if offset == 0 {
+            // rewinddir (or the first call): take the current listing.
+            listing = try remote { try cache.listing(listing.path) }
+            handles.replace(handle, with: .directory(inode: dirInode, listing: listing))
+        }
+        var index = offset
+        if index == 0 {
+            guard add(DirectoryEntry(name: ".", inode: dirInode, isDirectory: true, nextOffset: 1, attributes: nil)) else { return }
+            index = 1
+        }
+        if index == 1 {
+            let parentInode = listing.path.isEmpty ? dirInode
+                : inodes.existing(MetadataCache.split(listing.path).parent) ?? FileSystem.rootInode
+            guard add(DirectoryEntry(name: "..", inode: parentInode, isDirectory: true, nextOffset: 2, attributes: nil)) else { return }
+            index = 2
+        }
+        let children = listing.children
+        var i = Int(index - 2)
+        while i < children.count {
+            let entry = children[i]
+            let path = listing.childPath(entry.name)
+            let next = Int64(i + 3)
+            if plus {
+                let ino = inodes.lookup(path)
+                let item = DirectoryEntry(name: entry.name, inode: ino, isDirectory: entry.isDirectory, nextOffset: next,
+                                          attributes: attributes(entry, inode: ino))
+                guard add(item) else { inodes.forget(ino, count: 1); return }
+            } else {
+                // Plain readdir creates no node; the kernel looks the name up before using it.
+                let ino = inodes.existing(path) ?? FileSystem.unknownInode
+                guard add(DirectoryEntry(name: entry.name, inode: ino, isDirectory: entry.isDirectory, nextOffset: next,
+                                         attributes: nil)) else { return }
+            }
+            i += 1
+        }
+    }
+
+    /// libfuse's FUSE_UNKNOWN_INO: "no inode number yet" in a plain readdir entry.
+    static let unknownInode: UInt64 = 0xffff_ffff
+
+    public func releasedir(_ handle: UInt64) {
+        handles.remove(handle)
+    }
+
+    // MARK: Writes (not in this version)
+
+    /// create, write, mkdir, unlink, rmdir, rename, setattr, symlink, link: the mount is
+    /// read-only until write support lands.
+    public func refuseWrite() -> FSError { .readOnly }
+
+    // MARK: statfs
+
+    /// Sizes from the root's quota properties. An unlimited or unknown quota reports 1 PiB
+    /// free: large enough for any copy tool's free-space check, small enough that no tool
+    /// overflows multiplying blocks by block size.
+    public func statfs() throws(FSError) -> FileSystemStatistics {
+        let root = try remote { try cache.quotaInfo() }
+        let blockSize: UInt64 = 4096
+        let used = UInt64(max(0, root.quotaUsed ?? root.size ?? 0))
+        let available: UInt64 = if let a = root.quotaAvailable, a >= 0 { UInt64(a) } else { 1 << 50 }
+        let total = used + available
+        return FileSystemStatistics(blockSize: blockSize, totalBlocks: (total + blockSize - 1) / blockSize,
+                                    freeBlocks: available / blockSize, files: UInt64(cache.statistics.entries),
+                                    maxNameLength: 255)
+    }
+
+    // MARK: Helpers
+
+    func path(of inode: UInt64) throws(FSError) -> String {
+        guard let path = inodes.path(of: inode) else { throw .notFound }
+        return path
+    }
+
+    func attributes(_ entry: RemoteEntry, inode: UInt64) -> Attributes {
+        let size = entry.isDirectory && options.zeroFolderSizes ? 0 : entry.size
+        return Attributes(inode: inode, isDirectory: entry.isDirectory, size: size,
+                          blocks: entry.isDirectory ? 0 : (size + 511) / 512, mtime: entry.mtime,
+                          permissions: entry.isDirectory ? 0o755 : 0o644, links: entry.isDirectory ? 2 : 1,
+                          uid: options.uid, gid: options.gid)
+    }
+
+    /// Runs a call into the cache or client and turns its failure into an FSError.
+    func remote<T>(_ body: () throws -> T) throws(FSError) -> T {
+        do { return try body() } catch { throw FSError.wrap(error) }
+    }
+
+    /// Inodes and handles currently held (for tests and logs).
+    public var statistics: (inodes: Int, handles: Int) { (inodes.count, handles.count) }
+
+    /// The kernel's current lookup count of `inode` (nil when not known).
+    public func lookupCount(_ inode: UInt64) -> UInt64? { inodes.lookupCount(inode) }
+}

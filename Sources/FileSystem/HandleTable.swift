@@ -1,0 +1,46 @@
+import Foundation
+import RemoteCache
+
+/// Open directories and files, by the number the kernel carries in `fi->fh`.
+final class HandleTable: @unchecked Sendable {
+    // @unchecked: `handles` and `next` are guarded by `lock`, a leaf lock.
+    enum Handle {
+        /// An open directory: the listing snapshot readdir pages through, so offsets stay
+        /// stable while the kernel reads it in several calls.
+        case directory(inode: UInt64, listing: FolderListing)
+        case file(ReadStream)
+    }
+
+    private let lock = NSLock()
+    private var handles: [UInt64: Handle] = [:]
+    private var next: UInt64 = 1
+
+    func add(_ handle: Handle) -> UInt64 {
+        lock.lock(); defer { lock.unlock() }
+        let fh = next
+        next += 1
+        handles[fh] = handle
+        return fh
+    }
+
+    func get(_ fh: UInt64) -> Handle? {
+        lock.lock(); defer { lock.unlock() }
+        return handles[fh]
+    }
+
+    func replace(_ fh: UInt64, with handle: Handle) {
+        lock.lock(); defer { lock.unlock() }
+        if handles[fh] != nil { handles[fh] = handle }
+    }
+
+    @discardableResult
+    func remove(_ fh: UInt64) -> Handle? {
+        lock.lock(); defer { lock.unlock() }
+        return handles.removeValue(forKey: fh)
+    }
+
+    var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return handles.count
+    }
+}

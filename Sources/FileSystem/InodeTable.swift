@@ -1,0 +1,69 @@
+import Foundation
+
+/// Inode numbers for paths, with the kernel's lookup counts.
+///
+/// Numbers come from a counter (root = 1) and are never reused, so a stale number can only
+/// miss, never name another file. A node lives while the kernel holds lookups on it: every
+/// successful lookup, and every readdirplus entry, adds one; `forget` subtracts; at zero the
+/// node is dropped. Paths are the identity (the server has no rename yet from our side).
+final class InodeTable: @unchecked Sendable {
+    // @unchecked: `nodes`, `byPath` and `next` are guarded by `lock`, a leaf lock (no other
+    // lock is taken while it is held).
+    struct Node {
+        var path: String
+        var lookups: UInt64
+    }
+
+    static let root: UInt64 = 1
+    private let lock = NSLock()
+    private var nodes: [UInt64: Node] = [InodeTable.root: Node(path: "", lookups: 1)]
+    private var byPath: [String: UInt64] = ["": InodeTable.root]
+    private var next: UInt64 = 2
+
+    /// The inode for `path`, created if needed, with one more lookup.
+    func lookup(_ path: String) -> UInt64 {
+        lock.lock(); defer { lock.unlock() }
+        if let ino = byPath[path] {
+            nodes[ino]!.lookups += 1
+            return ino
+        }
+        let ino = next
+        next += 1
+        nodes[ino] = Node(path: path, lookups: 1)
+        byPath[path] = ino
+        return ino
+    }
+
+    /// The inode of `path` if the kernel knows it, without counting a lookup.
+    func existing(_ path: String) -> UInt64? {
+        lock.lock(); defer { lock.unlock() }
+        return byPath[path]
+    }
+
+    func path(of ino: UInt64) -> String? {
+        lock.lock(); defer { lock.unlock() }
+        return nodes[ino]?.path
+    }
+
+    /// Drops `count` lookups; the root is never dropped.
+    func forget(_ ino: UInt64, count: UInt64) {
+        lock.lock(); defer { lock.unlock() }
+        guard ino != InodeTable.root, let node = nodes[ino] else { return }
+        if node.lookups <= count {
+            nodes[ino] = nil
+            byPath[node.path] = nil
+        } else {
+            nodes[ino]!.lookups -= count
+        }
+    }
+
+    func lookupCount(_ ino: UInt64) -> UInt64? {
+        lock.lock(); defer { lock.unlock() }
+        return nodes[ino]?.lookups
+    }
+
+    var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return nodes.count
+    }
+}

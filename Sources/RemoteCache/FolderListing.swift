@@ -1,0 +1,48 @@
+/// One folder as a `Depth: 1` PROPFIND described it: the folder itself and its children,
+/// sorted by name. Immutable once built, so a reader (readdir holding a snapshot across
+/// several calls) needs no lock; a relist builds a new listing.
+public final class FolderListing: Sendable {
+    /// The folder's path relative to the mount root ("" is the root).
+    public let path: String
+    public let folder: RemoteEntry
+    public let children: [RemoteEntry]
+    /// Name → index into `children`.
+    private let index: [String: Int32]
+
+    public init(path: String, folder: RemoteEntry, children: [RemoteEntry]) {
+        self.path = path
+        self.folder = folder
+        let sorted = children.sorted { $0.name < $1.name }
+        self.children = sorted
+        var index = [String: Int32](minimumCapacity: sorted.count)
+        for (i, child) in sorted.enumerated() { index[child.name] = Int32(i) }
+        self.index = index
+    }
+
+    /// The child called `name`, or nil: a fresh listing without the name is the negative cache.
+    public func child(named name: String) -> RemoteEntry? {
+        index[name].map { children[Int($0)] }
+    }
+
+    /// The path of a child of this folder.
+    public func childPath(_ name: String) -> String { FolderListing.join(path, name) }
+
+    public static func join(_ parent: String, _ name: String) -> String {
+        parent.isEmpty ? name : parent + "/" + name
+    }
+
+    /// Names whose entry appeared, disappeared or changed (ETag, size, type) between two
+    /// listings of the same folder.
+    func changedNames(since old: FolderListing) -> [String] {
+        var names: [String] = []
+        for child in children {
+            guard let before = old.child(named: child.name) else { names.append(child.name); continue }
+            if before.etag != child.etag || before.size != child.size || before.isDirectory != child.isDirectory
+                || before.mtime != child.mtime {
+                names.append(child.name)
+            }
+        }
+        for before in old.children where child(named: before.name) == nil { names.append(before.name) }
+        return names
+    }
+}

@@ -1,0 +1,63 @@
+public import WebDAV
+
+/// What the cache keeps of one remote file or folder: exactly the fields readdir, lookup,
+/// getattr and the xattrs need, nothing of the multistatus it came from.
+///
+/// Kept small on purpose (one per cached child, 100k of them must fit in a few tens of MiB):
+/// the time is whole seconds, the permissions a bit set, and the strings are Swift strings,
+/// which store up to 15 UTF-8 bytes inline (most names) and share storage when copied.
+public struct RemoteEntry: Sendable, Equatable {
+    public var name: String
+    /// Files: `getcontentlength` (falling back to `oc:size`). Folders: `oc:size`, the recursive
+    /// byte total, 0 when the server does not report it.
+    public var size: Int64
+    /// Seconds since 1970 (`getlastmodified` has one-second resolution anyway).
+    public var mtime: Int64
+    public var fileID: Int64
+    /// The ETag without quotes; "" when the server sent none.
+    public var etag: String
+    public var permissions: Permissions
+    public var isDirectory: Bool
+
+    public init(name: String, isDirectory: Bool, size: Int64, mtime: Int64, etag: String, fileID: Int64, permissions: Permissions) {
+        self.name = name
+        self.isDirectory = isDirectory
+        self.size = size
+        self.mtime = mtime
+        self.etag = etag
+        self.fileID = fileID
+        self.permissions = permissions
+    }
+
+    public init(_ resource: DAVResource) {
+        let size = resource.isCollection ? (resource.size ?? 0) : (resource.contentLength ?? resource.size ?? 0)
+        self.init(name: resource.name, isDirectory: resource.isCollection, size: max(0, size),
+                  mtime: Int64(resource.lastModified?.timeIntervalSince1970 ?? 0), etag: resource.etag ?? "",
+                  fileID: resource.fileID ?? 0, permissions: Permissions(resource.permissions ?? ""))
+    }
+}
+
+/// `oc:permissions` letters as a bit set (the order of letters carries no meaning).
+public struct Permissions: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// Letters Nextcloud sends, in the order `description` prints them.
+    static let letters: [(Character, UInt16)] = [
+        ("S", 1 << 0), ("R", 1 << 1), ("M", 1 << 2), ("G", 1 << 3), ("D", 1 << 4), ("N", 1 << 5),
+        ("V", 1 << 6), ("W", 1 << 7), ("C", 1 << 8), ("K", 1 << 9), ("P", 1 << 10),
+    ]
+
+    public init(_ letters: String) {
+        var raw: UInt16 = 0
+        for c in letters {
+            if let bit = Permissions.letters.first(where: { $0.0 == c })?.1 { raw |= bit }
+        }
+        self.rawValue = raw
+    }
+
+    /// The letters again, in a fixed order (S R M G D N V W C K P).
+    public var letters: String {
+        String(Permissions.letters.compactMap { rawValue & $0.1 != 0 ? $0.0 : nil })
+    }
+}
