@@ -1,0 +1,122 @@
+import Foundation
+import TestSupport
+
+/// `ncfs mount` of a test server, run as a subprocess (the built `.build/debug/ncfs`) so a
+/// kernel wait can never deadlock the test process. `unmount()` (also from `deinit`) ends it
+/// in every outcome: `fusermount3 -u`, then SIGKILL and a lazy unmount if it lingers.
+final class MountedServer: @unchecked Sendable {
+    // @unchecked: `process` is set in init and cleared once in `unmount`, called from the test's thread.
+    let server: TestServer
+    let mountpoint: URL
+    private var process: Process?
+    let log: URL
+
+    static var binary: String { TestServer.repositoryRoot.appendingPathComponent(".build/debug/ncfs").path }
+
+    init(_ server: TestServer, options: [String] = []) throws {
+        self.server = server
+        mountpoint = server.dataDir.appendingPathComponent("mnt")
+        log = server.dataDir.appendingPathComponent("mount.log")
+        try FileManager.default.createDirectory(at: mountpoint, withIntermediateDirectories: true)
+        guard FileManager.default.isExecutableFile(atPath: MountedServer.binary) else {
+            throw MountError("\(MountedServer.binary) is missing: run `swift build` first")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: MountedServer.binary)
+        p.arguments = ["mount", "--url", server.baseURL, "--user", server.user, mountpoint.path] + options.flatMap { ["-o", $0] }
+        var env = ProcessInfo.processInfo.environment
+        env["NEXTCLOUD_WEBDAV_APP_PASSWORD"] = server.password
+        env["XDG_CONFIG_HOME"] = server.dataDir.path
+        p.environment = env
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        process = p
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if MountedServer.isMounted(mountpoint.path) { return }
+            if !p.isRunning { break }
+            usleep(50_000)
+        }
+        unmount()
+        throw MountError("mount did not come up: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+    }
+
+    deinit { unmount() }
+
+    static func isMounted(_ path: String) -> Bool {
+        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return table.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first == Substring(path) }
+    }
+
+    /// Unmounts and returns the daemon's exit status (nil if it had to be killed).
+    @discardableResult
+    func unmount() -> Int32? {
+        guard let p = process else { return nil }
+        process = nil
+        _ = run("/usr/bin/fusermount3", ["-u", mountpoint.path], timeout: 10)
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10)
+            return nil
+        }
+        return p.terminationStatus
+    }
+
+    func path(_ relative: String) -> String { mountpoint.appendingPathComponent(relative).path }
+}
+
+struct MountError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Runs a program with a time limit (SIGKILL after `timeout`); returns status and stdout.
+func run(_ program: String, _ args: [String], timeout: Double = 60) -> (status: Int32, out: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: program)
+    p.arguments = args
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-run-\(UUID().uuidString)")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: out) }
+    guard let handle = try? FileHandle(forWritingTo: out) else { return (-1, "") }
+    p.standardOutput = handle
+    p.standardError = FileHandle.nullDevice
+    do { try p.run() } catch { return (-1, "\(error)") }
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    p.waitUntilExit()
+    try? handle.close()
+    return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+}
+
+extension TestServer {
+    func settledMark() -> Int {
+        var count = requests().count
+        while true {
+            usleep(150_000)
+            let now = requests().count
+            if now == count { return now }
+            count = now
+        }
+    }
+}
+
+func write(_ url: URL, _ bytes: [UInt8]) throws {
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try Data(bytes).write(to: url)
+}
+
+func populatedServer(_ populate: (URL) throws -> Void) throws -> TestServer {
+    let server = try TestServer()
+    server.stop()
+    try populate(server.filesDir)
+    try server.start()
+    return server
+}
