@@ -130,8 +130,21 @@ public final class TestServer: @unchecked Sendable {
         return data.split(separator: "\n").compactMap { try? decoder.decode(LoggedRequest.self, from: Data($0.utf8)) }
     }
 
-    /// Requests logged after `mark` (a count from `requests().count`).
-    public func requests(since mark: Int) -> [LoggedRequest] { Array(requests().dropFirst(mark)) }
+    /// Requests logged after `mark` (a count from `requests().count`). The server writes its log
+    /// line after the response has gone out, so this waits until the log has been quiet for
+    /// 150 ms (at most 3 s) before reading it.
+    public func requests(since mark: Int) -> [LoggedRequest] {
+        var last = -1
+        var quietSince = Date()
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline {
+            let size = (try? FileManager.default.attributesOfItem(atPath: logFile.path)[.size] as? Int) ?? 0
+            if size != last { last = size; quietSince = Date() }
+            else if Date().timeIntervalSince(quietSince) >= 0.15 { break }
+            usleep(20_000)
+        }
+        return Array(requests().dropFirst(mark))
+    }
 
     // MARK: Fault injection (the server's /__control API)
 
