@@ -24,7 +24,8 @@ public final class TestServer: @unchecked Sendable {
 
     /// The interpreter: `NCFS_TEST_PYTHON`, else the repository's `.venv`, else `python3`.
     static var python: String {
-        if let p = ProcessInfo.processInfo.environment["NCFS_TEST_PYTHON"], !p.isEmpty { return p }
+        // A bare name ("python3") is looked up on PATH through /usr/bin/env, like the default.
+        if let p = ProcessInfo.processInfo.environment["NCFS_TEST_PYTHON"], p.contains("/") { return p }
         let venv = repositoryRoot.appendingPathComponent(".venv/bin/python3").path
         return FileManager.default.isExecutableFile(atPath: venv) ? venv : "/usr/bin/env"
     }
@@ -129,6 +130,10 @@ public final class TestServer: @unchecked Sendable {
         let decoder = JSONDecoder()
         return data.split(separator: "\n").compactMap { try? decoder.decode(LoggedRequest.self, from: Data($0.utf8)) }
     }
+
+    /// The number of requests logged so far, once the log has settled: the mark to pass to
+    /// `requests(since:)`.
+    public func mark() -> Int { requests(since: 0).count }
 
     /// Requests logged after `mark` (a count from `requests().count`). The server writes its log
     /// line after the response has gone out, so this waits until the log has been quiet for

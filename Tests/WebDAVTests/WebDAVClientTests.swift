@@ -122,7 +122,7 @@ import TestSupport
 
     @Test func forbiddenNamesAreRefusedBeforeAnyRequest() throws {
         try client.loadCapabilities()
-        let mark = server.requests().count
+        let mark = server.mark()
         for name in [".htaccess", "a\\b", "x.part", "y.filepart", String(repeating: "n", count: 250), "bad\u{1}name"] {
             let error = #expect(throws: DAVError.self) { try client.put(name, body: .text("x")) }
             #expect(error?.kind == .invalidName, "\(name.prefix(20)) must be refused locally")
@@ -150,7 +150,7 @@ import TestSupport
         var options = WebDAVClient.ChunkedUploadOptions()
         options.chunkSize = 2 << 20  // 5 chunks
         let mtime = Date(timeIntervalSince1970: 1_650_000_000)
-        let mark = server.requests().count
+        let mark = server.mark()
         let result = try client.uploadChunked(source.path, to: "big.bin", mtime: mtime, options: options)
         #expect(result.created && result.mtimeAccepted)
         let chunkPuts = server.requests(since: mark).filter { $0.method == "PUT" && $0.path.contains("/uploads/") }
@@ -174,7 +174,7 @@ import TestSupport
         // The third chunk fails for good (400 is not retried): the upload stops part way.
         try server.fault(method: "PUT", pathContains: "/00003", status: 400, count: 1)
         #expect(throws: DAVError.self) { try client.uploadChunked(source.path, to: "r.bin", options: options) }
-        let mark = server.requests().count
+        let mark = server.mark()
         try client.uploadChunked(source.path, to: "r.bin", options: options)
         let resent = server.requests(since: mark).filter { $0.method == "PUT" }.map(\.path)
         #expect(!resent.contains { $0.hasSuffix("/00001") || $0.hasSuffix("/00002") }, "chunks on the server are not sent again")
@@ -212,7 +212,7 @@ import TestSupport
         var config = HTTPClientConfiguration(credentials: Credentials(user: server.user, password: "not-the-app-password"))
         config.retry = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(1))
         let bad = try WebDAVClient(baseURL: server.baseURL, http: HTTPClient(configuration: config))
-        let mark = server.requests().count
+        let mark = server.mark()
         #expect((#expect(throws: DAVError.self) { try bad.stat("") })?.kind == .unauthorized)
         #expect(server.requests(since: mark).count == 1)
     }
