@@ -15,7 +15,7 @@ struct FileSystemTests {
         defer { server.stop() }
         let fs = try makeFileSystem(server)
         _ = try fs.listAll(FileSystem.rootInode)
-        let cold = server.settledMark()
+        let cold = server.mark()
         let big = try fs.lookup(parent: FileSystem.rootInode, name: "big")
         let entries = try fs.listAll(big.inode).filter { $0.attributes != nil }
         for entry in entries { _ = try fs.getattr(entry.inode) }
@@ -24,7 +24,7 @@ struct FileSystemTests {
         #expect(coldRequests.count == 1, "\(coldRequests.map { "\($0.method) \($0.path) \($0.depth ?? "-") \($0.status)" })")
         #expect(coldRequests.first?.method == "PROPFIND" && coldRequests.first?.depth == "1")
 
-        let warm = server.settledMark()
+        let warm = server.mark()
         let again = try fs.listAll(big.inode)
         for entry in again where entry.attributes != nil {
             #expect(try fs.getattr(entry.inode).size == Int64("entry ".utf8.count + String(entry.name.dropFirst(5).dropLast(4)).count))
@@ -88,7 +88,7 @@ struct FileSystemTests {
         let f = try fs.lookup(parent: q.inode, name: "f.txt")
         #expect(try fs.readAll(f.inode) == Array("old".utf8))
 
-        let mark = server.settledMark()
+        let mark = server.mark()
         #expect(try fs.cache.poll().isEmpty)
         #expect(server.requests(since: mark).count == 1, "an unchanged tree costs one request per poll")
 

@@ -73,16 +73,3 @@ extension FileSystem {
     }
 }
 
-extension TestServer {
-    /// The request count once the log has stopped growing: the server appends a line after
-    /// it has answered, so a mark taken right after a response can miss that response's line.
-    func settledMark() -> Int {
-        var count = requests().count
-        while true {
-            usleep(150_000)
-            let now = requests().count
-            if now == count { return now }
-            count = now
-        }
-    }
-}

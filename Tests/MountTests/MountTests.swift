@@ -18,19 +18,19 @@ struct MountTests {
         let mount = try MountedServer(server)
         defer { #expect(mount.unmount() == 0, "clean exit after fusermount3 -u") }
 
-        let cold = server.settledMark()
+        let cold = server.mark()
         let ls = run("/bin/ls", ["-l", mount.path("big")])
         #expect(ls.status == 0 && ls.out.split(separator: "\n").count == 1001)
         let coldRequests = server.requests(since: cold)
         #expect(coldRequests.count == 1 && coldRequests.first?.method == "PROPFIND" && coldRequests.first?.depth == "1",
                 "\(coldRequests.map { "\($0.method) \($0.path) \($0.depth ?? "-")" })")
-        let warm = server.settledMark()
+        let warm = server.mark()
         #expect(run("/bin/ls", ["-l", mount.path("big")]).status == 0)
         #expect(server.requests(since: warm).count == 0)
 
         let files = run("/usr/bin/find", [mount.path("tree"), "-type", "f"]).out.split(separator: "\n").map(String.init)
         #expect(files.count == 27)
-        let warmTree = server.settledMark()
+        let warmTree = server.mark()
         #expect(run("/usr/bin/find", [mount.path("tree")]).status == 0)
         #expect(run("/usr/bin/stat", ["-c", "%s"] + files).status == 0)
         #expect(server.requests(since: warmTree).count == 0)

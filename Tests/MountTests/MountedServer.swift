@@ -96,17 +96,6 @@ func run(_ program: String, _ args: [String], timeout: Double = 60) -> (status: 
     return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
 }
 
-extension TestServer {
-    func settledMark() -> Int {
-        var count = requests().count
-        while true {
-            usleep(150_000)
-            let now = requests().count
-            if now == count { return now }
-            count = now
-        }
-    }
-}
 
 func write(_ url: URL, _ bytes: [UInt8]) throws {
     try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
