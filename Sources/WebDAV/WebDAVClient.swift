@@ -68,10 +68,10 @@ public final class WebDAVClient: Sendable {
         // Drops the 404 propstat blocks Nextcloud would otherwise send for every entry.
         headers.set("Prefer", "return=minimal")
         let request = HTTPRequest(method: method, url: url, headers: headers, body: .text(body))
-        var parser = MultistatusParser(requestURL: url, root: root)
-        let response = try send(request, path: path, sink: .stream({ chunk in try parser.feed(chunk) }), onRetry: {
-            parser = MultistatusParser(requestURL: url, root: root)
-        })
+        // The transport retries a stream sink only while nothing was fed to it, so one parser
+        // serves every attempt.
+        let parser = MultistatusParser(requestURL: url, root: root)
+        let response = try send(request, path: path, sink: .stream({ chunk in try parser.feed(chunk) }))
         guard response.status == 207 else {
             throw DAVError(.protocolViolation, method: method, path: path, status: response.status,
                            detail: "expected 207 Multi-Status")
@@ -86,11 +86,9 @@ public final class WebDAVClient: Sendable {
     // MARK: Sending
 
     /// Performs `request` and turns non-2xx answers and transport failures into `DAVError`.
-    /// `onRetry` is unused by the transport today (stream sinks are not retried once fed) but
-    /// keeps the parser reset next to the request that owns it.
     @discardableResult
     func send(_ request: HTTPRequest, path: String, sink: ResponseSink = .memory(limit: 1 << 20),
-              accept: Set<Int> = [], onRetry: () -> Void = {},
+              accept: Set<Int> = [],
               progress: ((Int64, Int64) -> Void)? = nil) throws -> HTTPResponse {
         let response: HTTPResponse
         do {

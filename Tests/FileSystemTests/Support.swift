@@ -5,20 +5,7 @@ import RemoteCache
 import TestSupport
 import WebDAV
 
-/// A test server whose files are written straight to its data folder (server stopped, then
-/// restarted so it indexes them): fast set-up for thousands of entries.
-func populatedServer(_ populate: (URL) throws -> Void) throws -> TestServer {
-    let server = try TestServer()
-    server.stop()
-    try populate(server.filesDir)
-    try server.start()
-    return server
-}
 
-func write(_ url: URL, _ bytes: [UInt8]) throws {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try Data(bytes).write(to: url)
-}
 
 /// A FileSystem on `server` with a manual poll (tests call `cache.poll()`), a long freshness
 /// window so request counts do not depend on timing, and a reader that gives up quickly.

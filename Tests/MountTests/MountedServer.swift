@@ -97,15 +97,4 @@ func run(_ program: String, _ args: [String], timeout: Double = 60) -> (status: 
 }
 
 
-func write(_ url: URL, _ bytes: [UInt8]) throws {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try Data(bytes).write(to: url)
-}
 
-func populatedServer(_ populate: (URL) throws -> Void) throws -> TestServer {
-    let server = try TestServer()
-    server.stop()
-    try populate(server.filesDir)
-    try server.start()
-    return server
-}
