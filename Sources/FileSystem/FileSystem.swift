@@ -21,6 +21,19 @@ public final class FileSystem: @unchecked Sendable {
         public var uid: UInt32 = getuid()
         public var gid: UInt32 = getgid()
         public var readAhead = ReadAhead()
+        public var contentCache = ContentCacheOptions()
+        public init() {}
+    }
+
+    /// Where read file content is kept on disk, keyed by file id + ETag, least recently used
+    /// evicted first once `limit` bytes are exceeded.
+    public struct ContentCacheOptions: Sendable {
+        /// The cache folder (created 0700). nil: a private folder under the system's temporary
+        /// directory, removed when the filesystem is closed.
+        public var directory: URL?
+        /// Bytes of content kept; a file larger than this is still read through the cache but
+        /// evicted as soon as it is closed.
+        public var limit: Int64 = 2 << 30
         public init() {}
     }
 
