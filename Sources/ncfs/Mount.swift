@@ -8,24 +8,30 @@ import RemoteCache
 import WebDAV
 
 /// `ncfs mount`: the composition root of the mount — clients, metadata cache, filesystem,
-/// FUSE session. Runs in the foreground until unmounted (`fusermount3 -u`, SIGINT/SIGTERM).
+/// FUSE session. Runs in the foreground until unmounted (`fusermount3 -u`, SIGINT/SIGTERM), or
+/// with `--background` returns once mounted, the way mount(8) expects of a helper
+/// (`scripts/mount.fuse.ncfs`). Takes the URL as a first operand too, as mount(8) passes it.
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mount",
-        abstract: "Mount the WebDAV folder on MOUNTPOINT (read-only for now). Runs in the foreground.",
+        abstract: "Mount the WebDAV folder on MOUNTPOINT (read-only for now).",
+        usage: "ncfs mount [<options>] [URL] MOUNTPOINT [-o OPTIONS]",
         discussion: """
             -o takes comma-separated options: poll=SECONDS (root ETag poll, 0 = off), attr_timeout=SECONDS, \
             read_timeout=SECONDS, dirsize=zero (folders report size 0 instead of their recursive size), \
-            allow_other, and other libfuse mount options. Options mount(8) passes (rw, ro, dev, suid, \
-            _netdev, noauto, nofail, user, defaults, …) are accepted and ignored. Unmount with \
-            `fusermount3 -u MOUNTPOINT`.
+            user=LOGIN, password_file=PATH, config=PATH, cache_dir=PATH, cache_size=SIZE, \
+            log=PATH (where --background sends the daemon's messages), allow_other, and other libfuse mount \
+            options. A password is never accepted in -o (password= is refused). Options mount(8) and fstab \
+            add (rw, ro, dev, suid, _netdev, noauto, nofail, user, defaults, comment=, x-*, …) are accepted \
+            and ignored. Unmount with `fusermount3 -u MOUNTPOINT`.
             """
     )
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Argument(help: "An existing empty folder.")
-    var mountpoint: String
+    @Argument(help: ArgumentHelp("The WebDAV URL (optional: the form mount(8) uses; or --url), then an existing empty folder.",
+                                 valueName: "url-and-mountpoint"))
+    var operands: [String] = []
 
     @Option(name: .customShort("o"), help: "Mount options (comma-separated; may be repeated).")
     var mountOptions: [String] = []
@@ -39,71 +45,147 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: "Seconds a read may stall or retry before it fails with EIO.")
     var readTimeout: Double = 10
 
-    /// Options `mount -t fuse.ncfs` (fstab) passes that mean nothing to a FUSE filesystem here.
-    static let ignoredOptions: Set<String> = [
-        "rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto", "noauto", "_netdev",
-        "nofail", "user", "users", "nouser", "defaults", "atime", "noatime", "relatime",
-    ]
+    @Option(name: .long, help: "Folder for cached file content (default: $CACHE_DIRECTORY, else $XDG_CACHE_HOME/ncfs or ~/.cache/ncfs, each plus a folder per URL and login).")
+    var cacheDir: String?
+
+    @Option(name: .long, help: "Bytes of file content kept on disk, e.g. 512M or 10G (K, M, G, T are powers of 1024; default 2G).")
+    var cacheSize: String?
+
+    @Flag(name: .long, help: "Return once mounted and leave the daemon running (what mount helpers need); its messages go to -o log=PATH.")
+    var background = false
+
+    /// Everything a mount needs, checked before anything starts: a `--background` parent
+    /// reports these errors itself instead of leaving them to the daemon.
+    struct Setup {
+        var mountpoint: String
+        var connection: ResolvedConnection
+        var attrTimeout: Double
+        var poll: Double
+        var readTimeout: Double
+        var fileSystem = FileSystem.Options()
+        var fuseOptions: [String]
+        var log: String?
+    }
 
     func run() throws {
-        var attrTimeout = self.attrTimeout, poll = self.poll, readTimeout = self.readTimeout
-        var fsOptions = FileSystem.Options()
-        var fuseOptions: [String] = []
-        for option in mountOptions.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
-            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
-            func number() throws -> Double {
-                guard let value, let n = Double(value), n >= 0 else { throw CLIError(message: "-o \(option): expected a number of seconds", code: 2) }
-                return n
-            }
-            switch key {
-            case "poll": poll = try number()
-            case "attr_timeout": attrTimeout = try number()
-            case "read_timeout": readTimeout = try number()
-            case "dirsize":
-                guard value == "zero" || value == "recursive" else { throw CLIError(message: "-o dirsize= takes zero or recursive", code: 2) }
-                fsOptions.zeroFolderSizes = value == "zero"
-            case _ where Mount.ignoredOptions.contains(key): continue
-            default: fuseOptions.append(option)
-            }
-        }
-
         do {
-            let resolved = try connection.resolve()
-            var logger = Logger(label: "ncfs")
-            logger.logLevel = connection.verbose ? .debug : .warning
-            func client(stall: Double, budget: Double) throws -> WebDAVClient {
-                var config = HTTPClientConfiguration(credentials: resolved.credentials)
-                config.verifyTLS = resolved.verifyTLS
-                config.caFile = resolved.caFile
-                config.stallTimeout = .milliseconds(Int(stall * 1000))
-                config.retry.budget = .milliseconds(Int(budget * 1000))
-                return try WebDAVClient(baseURL: resolved.baseURL, http: HTTPClient(configuration: config, logger: logger), logger: logger)
-            }
-            // Metadata keeps the transport's patient defaults (a listing may wait out a
-            // brute-force delay); content reads fail within `readTimeout`.
-            let metadata = try client(stall: 30, budget: 60)
-            let reader = try client(stall: readTimeout, budget: readTimeout)
-            let cache = MetadataCache(client: metadata, configuration: .init(
-                freshness: .milliseconds(Int(attrTimeout * 1000)),
-                pollInterval: poll > 0 ? .milliseconds(Int(poll * 1000)) : nil), logger: logger)
-            // Fail before mounting when the server or the credentials are wrong.
-            _ = try cache.listing("")
-            let fs = FileSystem(cache: cache, reader: reader, options: fsOptions, logger: logger)
-            var mountOptions = FUSEMount.Options()
-            mountOptions.fuseOptions = fuseOptions
-            let mount = FUSEMount(fileSystem: fs, mountpoint: mountpoint, options: mountOptions, logger: logger)
-            try mount.run(ready: {
-                cache.startPolling()
-                SystemdNotify.send("READY=1")
-            })
-            cache.stopPolling()
-        } catch let error as FUSEMount.MountError {
-            throw CLIError(message: error.description, code: 1)
-        } catch let error as CLIError {
-            throw error
+            let setup = try prepare()
+            if background { try startInBackground(log: setup.log) } else { try serve(setup) }
         } catch {
+            // systemd shows the status line, and a `--background` parent prints it.
+            SystemdNotify.send("STATUS=" + explain(error).0.replacingOccurrences(of: "\n", with: " "))
             throw fail(error)
         }
+    }
+
+    func prepare() throws -> Setup {
+        let options = try MountOptions(parsing: mountOptions)
+        var connection = self.connection
+        let mountpoint: String
+        switch operands.count {
+        case 1:
+            mountpoint = operands[0]
+        case 2:
+            guard connection.url == nil else { throw CLIError(message: "the URL is given twice: as --url and as the first operand", code: 2) }
+            connection.url = operands[0]
+            mountpoint = operands[1]
+        default:
+            throw CLIError(message: "expected [URL] MOUNTPOINT, got \(operands.count) operands", code: 2)
+        }
+        if let login = options.login { connection.user = login }
+        if let path = options.passwordFile { connection.passwordFile = path }
+        if let path = options.config { connection.config = path }
+        var resolved = try connection.resolve()
+        // Paths read after start-up are made absolute: the daemon leaves its working folder.
+        resolved.caFile = resolved.caFile.map { URL(fileURLWithPath: $0).path }
+
+        var setup = Setup(mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, connection: resolved,
+                          attrTimeout: options.attrTimeout ?? attrTimeout, poll: options.poll ?? poll,
+                          readTimeout: options.readTimeout ?? readTimeout, fuseOptions: options.fuse, log: options.log)
+        setup.fileSystem.zeroFolderSizes = options.zeroFolderSizes ?? false
+        let folder = (options.cacheDirectory ?? cacheDir).map { URL(fileURLWithPath: $0) }
+            ?? Mount.defaultCacheFolder(baseURL: resolved.baseURL, user: resolved.credentials?.user)
+        setup.fileSystem.contentCache.directory = try Mount.prepareCacheFolder(folder)
+        if let size = options.cacheSize {
+            setup.fileSystem.contentCache.limit = size
+        } else if let text = cacheSize {
+            guard let size = MountOptions.size(text) else { throw CLIError(message: "--cache-size \(text): expected a size such as 512M or 10G", code: 2) }
+            setup.fileSystem.contentCache.limit = size
+        }
+        return setup
+    }
+
+    /// Mounts and serves in this process until unmounted.
+    func serve(_ setup: Setup) throws {
+        // A daemon must not keep the folder it was started from busy (that filesystem could
+        // not be unmounted); every path it still needs is absolute by now.
+        chdir("/")
+        var logger = Logger(label: "ncfs")
+        logger.logLevel = connection.verbose ? .debug : .warning
+        func client(stall: Double, budget: Double) throws -> WebDAVClient {
+            var config = HTTPClientConfiguration(credentials: setup.connection.credentials)
+            config.verifyTLS = setup.connection.verifyTLS
+            config.caFile = setup.connection.caFile
+            config.stallTimeout = .milliseconds(Int(stall * 1000))
+            config.retry.budget = .milliseconds(Int(budget * 1000))
+            return try WebDAVClient(baseURL: setup.connection.baseURL, http: HTTPClient(configuration: config, logger: logger), logger: logger)
+        }
+        // Metadata keeps the transport's patient defaults (a listing may wait out a
+        // brute-force delay); content reads fail within `readTimeout`.
+        let metadata = try client(stall: 30, budget: 60)
+        let reader = try client(stall: setup.readTimeout, budget: setup.readTimeout)
+        let cache = MetadataCache(client: metadata, configuration: .init(
+            freshness: .milliseconds(Int(setup.attrTimeout * 1000)),
+            pollInterval: setup.poll > 0 ? .milliseconds(Int(setup.poll * 1000)) : nil), logger: logger)
+        // Fail before mounting when the server or the credentials are wrong.
+        _ = try cache.listing("")
+        let fs = FileSystem(cache: cache, reader: reader, options: setup.fileSystem, logger: logger)
+        var mountOptions = FUSEMount.Options()
+        mountOptions.fuseOptions = setup.fuseOptions
+        let mount = FUSEMount(fileSystem: fs, mountpoint: setup.mountpoint, options: mountOptions, logger: logger)
+        try mount.run(ready: {
+            cache.startPolling()
+            SystemdNotify.send("READY=1\nSTATUS=mounted on \(setup.mountpoint)")
+        })
+        cache.stopPolling()
+    }
+
+    // MARK: Content cache folder
+
+    /// `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`; the first if it lists several), else
+    /// `$XDG_CACHE_HOME/ncfs` or `~/.cache/ncfs`; inside it one folder per URL and login, so
+    /// two different mounts never evict each other's files, and a remount finds its cache again.
+    static func defaultCacheFolder(baseURL: String, user: String?,
+                                   environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        func nonEmpty(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        let base: URL
+        if let systemd = nonEmpty("CACHE_DIRECTORY")?.split(separator: ":").first {
+            base = URL(fileURLWithPath: String(systemd))
+        } else {
+            base = URL(fileURLWithPath: nonEmpty("XDG_CACHE_HOME") ?? (NSHomeDirectory() + "/.cache")).appendingPathComponent("ncfs")
+        }
+        // FNV-1a, 64 bits: stable across runs and builds (Swift's Hasher is seeded per process).
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        let url = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        for byte in "\(url)\n\(user ?? "")".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return base.appendingPathComponent(String(format: "%016llx", hash))
+    }
+
+    /// Creates the folder (0700, with its parents) or checks that the existing one is private:
+    /// it holds copies of the user's files.
+    static func prepareCacheFolder(_ folder: URL) throws -> URL {
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CLIError(message: "cannot create the cache folder \(folder.path): \(error.localizedDescription)", code: 1)
+        }
+        var st = stat()
+        guard stat(folder.path, &st) == 0 else {
+            throw CLIError(message: "cannot use the cache folder \(folder.path): \(String(cString: strerror(errno)))", code: 1)
+        }
+        if st.st_mode & 0o077 != 0 {
+            throw CLIError(message: "the cache folder \(folder.path) is open to other users (mode \(String(st.st_mode & 0o777, radix: 8))) and would hold copies of your files; run `chmod 700 \(folder.path)` first", code: 3)
+        }
+        return folder
     }
 }

@@ -1,0 +1,100 @@
+import Foundation
+
+/// The `-o` options of `ncfs mount`, split into ncfs's own settings, the options mount(8) and
+/// fstab add that mean nothing to a FUSE filesystem, and the rest, which go to libfuse.
+///
+/// fstab has no other place for settings, so connection settings are options too. A password
+/// never is: `-o` values end up in `ps`, `/proc/PID/cmdline` and a world-readable `/etc/fstab`,
+/// so `password=` is refused and `password_file=` names a file that must be private.
+struct MountOptions {
+    var poll: Double?
+    var attrTimeout: Double?
+    var readTimeout: Double?
+    var zeroFolderSizes: Bool?
+    /// The login from `user=LOGIN`, or `username=LOGIN`, which wins: for an fstab line with
+    /// the `user` flag, mount(8) run by an ordinary user turns that flag into `user=<their
+    /// Unix name>`, so such lines need the other spelling.
+    var login: String?
+    var passwordFile: String?
+    var config: String?
+    var cacheDirectory: String?
+    var cacheSize: Int64?
+    /// Where `--background` sends the daemon's messages.
+    var log: String?
+    var fuse: [String] = []
+
+    /// Options mount(8) (fstab) passes that mean nothing here: VFS flags libfuse would reject
+    /// or ncfs sets itself (`ro`), and mount(8)'s own bookkeeping.
+    static let ignored: Set<String> = [
+        "rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto", "noauto", "_netdev",
+        "nofail", "user", "users", "nouser", "owner", "group", "defaults", "atime", "noatime", "relatime",
+    ]
+
+    /// `x-…` options (`x-systemd.automount`, `x-gvfs-show`, …) belong to other programs that read
+    /// fstab; `X-…` are their variants kept in mount(8)'s utab.
+    static func isIgnored(_ key: String) -> Bool {
+        ignored.contains(key) || key == "comment" || key.hasPrefix("x-") || key.hasPrefix("X-")
+    }
+
+    /// Parses `-o` arguments, each a comma-separated list; empty items are skipped.
+    init(parsing arguments: [String]) throws {
+        var user: String?, username: String?
+        for option in arguments.flatMap({ $0.split(separator: ",").map(String.init) }) where !option.isEmpty {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
+            func usage(_ message: String) -> CLIError { CLIError(message: "-o \(key): \(message)", code: 2) }
+            func text() throws -> String {
+                guard let value, !value.isEmpty else { throw usage("expected \(key)=VALUE") }
+                return value
+            }
+            func seconds() throws -> Double {
+                guard let n = Double(try text()), n >= 0 else { throw usage("expected a number of seconds") }
+                return n
+            }
+            switch key {
+            case "poll": poll = try seconds()
+            case "attr_timeout": attrTimeout = try seconds()
+            case "read_timeout": readTimeout = try seconds()
+            case "dirsize":
+                guard value == "zero" || value == "recursive" else { throw usage("takes zero or recursive") }
+                zeroFolderSizes = value == "zero"
+            case "password":
+                throw usage("""
+                    refused: mount options are visible to every local user (ps, /proc, /etc/fstab). \
+                    Put the app password in a file only you can read (chmod 600) and pass -o password_file=PATH.
+                    """)
+            case "user" where value != nil: user = try text()
+            case "username": username = try text()
+            case "password_file": passwordFile = try text()
+            case "config": config = try text()
+            case "cache_dir": cacheDirectory = try text()
+            case "cache_size":
+                guard let size = MountOptions.size(try text()) else { throw usage("expected a size such as 512M or 10G") }
+                cacheSize = size
+            case "log": log = try text()
+            case _ where MountOptions.isIgnored(key): continue
+            default: fuse.append(option)
+            }
+        }
+        login = username ?? user
+    }
+
+    /// Bytes from `N` or `N` followed by K, M, G or T (powers of 1024, any case, an optional
+    /// trailing `B` or `iB`): `512M`, `1.5G`, `10GiB`. nil when malformed or beyond Int64.
+    static func size(_ text: String) -> Int64? {
+        var digits = Substring(text.trimmingCharacters(in: .whitespaces))
+        for suffix in ["iB", "ib", "B", "b"] where digits.hasSuffix(suffix) {
+            digits = digits.dropLast(suffix.count)
+            break
+        }
+        var multiplier: Double = 1
+        if let unit = digits.last, let power = ["K": 1, "M": 2, "G": 3, "T": 4][unit.uppercased()] {
+            multiplier = pow(1024, Double(power))
+            digits = digits.dropLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              let number = Double(digits) else { return nil }
+        let bytes = (number * multiplier).rounded(.down)
+        return bytes < 0x1p63 ? Int64(bytes) : nil
+    }
+}
