@@ -1,6 +1,7 @@
 // libfuse3, low-level (inode based) API. FUSE_USE_VERSION must be set before the header.
 #pragma once
 #define FUSE_USE_VERSION 35
+#include <stddef.h>
 #include <fuse_lowlevel.h>
 
 // Swift cannot call `fuse_session_loop_mt`: with FUSE_USE_VERSION 35 it is a function-like
@@ -12,4 +13,15 @@ static inline int cfuse3_session_loop_mt(struct fuse_session *se, int clone_fd, 
     config.clone_fd = clone_fd;
     config.max_idle_threads = max_idle_threads;
     return fuse_session_loop_mt(se, &config);
+}
+
+// Answers a read with `size` bytes at `offset` of the open file `fd`, without copying them
+// through the caller: libfuse splices them from the page cache into /dev/fuse when the kernel
+// allows it (FUSE_CAP_SPLICE_WRITE), and reads them into its own buffer otherwise.
+static inline int cfuse3_reply_fd(fuse_req_t req, int fd, off_t offset, size_t size) {
+    struct fuse_bufvec buffer = FUSE_BUFVEC_INIT(size);
+    buffer.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buffer.buf[0].fd = fd;
+    buffer.buf[0].pos = offset;
+    return fuse_reply_data(req, &buffer, FUSE_BUF_SPLICE_MOVE);
 }

@@ -32,6 +32,11 @@ enum FUSEOperations {
                 conn.pointee.want |= UInt32(FUSE_CAP_READDIRPLUS)
                 conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
             }
+            // Reads are answered from the content cache's files: splicing them into the
+            // kernel saves two copies of every byte read.
+            for capability in [FUSE_CAP_SPLICE_WRITE, FUSE_CAP_SPLICE_MOVE] where conn.pointee.capable & UInt32(capability) != 0 {
+                conn.pointee.want |= UInt32(capability)
+            }
         }
         ops.lookup = { req, parent, name in
             let name = String(cString: name!)
@@ -84,7 +89,7 @@ enum FUSEOperations {
         }
         ops.read = { req, _, size, off, fi in
             let fh = fi!.pointee.fh
-            FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(bytes: try fs.read(fh, offset: Int64(off), count: size)) }
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(read: try fs.readData(fh, offset: Int64(off), count: size)) }
         }
         ops.release = { req, _, fi in
             FUSEOperations.bridge(req).fileSystem.release(fi!.pointee.fh)

@@ -54,6 +54,14 @@ struct Request: @unchecked Sendable {
         }
     }
 
+    /// Read data still in the content cache's file: libfuse moves it to the kernel itself.
+    func reply(read: FileSystem.ReadData) {
+        switch read {
+        case .bytes(let bytes): reply(bytes: bytes)
+        case .file(let fd, let offset, let count): _ = cfuse3_reply_fd(raw, fd, off_t(offset), count)
+        }
+    }
+
     func reply(xattr: FileSystem.XattrReply) {
         switch xattr {
         case .size(let n): fuse_reply_xattr(raw, n)

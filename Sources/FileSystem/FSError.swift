@@ -21,6 +21,8 @@ public enum FSError: Error, Sendable {
     case attributeReadOnly
     /// A file handle the kernel passed that ncfs never handed out.
     case badHandle
+    /// The local content cache could not be read or written (disk full, folder removed…).
+    case cacheFailure(String)
 }
 
 extension FSError {
@@ -39,6 +41,7 @@ extension FSError {
         // question of privileges (`setfattr` prints "Operation not supported").
         case .attributeReadOnly: return ENOTSUP
         case .badHandle: return EBADF
+        case .cacheFailure: return EIO
         }
     }
 

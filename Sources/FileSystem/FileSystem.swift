@@ -42,10 +42,17 @@ public final class FileSystem: @unchecked Sendable {
     /// link, and 16 MiB caps the memory one open file holds. Random reads fetch the asked
     /// range rounded up to `randomGranule` (128 KiB, the kernel's largest FUSE read), so a
     /// seek pays only for what it reads.
+    ///
+    /// Up to `maxInFlight` GETs run ahead of a sequential reader, so the gap between one GET's
+    /// last byte and the next one's first byte never idles the link. A read that has not got
+    /// its bytes after `timeout` seconds fails with EIO (the reader client's own stall and
+    /// retry limits normally end a failing fetch sooner; this bounds every wait).
     public struct ReadAhead: Sendable {
         public var initialWindow: Int64 = 1 << 20
         public var maxWindow: Int64 = 16 << 20
         public var randomGranule: Int64 = 128 << 10
+        public var maxInFlight = 3
+        public var timeout: Double = 30
         public init() {}
     }
 
@@ -57,6 +64,8 @@ public final class FileSystem: @unchecked Sendable {
     let logger: Logger
     let inodes = InodeTable()
     let handles = HandleTable()
+    let contentCache: ContentCache
+    let fetcher: ContentFetcher
     private let observerLock = NSLock()
     private weak var _invalidationObserver: (any InvalidationObserver)?
 
@@ -68,8 +77,16 @@ public final class FileSystem: @unchecked Sendable {
         self.reader = reader ?? cache.client
         self.options = options
         self.logger = logger
+        contentCache = ContentCache(options: options.contentCache, logger: logger)
+        fetcher = ContentFetcher(client: self.reader, cache: contentCache, threads: 8, resumeBudget: options.readAhead.timeout)
         cache.observer = self
     }
+
+    /// Why the content cache folder cannot be used, if it cannot (check before mounting).
+    public var contentCacheProblem: String? { contentCache.setupError }
+
+    /// Bytes of file content held in the local cache.
+    public var contentCacheBytes: Int64 { contentCache.storedBytes }
 
     /// Told which kernel caches to drop when the metadata cache learns of a server change.
     public var invalidationObserver: (any InvalidationObserver)? {

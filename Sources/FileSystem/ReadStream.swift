@@ -2,78 +2,194 @@ import Foundation
 import RemoteCache
 import WebDAV
 
-/// One open file being read: ranged GETs into a window buffer, growing the window while the
-/// reads are sequential.
+/// One open file being read: decides what to fetch into the file's cached content and waits
+/// for the bytes a read needs.
 ///
-/// The state machine: a read inside the buffer is served from it. A read that continues
-/// where the previous one ended (within one window: the kernel's readahead sends several
-/// reads at once and the worker pool may run them slightly out of order) is sequential and
-/// doubles the window before fetching `[offset, offset + window)`. Any other read is random:
-/// the window falls back to its initial size and only the asked range (rounded up to the
-/// granule) is fetched.
+/// The state machine: a read that continues near where the previous ones ended (within one
+/// window: the kernel's readahead sends several reads at once and the worker pool may run
+/// them out of order) is sequential. A sequential read makes sure the bytes after it are
+/// coming: up to `maxInFlight` ranged GETs of `window` bytes each, the window doubling from
+/// `initialWindow` up to `maxWindow` with every GET issued. Any other read is random: the
+/// window falls back to its initial size and only the asked range (rounded up to the granule)
+/// is fetched. Bytes already held are never fetched again.
 final class ReadStream: @unchecked Sendable {
-    // @unchecked: the mutable fields are guarded by `lock`, which is held across the fetch so
-    // that reads of one handle run one at a time (they would otherwise fetch the same window
-    // twice). No other lock is taken while it is held.
+    // @unchecked: `lastEnd` and `window` are guarded by `lock` (a leaf lock); `content` has its own.
     let path: String
-    let size: Int64
-    let etag: String
-    let fileID: Int64
+    let content: CachedContent
     private let lock = NSLock()
-    private var buffer: [UInt8] = []
-    private var bufferStart: Int64 = 0
     private var lastEnd: Int64 = 0
     private var window: Int64 = 0
 
-    init(path: String, entry: RemoteEntry) {
+    init(path: String, content: CachedContent) {
         self.path = path
-        self.size = entry.size
-        self.etag = entry.etag
-        self.fileID = entry.fileID
+        self.content = content
     }
 
-    func read(offset: Int64, count: Int, client: WebDAVClient, policy: FileSystem.ReadAhead) throws(FSError) -> [UInt8] {
+    var size: Int64 { content.size }
+
+    /// Classifies the read at `offset..<end` and returns the window to fetch ahead with
+    /// (0 for a random read).
+    private func advance(offset: Int64, end: Int64, policy: FileSystem.ReadAhead) -> Int64 {
         lock.lock(); defer { lock.unlock() }
-        guard offset < size, count > 0 else { return [] }
-        let end = min(size, offset + Int64(count))
-        let bufferEnd = bufferStart + Int64(buffer.count)
-        if offset >= bufferStart && end <= bufferEnd {
-            lastEnd = end
-            return slice(offset, end)
-        }
-        let sequential = (offset == 0 && window == 0) || (window > 0 && abs(offset - lastEnd) <= max(window, policy.initialWindow))
-        let fetchEnd: Int64
-        if sequential {
-            window = window == 0 ? policy.initialWindow : min(policy.maxWindow, window * 2)
-            fetchEnd = min(size, max(end, offset + window))
-        } else {
-            window = 0
-            let granule = policy.randomGranule
-            fetchEnd = min(size, offset + (Int64(count) + granule - 1) / granule * granule)
-        }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(fetchEnd - offset))
-        let result: WebDAVClient.GetResult
-        do {
-            result = try client.get(path, range: offset..<fetchEnd, sink: .stream({ chunk in
-                bytes.append(contentsOf: chunk)
-            }))
-        } catch {
-            buffer = []
-            throw FSError.wrap(error)
-        }
-        if let served = result.etag, !etag.isEmpty, served != etag {
-            buffer = []
-            throw .stale
-        }
-        buffer = bytes
-        bufferStart = offset
-        lastEnd = min(end, offset + Int64(bytes.count))
-        return slice(offset, lastEnd)
+        let slack = max(window, policy.initialWindow)
+        let sequential = offset == lastEnd || (window > 0 && offset >= lastEnd - policy.maxWindow && offset <= lastEnd + slack)
+        window = sequential ? max(window, policy.initialWindow) : 0
+        lastEnd = sequential ? max(lastEnd, end) : end
+        return window
     }
 
-    private func slice(_ from: Int64, _ to: Int64) -> [UInt8] {
-        let lo = Int(from - bufferStart), hi = Int(to - bufferStart)
-        return Array(buffer[lo..<max(lo, hi)])
+    /// The window grows with every GET a sequential reader issues.
+    private func grow(policy: FileSystem.ReadAhead) -> Int64 {
+        lock.lock(); defer { lock.unlock() }
+        let current = window
+        window = min(policy.maxWindow, max(policy.initialWindow, window * 2))
+        return current
+    }
+
+    /// The range of up to `count` bytes at `offset`, once it is held in the content's file.
+    /// Starts the fetches the read needs (on `fetcher`) and waits until its range is held, a
+    /// fetch of it fails, or `policy.timeout` passes.
+    func read(offset: Int64, count: Int, fetcher: ContentFetcher, policy: FileSystem.ReadAhead) throws(FSError) -> Range<Int64> {
+        guard offset < size, count > 0 else { return offset..<offset }
+        let range = offset..<min(size, offset + Int64(count))
+        let window = advance(offset: offset, end: range.upperBound, policy: policy)
+        let deadline = Date().addingTimeInterval(policy.timeout)
+
+        content.condition.lock()
+        let startSequence = content.failureSequence
+        var planned: [Range<Int64>] = []
+        if window > 0 {
+            // What the read needs, as the start of a window, then more windows ahead while
+            // fewer than maxInFlight GETs run.
+            if content.horizon(from: range.lowerBound) < range.upperBound {
+                let start = content.horizon(from: range.lowerBound)
+                let piece = start..<min(size, max(range.upperBound, start + grow(policy: policy)))
+                planned += content.unplanned(piece)
+                for r in planned { content.inFlight.append(r) }
+            }
+            var horizon = content.horizon(from: range.lowerBound)
+            let reach: Int64 = range.upperBound + policy.maxWindow * Int64(policy.maxInFlight)
+            while content.inFlight.count < policy.maxInFlight && horizon < min(size, reach) {
+                let piece = horizon..<min(size, horizon + grow(policy: policy))
+                planned.append(piece)
+                content.inFlight.append(piece)
+                horizon = piece.upperBound
+            }
+        } else {
+            let granule = policy.randomGranule
+            let length: Int64 = range.upperBound - range.lowerBound
+            let roundedEnd: Int64 = range.lowerBound + (length + granule - 1) / granule * granule
+            let rounded = range.lowerBound..<min(size, roundedEnd)
+            for gap in content.unplanned(rounded) {
+                planned.append(gap)
+                content.inFlight.append(gap)
+            }
+        }
+        content.condition.unlock()
+        for piece in planned { fetcher.start(piece, of: content, path: path) }
+
+        content.condition.lock()
+        while !content.held.contains(range) {
+            if let error = content.failure(overlapping: range, after: startSequence) {
+                content.condition.unlock()
+                throw error
+            }
+            // A range whose fetch ended without it (another reader's failed fetch recorded
+            // before this read began) is fetched again.
+            let missing = content.unplanned(range)
+            if !missing.isEmpty {
+                for r in missing { content.inFlight.append(r) }
+                content.condition.unlock()
+                for r in missing { fetcher.start(r, of: content, path: path) }
+                content.condition.lock()
+                continue
+            }
+            if !content.condition.wait(until: deadline) && !content.held.contains(range) {
+                content.condition.unlock()
+                throw .remote(DAVError(.transport, method: "GET", path: path,
+                                       detail: "no data within \(Int(policy.timeout)) s"))
+            }
+        }
+        content.condition.unlock()
+        return range
+    }
+}
+
+/// Runs ranged GETs into cached content on a pool of threads of its own, so a FUSE worker
+/// waiting for bytes never also has to carry a transfer.
+final class ContentFetcher: Sendable {
+    let client: WebDAVClient
+    let cache: ContentCache
+    let pool: WorkerPool
+    /// How long a fetch keeps resuming after its connection broke mid-body.
+    let resumeBudget: Double
+
+    init(client: WebDAVClient, cache: ContentCache, threads: Int, resumeBudget: Double) {
+        self.client = client
+        self.cache = cache
+        self.pool = WorkerPool(threads: threads, name: "ncfs-fetch")
+        self.resumeBudget = resumeBudget
+    }
+
+    /// Fetches `range` (already listed in `content.inFlight`) in the background.
+    func start(_ range: Range<Int64>, of content: CachedContent, path: String) {
+        pool.submit { [self] in
+            fetch(range, of: content, path: path)
+            cache.fetchEnded(content)
+        }
+    }
+
+    private func fetch(_ range: Range<Int64>, of content: CachedContent, path: String) {
+        var position = range.lowerBound
+        let deadline = Date().addingTimeInterval(resumeBudget)
+        var failure: FSError?
+        while position < range.upperBound {
+            let before = position
+            do {
+                try client.get(path, range: position..<range.upperBound, ifMatch: content.etag, sink: .stream({ chunk in
+                    try Self.store(chunk, at: position, in: content)
+                    position += Int64(chunk.count)
+                }))
+                if position < range.upperBound {
+                    throw DAVError(.protocolViolation, method: "GET", path: path,
+                                   detail: "the server sent \(position - before) of \(range.upperBound - before) bytes")
+                }
+            } catch {
+                let wrapped = FSError.wrap(error)
+                // A connection that broke after some bytes resumes from where it stopped;
+                // the server's refusals and a fetch that made no progress end here.
+                if case .remote(let dav) = wrapped, dav.kind == .transport || dav.kind == .protocolViolation,
+                   position > before, Date() < deadline { continue }
+                failure = wrapped
+                break
+            }
+        }
+        content.condition.lock()
+        if let index = content.inFlight.firstIndex(of: range) { content.inFlight.remove(at: index) }
+        if let failure {
+            if position < range.upperBound { content.recordFailure(position..<range.upperBound, failure) }
+            if case .remote(let dav) = failure, dav.kind == .preconditionFailed || dav.kind == .notFound {
+                content.condition.unlock()
+                cache.discard(content)
+                content.condition.lock()
+            }
+        }
+        content.condition.broadcast()
+        content.condition.unlock()
+    }
+
+    /// Writes a received chunk at `offset` of the local file and marks it held.
+    private static func store(_ chunk: UnsafeRawBufferPointer, at offset: Int64, in content: CachedContent) throws(FSError) {
+        var written = 0
+        while written < chunk.count {
+            let n = pwrite(content.fd, chunk.baseAddress! + written, chunk.count - written, off_t(offset) + off_t(written))
+            if n > 0 { written += n } else if n < 0 && errno == EINTR { continue } else {
+                throw .cacheFailure("writing the cached copy: \(String(cString: strerror(errno)))")
+            }
+        }
+        content.condition.lock()
+        content.held.insert(offset..<offset + Int64(written))
+        content.condition.broadcast()
+        content.condition.unlock()
     }
 }

@@ -47,6 +47,9 @@ final class CurlEasy {
 
         try check(ncfs_curl_setopt_string(handle, CURLOPT_URL, request.url))
         _ = ncfs_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        // 256 KiB receive buffer (default 16 KiB): a sixteenth of the write callbacks on bulk
+        // downloads, for 4 MiB across a full pool of handles.
+        _ = ncfs_curl_setopt_long(handle, CURLOPT_BUFFERSIZE, 256 << 10)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))

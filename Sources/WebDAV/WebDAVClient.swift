@@ -120,12 +120,15 @@ public final class WebDAVClient: Sendable {
     }
 
     /// GET streamed to a sink (a file or a consumer); a 200 answer to a ranged request is
-    /// refused rather than misread as the range.
+    /// refused rather than misread as the range. With `ifMatch` (an ETag, unquoted) the server
+    /// answers 412 instead of another version's bytes, so a sink never sees content of a
+    /// version the caller did not ask for.
     @discardableResult
-    public func get(_ path: String, range: Range<Int64>?, sink: ResponseSink,
+    public func get(_ path: String, range: Range<Int64>?, ifMatch: String? = nil, sink: ResponseSink,
                     progress: ((Int64, Int64) -> Void)? = nil) throws -> GetResult {
         let p = DAVLocation.normalize(path)
         var headers = HTTPHeaders()
+        if let ifMatch, !ifMatch.isEmpty { headers.set("If-Match", Self.quote(ifMatch)) }
         if let range {
             guard !range.isEmpty else { return GetResult(status: 206, etag: nil, contentLength: 0, bytes: []) }
             headers.set("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")

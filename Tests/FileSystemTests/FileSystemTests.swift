@@ -105,7 +105,9 @@ struct FileSystemTests {
 
     @Test("server stopped mid-read: EIO promptly, never zeros; reads work after restart")
     func readFailsWithEIO() throws {
-        var bytes = [UInt8](repeating: 0, count: 6 << 20)
+        // Large enough that the read-ahead started by the first read (three windows: 1, 2 and
+        // 4 MiB) cannot reach the offset read with the server stopped.
+        var bytes = [UInt8](repeating: 0, count: 24 << 20)
         for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 11) }
         let content = bytes
         let server = try populatedServer { files in try write(files.appendingPathComponent("r.bin"), content) }
@@ -118,7 +120,7 @@ struct FileSystemTests {
         server.stop()
         let started = Date()
         do {
-            let got = try fs.read(fh, offset: 5 << 20, count: 65536)
+            let got = try fs.read(fh, offset: 20 << 20, count: 65536)
             Issue.record("read returned \(got.count) bytes with the server stopped")
         } catch {
             #expect(error.errno == EIO)
@@ -127,7 +129,7 @@ struct FileSystemTests {
         // Cached metadata still answers.
         #expect(try fs.getattr(r.inode).size == Int64(content.count))
         try server.start()
-        #expect(try fs.read(fh, offset: 5 << 20, count: 65536) == Array(content[(5 << 20)..<((5 << 20) + 65536)]))
+        #expect(try fs.read(fh, offset: 20 << 20, count: 65536) == Array(content[(20 << 20)..<((20 << 20) + 65536)]))
         #expect(try fs.read(fh, offset: 12345, count: 1000) == Array(content[12345..<13345]))
     }
 

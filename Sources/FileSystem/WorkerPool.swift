@@ -1,18 +1,17 @@
 import Foundation
 
-/// A fixed set of threads running FUSE requests. FileSystem calls block on the network, so
-/// they run here — never on the FUSE loop's threads (which only read requests and hand them
-/// over) and never on the Swift concurrency pool (whose few threads must not block).
-/// Eight threads: enough for the kernel's readahead plus a few concurrent `stat`s while a
-/// large listing is fetched; each idle thread costs only its stack.
-final class WorkerPool: @unchecked Sendable {
+/// A fixed set of threads running blocking jobs: FUSE requests (FileSystem calls block on the
+/// network) and content fetches. Jobs run here — never on the FUSE loop's threads (which only
+/// read requests and hand them over) and never on the Swift concurrency pool (whose few
+/// threads must not block). An idle thread costs only its stack.
+public final class WorkerPool: @unchecked Sendable {
     // @unchecked: `jobs` and `stopped` are guarded by `condition`'s lock.
     private let condition = NSCondition()
     private var jobs: [() -> Void] = []
     private var head = 0
     private var stopped = false
 
-    init(threads: Int, name: String) {
+    public init(threads: Int, name: String) {
         for i in 0..<threads {
             let thread = Thread { [self] in work() }
             thread.name = "\(name)-\(i)"
@@ -20,7 +19,7 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    func submit(_ job: @escaping () -> Void) {
+    public func submit(_ job: @escaping () -> Void) {
         condition.lock()
         jobs.append(job)
         condition.signal()
@@ -28,7 +27,7 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Lets the threads finish the queued jobs and end.
-    func stop() {
+    public func stop() {
         condition.lock()
         stopped = true
         condition.broadcast()
