@@ -116,4 +116,70 @@ struct MountTests {
         #expect(run("/usr/bin/setfattr", ["-n", "user.nextcloud.etag", "-v", "x", mount.path("w/new.txt")]).status != 0)
         #expect(run("/usr/bin/touch", [mount.path("w/created")]).status != 0, "read-only mount")
     }
+
+    @Test("second read of an unchanged file costs no GET; server down: EIO within read_timeout, cached ls answers; server back: reads work")
+    func outage() throws {
+        var bytes = [UInt8](repeating: 0, count: 24 << 20)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 13 &+ i >> 12) }
+        let content = bytes
+        let server = try populatedServer { files in
+            try write(files.appendingPathComponent("o/big.bin"), content)
+            try write(files.appendingPathComponent("o/small.txt"), Array("small".utf8))
+        }
+        defer { server.stop() }
+        let mount = try MountedServer(server, options: ["read_timeout=3"])
+        defer { mount.unmount() }
+
+        #expect(run("/bin/cat", [mount.path("o/small.txt")]).out == "small")
+        // Drop the kernel's page cache (root only) so the second read reaches ncfs and has to
+        // be answered by its content cache rather than by the kernel.
+        try? "1".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8)
+        let mark = server.mark()
+        #expect(run("/bin/cat", [mount.path("o/small.txt")]).out == "small")
+        #expect(!server.requests(since: mark).contains { $0.method == "GET" }, "second read served from the content cache")
+
+        // The first 64 KiB through the mount, then the server goes away.
+        let head = run("/bin/sh", ["-c", "dd if='\(mount.path("o/big.bin"))' bs=65536 count=1 2>/dev/null | sha256sum"])
+        #expect(head.out.prefix(64) == sha256(Array(content[0..<65536])))
+        server.stop()
+        let started = Date()
+        let failed = run("/bin/dd", ["if=" + mount.path("o/big.bin"), "of=/dev/null", "bs=65536", "skip=320", "count=1"], timeout: 30)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(failed.status != 0, "a read with the server down must fail, not return zeros")
+        #expect(elapsed < 3 + 5, "EIO within read_timeout (3 s) plus slack, took \(elapsed) s")
+        #expect(run("/bin/ls", [mount.path("o")]).out.split(separator: "\n").sorted() == ["big.bin", "small.txt"], "cached listing answers")
+
+        try server.start()
+        let back = run("/bin/sh", ["-c", "dd if='\(mount.path("o/big.bin"))' bs=65536 skip=320 count=1 2>/dev/null | sha256sum"])
+        #expect(back.out.prefix(64) == sha256(Array(content[(320 << 16)..<(321 << 16)])), "reads work again without remounting")
+    }
+
+    @Test("ncfs du of a tree costs 1 request and equals the server's oc:size")
+    func duOneRequest() throws {
+        let server = try populatedServer { files in
+            for a in 0..<4 { for b in 0..<5 { try write(files.appendingPathComponent("t/a\(a)/b\(b).bin"), Array(repeating: 1, count: 1000 * (a + 1) + b)) } }
+        }
+        defer { server.stop() }
+        let mark = server.mark()
+        let du = runNCFS(server, ["du", "--url", server.baseURL, "--user", server.user, "t"])
+        #expect(du.status == 0)
+        let requests = server.requests(since: mark)
+        #expect(requests.count == 1 && requests.first?.method == "PROPFIND", "\(requests.map { "\($0.method) \($0.path)" })")
+        let expected = try server.client().stat("t").size!
+        #expect(du.out.contains(String(expected)), "\(du.out)")
+    }
+}
+
+/// The built `ncfs` with the server's password in the environment.
+func runNCFS(_ server: TestServer, _ args: [String]) -> (status: Int32, out: String) {
+    let script = "NEXTCLOUD_WEBDAV_APP_PASSWORD='\(server.password)' XDG_CONFIG_HOME='\(server.dataDir.path)' exec \"$0\" \"$@\""
+    return run("/bin/sh", ["-c", script, MountedServer.binary] + args)
+}
+
+/// Lower-case hex SHA-256 (via sha256sum, which the tests use for files too).
+func sha256(_ bytes: [UInt8]) -> Substring {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-sha-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: file) }
+    _ = FileManager.default.createFile(atPath: file.path, contents: Data(bytes))
+    return run("/usr/bin/sha256sum", [file.path]).out.prefix(64)
 }
