@@ -23,11 +23,15 @@ struct MountOptions {
     var log: String?
     var fuse: [String] = []
 
-    /// Options mount(8) (fstab) passes that mean nothing here: VFS flags libfuse would reject
-    /// or ncfs sets itself (`ro`), and mount(8)'s own bookkeeping.
+    /// Options mount(8) (fstab) passes that mean nothing here: mount(8)'s own bookkeeping; the
+    /// defaults it adds by itself (`rw,exec,suid,dev`), which must not undo the `ro,nosuid,nodev`
+    /// the mount always has; and access-time and other flags of disk filesystems, most of which
+    /// libfuse would reject ("unknown option"). `noexec` is not here: libfuse applies it.
     static let ignored: Set<String> = [
-        "rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto", "noauto", "_netdev",
-        "nofail", "user", "users", "nouser", "owner", "group", "defaults", "atime", "noatime", "relatime",
+        "rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "auto", "noauto", "_netdev",
+        "nofail", "user", "users", "nouser", "owner", "group", "defaults",
+        "atime", "noatime", "relatime", "norelatime", "strictatime", "nostrictatime", "diratime", "nodiratime",
+        "lazytime", "nolazytime", "iversion", "noiversion", "mand", "nomand", "silent", "loud",
     ]
 
     /// `x-…` options (`x-systemd.automount`, `x-gvfs-show`, …) belong to other programs that read
