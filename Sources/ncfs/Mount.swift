@@ -137,9 +137,11 @@ struct Mount: ParsableCommand {
         let cache = MetadataCache(client: metadata, configuration: .init(
             freshness: .milliseconds(Int(setup.attrTimeout * 1000)),
             pollInterval: setup.poll > 0 ? .milliseconds(Int(setup.poll * 1000)) : nil), logger: logger)
-        // Fail before mounting when the server or the credentials are wrong.
-        _ = try cache.listing("")
         let fs = FileSystem(cache: cache, reader: reader, options: setup.fileSystem, logger: logger)
+        // Fail before mounting when the cache folder is unusable (every open would be EIO), the
+        // server is unreachable or the credentials are wrong.
+        if let problem = fs.contentCacheProblem { throw CLIError(message: problem, code: 1) }
+        _ = try cache.listing("")
         var mountOptions = FUSEMount.Options()
         mountOptions.fuseOptions = setup.fuseOptions
         let mount = FUSEMount(fileSystem: fs, mountpoint: setup.mountpoint, options: mountOptions, logger: logger)
