@@ -103,15 +103,15 @@ struct Mount: ParsableCommand {
                           attrTimeout: options.attrTimeout ?? attrTimeout, poll: options.poll ?? poll,
                           readTimeout: options.readTimeout ?? readTimeout, fuseOptions: options.fuse, log: options.log)
         setup.fileSystem.zeroFolderSizes = options.zeroFolderSizes ?? false
-        let folder = (options.cacheDirectory ?? cacheDir).map { URL(fileURLWithPath: $0) }
-            ?? Mount.defaultCacheFolder(baseURL: resolved.baseURL, user: resolved.credentials?.user)
-        setup.fileSystem.contentCache.directory = try Mount.prepareCacheFolder(folder)
         if let size = options.cacheSize {
             setup.fileSystem.contentCache.limit = size
         } else if let text = cacheSize {
             guard let size = MountOptions.size(text) else { throw CLIError(message: "--cache-size \(text): expected a size such as 512M or 10G", code: 2) }
             setup.fileSystem.contentCache.limit = size
         }
+        let folder = (options.cacheDirectory ?? cacheDir).map { URL(fileURLWithPath: $0) }
+            ?? Mount.defaultCacheFolder(baseURL: resolved.baseURL, user: resolved.credentials?.user)
+        setup.fileSystem.contentCache.directory = try Mount.prepareCacheFolder(folder)
         return setup
     }
 

@@ -101,6 +101,20 @@ struct MountHelperTests {
         #expect(site.daemons().isEmpty)
     }
 
+    @Test("a cache folder other users can enter is refused (it would hold copies of the files)")
+    func openCacheFolder() throws {
+        let site = try HelperSite(server: nil)
+        defer { site.cleanUp() }
+        let folder = site.folder.appendingPathComponent("shared-cache").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let result = site.run("/bin/sh", [MountHelperTests.helper, "http://127.0.0.1:9/remote.php/dav/files/alice/", site.mountpoint,
+                                          "-o", "user=alice,password_file=\(site.passwordFile),cache_dir=\(folder)"])
+        #expect(result.status == 3, "configuration error: \(result.err)")
+        #expect(result.err.contains("chmod 700"), "\(result.err)")
+        #expect(!MountedServer.isMounted(site.mountpoint))
+        #expect(site.daemons().isEmpty)
+    }
+
     @Test("--background against an unreachable server fails promptly with the daemon's error, nothing left")
     func unreachable() throws {
         let server = try TestServer()
