@@ -3,8 +3,9 @@ import Foundation
 /// `ncfs mount --background`: mount(8) waits for its helper to exit and then expects the
 /// filesystem to be there, so the helper must return exactly when the mount is live — or
 /// fail with the reason. The process starts itself again without `--background` (a fresh
-/// process through Foundation's `Process`; Swift cannot fork safely) and waits for that daemon
-/// to send `READY=1` (or `STATUS=<error>` and exit) to a notify socket of its own.
+/// process through Foundation's `Process`: fork() without exec is unsafe in a multi-threaded
+/// Swift process) and waits for that daemon to send `READY=1` (or `STATUS=<error>` and exit) to
+/// a notify socket of its own.
 ///
 /// The daemon's standard input, output and error are /dev/null or the `-o log=PATH` file, never
 /// the caller's: a caller that reads them to the end (systemd collecting mount(8)'s output)
