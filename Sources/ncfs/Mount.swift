@@ -137,7 +137,11 @@ struct Mount: ParsableCommand {
         let cache = MetadataCache(client: metadata, configuration: .init(
             freshness: .milliseconds(Int(setup.attrTimeout * 1000)),
             pollInterval: setup.poll > 0 ? .milliseconds(Int(setup.poll * 1000)) : nil), logger: logger)
-        let fs = FileSystem(cache: cache, reader: reader, options: setup.fileSystem, logger: logger)
+        var fsOptions = setup.fileSystem
+        // Every wait for bytes ends: a failing GET normally ends within its stall timeout plus
+        // its retry budget (each `readTimeout`); this bounds the wait even if it does not.
+        fsOptions.readAhead.timeout = 2 * setup.readTimeout + 5
+        let fs = FileSystem(cache: cache, reader: reader, options: fsOptions, logger: logger)
         // Fail before mounting when the cache folder is unusable (every open would be EIO), the
         // server is unreachable or the credentials are wrong.
         if let problem = fs.contentCacheProblem { throw CLIError(message: problem, code: 1) }

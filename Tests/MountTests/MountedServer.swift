@@ -27,6 +27,7 @@ final class MountedServer: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["NEXTCLOUD_WEBDAV_APP_PASSWORD"] = server.password
         env["XDG_CONFIG_HOME"] = server.dataDir.path
+        env["XDG_CACHE_HOME"] = server.dataDir.path
         p.environment = env
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
