@@ -54,6 +54,11 @@ let package = Package(
             dependencies: ["CFuse3", "FileSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        .target(
+            name: "Journal",
+            dependencies: ["CSQLite"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ncfs",
             dependencies: [
@@ -90,6 +95,11 @@ let package = Package(
         .testTarget(
             name: "MountTests",
             dependencies: ["WebDAV", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JournalTests",
+            dependencies: ["Journal"],
             swiftSettings: strict
         ),
     ]

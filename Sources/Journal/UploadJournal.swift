@@ -1,0 +1,293 @@
+import Foundation
+internal import CSQLite
+
+/// The durable record of uploads the write-back mount still owes the server (issue 4).
+///
+/// A file closed after writing is recorded here, committed and fsynced, before `close` returns;
+/// the uploader works from these rows and deletes one only when the server holds exactly the
+/// version it describes. So a crash or `kill -9` of the daemon loses nothing: at the next start
+/// `recoverInterrupted` puts interrupted attempts back to pending and every row is uploaded.
+///
+/// Each change that needs a new upload (new content through `upsert`, a new mtime, a new name)
+/// raises the row's `generation`, puts it back to `pending` and clears its attempts. An upload
+/// that was running meanwhile then finishes for an older generation, and `complete` refuses it:
+/// the row stays for the next attempt instead of the change being lost.
+///
+/// Paths are relative to the mount root and stored NFC with no leading or trailing slash.
+/// Every method normalises what it is given: SQLite compares bytes, and one name in two
+/// Unicode spellings must not become two uploads (the server normalises to NFC as well).
+///
+/// Each method is one committed transaction. One connection serves all threads (see
+/// `SQLiteDatabase`); readers in other processes open the file with `init(readOnlyPath:)`.
+public final class UploadJournal: Sendable {
+    /// The `user_version` this code writes and reads.
+    public static let schemaVersion = 1
+
+    private let database: SQLiteDatabase
+
+    /// Totals for `ncfs status`.
+    public struct Summary: Sendable, Hashable {
+        public var count: Int
+        public var bytes: Int64
+        /// The oldest `createdAt`; nil when nothing is pending.
+        public var oldestCreatedAt: Date?
+        /// How many of `count` are in state `failed`.
+        public var failed: Int
+
+        public init(count: Int, bytes: Int64, oldestCreatedAt: Date?, failed: Int) {
+            self.count = count
+            self.bytes = bytes
+            self.oldestCreatedAt = oldestCreatedAt
+            self.failed = failed
+        }
+    }
+
+    /// What `rename` did.
+    public struct RenameOutcome: Sendable, Hashable {
+        /// Rows moved to the new name: the renamed file's own, or those under a renamed folder.
+        public var renamed: Int
+        /// The pending upload that was at the destination and was replaced (POSIX rename over
+        /// an existing file), so that its staging file can be deleted.
+        public var replaced: PendingUpload?
+
+        public init(renamed: Int, replaced: PendingUpload?) {
+            self.renamed = renamed
+            self.replaced = replaced
+        }
+    }
+
+    /// Opens the journal at `path` for the daemon, creating it or migrating it to
+    /// `schemaVersion`.
+    public init(path: String) throws(SQLiteError) {
+        database = try SQLiteDatabase(path: path)
+        try database.transaction { db throws(SQLiteError) in
+            switch try db.userVersion() {
+            case 0:
+                try Self.createSchema(db)
+            case Self.schemaVersion:
+                break
+            case let version:
+                throw Self.unknownSchema(version)
+            }
+        }
+    }
+
+    /// Opens an existing journal read-only, for `ncfs status` while the daemon runs.
+    public init(readOnlyPath path: String) throws(SQLiteError) {
+        database = try SQLiteDatabase(readOnlyPath: path)
+        let version = try database.userVersion()
+        guard version == Self.schemaVersion else { throw Self.unknownSchema(version) }
+    }
+
+    private static func createSchema(_ db: borrowing SQLiteConnection) throws(SQLiteError) {
+        // STRICT: a value of the wrong type is an error on write rather than a surprise on read.
+        // AUTOINCREMENT: ids are never reused (see `PendingUpload.id`).
+        // The UNIQUE index on remote_path also serves the prefix ranges of rename and removeTree.
+        try db.execute("""
+            CREATE TABLE uploads (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                remote_path TEXT NOT NULL UNIQUE,
+                staging_file TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                mtime INTEGER NOT NULL,
+                base_etag TEXT,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'uploading', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                chunk_upload_id TEXT,
+                generation INTEGER NOT NULL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            ) STRICT
+            """)
+        try db.setUserVersion(schemaVersion)
+    }
+
+    private static func unknownSchema(_ version: Int) -> SQLiteError {
+        SQLiteError(code: SQLITE_ERROR, message: "not an upload journal of schema \(schemaVersion) (user_version \(version))",
+                    sql: "PRAGMA user_version")
+    }
+
+    // MARK: Recording changes
+
+    /// Records that the file at `remotePath` has new content to upload, held in `stagingFile`;
+    /// durable when this returns. A path seen for the first time gets generation 1; a path
+    /// already pending gets the new staging file, size and mtime, the next generation, state
+    /// `pending` with no attempts, error or chunked upload, and keeps its `createdAt` and (when
+    /// `baseETag` is nil) its base ETag: the server still holds the version the first change
+    /// was based on. The caller deletes a staging file it no longer uses.
+    @discardableResult
+    public func upsert(remotePath: String, stagingFile: String, size: Int64, mtime: Int64,
+                       baseETag: String? = nil) throws(SQLiteError) -> PendingUpload {
+        let now = Self.now()
+        let rows = try database.query("""
+            INSERT INTO uploads (remote_path, staging_file, size, mtime, base_etag, state, attempts, generation, created_at, updated_at)
+            VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, 1, ?6, ?6)
+            ON CONFLICT (remote_path) DO UPDATE SET
+                staging_file = excluded.staging_file, size = excluded.size, mtime = excluded.mtime,
+                base_etag = coalesce(excluded.base_etag, base_etag),
+                state = 'pending', attempts = 0, last_error = NULL, chunk_upload_id = NULL,
+                generation = generation + 1, updated_at = excluded.updated_at
+            RETURNING *
+            """, [.text(Self.key(remotePath)), .text(stagingFile), .integer(size), .integer(mtime), SQLiteValue(baseETag), .real(now)])
+        guard let row = rows.first else {
+            throw SQLiteError(code: SQLITE_INTERNAL, message: "upsert returned no row", sql: nil)
+        }
+        return try PendingUpload(row: row)
+    }
+
+    /// Sets the mtime of a pending upload (`utimens`, as rsync does after writing). A new
+    /// generation, since an upload already running sends the old mtime. False when the path
+    /// has no pending upload: the caller then changes the mtime on the server instead.
+    @discardableResult
+    public func setMtime(remotePath: String, mtime: Int64) throws(SQLiteError) -> Bool {
+        try database.execute("""
+            UPDATE uploads SET mtime = ?1, generation = generation + 1, state = 'pending', attempts = 0, updated_at = ?2
+            WHERE remote_path = ?3
+            """, [.integer(mtime), .real(Self.now()), .text(Self.key(remotePath))]) > 0
+    }
+
+    /// Renames the pending upload at `from` and every pending upload below `from/` (a folder
+    /// rename), so nothing is uploaded under the old names. A pending upload at `to` itself is
+    /// removed first and returned: a rename over an existing file replaces it. Renamed rows get
+    /// a new generation and drop their chunked upload (its destination is fixed when it starts).
+    /// A renamed row that would collide with a pending upload below `to/` fails the whole
+    /// rename with `SQLITE_CONSTRAINT_UNIQUE` (POSIX refuses a rename onto a non-empty folder
+    /// before it gets here); nothing is ever dropped silently.
+    public func rename(from: String, to: String) throws(SQLiteError) -> RenameOutcome {
+        let from = Self.key(from), to = Self.key(to)
+        precondition(!from.isEmpty && !to.isEmpty, "the mount root is never renamed")
+        if from == to { return RenameOutcome(renamed: 0, replaced: nil) }
+        let now = Self.now()
+        return try database.transaction { db throws(SQLiteError) in
+            let replaced = try db.query("DELETE FROM uploads WHERE remote_path = ? RETURNING *", [.text(to)])
+                .first.map { row throws(SQLiteError) in try PendingUpload(row: row) }
+            // length() and substr() both count characters, so the new path is `to` followed by
+            // whatever came after `from` ("" or "/…").
+            let renamed = try db.execute("""
+                UPDATE uploads SET remote_path = ?1 || substr(remote_path, length(?2) + 1),
+                    generation = generation + 1, state = 'pending', attempts = 0, chunk_upload_id = NULL, updated_at = ?5
+                WHERE \(Self.treeCondition(parameter: 2))
+                """, [.text(to), .text(from)] + Self.treeBounds(from) + [.real(now)])
+            return RenameOutcome(renamed: renamed, replaced: replaced)
+        }
+    }
+
+    /// Forgets the pending upload at `remotePath` (the file was unlinked) and returns it, so
+    /// that its staging file can be deleted.
+    @discardableResult
+    public func remove(remotePath: String) throws(SQLiteError) -> PendingUpload? {
+        try database.query("DELETE FROM uploads WHERE remote_path = ? RETURNING *", [.text(Self.key(remotePath))])
+            .first.map { row throws(SQLiteError) in try PendingUpload(row: row) }
+    }
+
+    /// Forgets the pending uploads at `prefix` and below `prefix/` (a folder removed) and
+    /// returns them.
+    @discardableResult
+    public func removeTree(prefix: String) throws(SQLiteError) -> [PendingUpload] {
+        let prefix = Self.key(prefix)
+        precondition(!prefix.isEmpty, "the mount root is never removed")
+        return try Self.uploads(database.query("DELETE FROM uploads WHERE \(Self.treeCondition(parameter: 1)) RETURNING *",
+                                               [.text(prefix)] + Self.treeBounds(prefix)))
+    }
+
+    // MARK: The uploader's side
+
+    /// Moves an upload to `state`. Moving to `uploading` counts an attempt. `error` becomes
+    /// `lastError`; nil keeps the previous one (so status still shows why the last attempt
+    /// failed while the next one runs). False when the row is gone (removed meanwhile).
+    @discardableResult
+    public func setState(id: Int64, state: PendingUpload.State, error: String? = nil) throws(SQLiteError) -> Bool {
+        try database.execute("""
+            UPDATE uploads SET state = ?1, attempts = attempts + (?1 = 'uploading'), last_error = coalesce(?2, last_error),
+                updated_at = ?3
+            WHERE id = ?4
+            """, [.text(state.rawValue), SQLiteValue(error), .real(Self.now()), .integer(id)]) > 0
+    }
+
+    /// Records (or, with nil, forgets) the chunked upload that carries this row's bytes, so a
+    /// restart resumes it rather than sending every chunk again. False when the row is gone.
+    @discardableResult
+    public func setChunkUploadID(id: Int64, uploadID: String?) throws(SQLiteError) -> Bool {
+        try database.execute("UPDATE uploads SET chunk_upload_id = ?1, updated_at = ?2 WHERE id = ?3",
+                             [SQLiteValue(uploadID), .real(Self.now()), .integer(id)]) > 0
+    }
+
+    /// The server now holds generation `generation` of upload `id`, with ETag `serverETag`.
+    /// Deletes the row and returns true if that is still the row's generation. Otherwise the
+    /// file changed during the upload: the row stays pending, its base ETag becomes
+    /// `serverETag` (the version on the server is now ours, so the next upload's `If-Match`
+    /// must name it; nil keeps the old one), and this returns false.
+    @discardableResult
+    public func complete(id: Int64, generation: Int64, serverETag: String?) throws(SQLiteError) -> Bool {
+        let now = Self.now()
+        return try database.transaction { db throws(SQLiteError) in
+            if try db.execute("DELETE FROM uploads WHERE id = ? AND generation = ?", [.integer(id), .integer(generation)]) > 0 {
+                return true
+            }
+            try db.execute("UPDATE uploads SET base_etag = coalesce(?1, base_etag), updated_at = ?2 WHERE id = ?3",
+                           [SQLiteValue(serverETag), .real(now), .integer(id)])
+            return false
+        }
+    }
+
+    /// Puts uploads left in state `uploading` by a daemon that died back to `pending`; the
+    /// daemon calls it once at start, before its uploader runs. Returns how many there were.
+    @discardableResult
+    public func recoverInterrupted() throws(SQLiteError) -> Int {
+        try database.execute("UPDATE uploads SET state = 'pending', updated_at = ? WHERE state = 'uploading'", [.real(Self.now())])
+    }
+
+    // MARK: Reading
+
+    /// The pending upload at `remotePath`, if any.
+    public func upload(at remotePath: String) throws(SQLiteError) -> PendingUpload? {
+        try database.query("SELECT * FROM uploads WHERE remote_path = ?", [.text(Self.key(remotePath))])
+            .first.map { row throws(SQLiteError) in try PendingUpload(row: row) }
+    }
+
+    /// Every pending upload, oldest first.
+    public func all() throws(SQLiteError) -> [PendingUpload] {
+        try Self.uploads(database.query("SELECT * FROM uploads ORDER BY created_at, id"))
+    }
+
+    public func summary() throws(SQLiteError) -> Summary {
+        let rows = try database.query("""
+            SELECT count(*) AS count, coalesce(sum(size), 0) AS bytes, min(created_at) AS oldest,
+                count(*) FILTER (WHERE state = 'failed') AS failed
+            FROM uploads
+            """)
+        guard let row = rows.first else { return Summary(count: 0, bytes: 0, oldestCreatedAt: nil, failed: 0) }
+        return Summary(count: Int(try row.int64("count")), bytes: try row.int64("bytes"),
+                       oldestCreatedAt: row["oldest"].double.map { Date(timeIntervalSince1970: $0) },
+                       failed: Int(try row.int64("failed")))
+    }
+
+    // MARK: Helpers
+
+    /// The stored form of a path: NFC, no leading or trailing slash.
+    static func key(_ path: String) -> String {
+        path.precomposedStringWithCanonicalMapping.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+    }
+
+    /// Matches the path bound at `?parameter` and every path below it, using the two bounds
+    /// of `treeBounds` at the next two parameters. A range on the index rather than LIKE, whose
+    /// `%` and `_` would be wildcards inside file names: "a/" ≤ p < "a0" holds exactly for the
+    /// paths starting with "a/", since "0" is the byte after "/" and comparison is bytewise.
+    private static func treeCondition(parameter p: Int) -> String {
+        "(remote_path = ?\(p) OR (remote_path >= ?\(p + 1) AND remote_path < ?\(p + 2)))"
+    }
+
+    private static func treeBounds(_ prefix: String) -> [SQLiteValue] {
+        [.text(prefix + "/"), .text(prefix + "0")]
+    }
+
+    private static func uploads(_ rows: [SQLiteRow]) throws(SQLiteError) -> [PendingUpload] {
+        var uploads: [PendingUpload] = []
+        uploads.reserveCapacity(rows.count)
+        for row in rows { uploads.append(try PendingUpload(row: row)) }
+        return uploads
+    }
+
+    private static func now() -> Double { Date().timeIntervalSince1970 }
+}
