@@ -26,6 +26,8 @@ struct UploadJournalDurabilityTests {
             try FileManager.default.copyItem(atPath: path + suffix, toPath: crashed.path("journal.sqlite") + suffix)
         }
 
+        // `ncfs status` may be the first to look, before the daemon restarts.
+        #expect(try UploadJournal(readOnlyPath: crashed.path("journal.sqlite")).all() == committed)
         let database = try SQLiteDatabase(path: crashed.path("journal.sqlite"))
         #expect(try database.integrityCheck() == "ok")
         let recovered = try UploadJournal(path: crashed.path("journal.sqlite"))
