@@ -150,11 +150,25 @@ public final class UploadJournal: Sendable {
     /// Renames the pending upload at `from` and every pending upload below `from/` (a folder
     /// rename), so nothing is uploaded under the old names. A pending upload at `to` itself is
     /// removed first and returned: a rename over an existing file replaces it. Renamed rows get
-    /// a new generation and drop their chunked upload (its destination is fixed when it starts).
+    /// a new generation and drop their chunked upload (its destination is fixed when it starts);
+    /// they keep their base ETags (see `rename(from:to:baseETag:)`).
     /// A renamed row that would collide with a pending upload below `to/` fails the whole
     /// rename with `SQLITE_CONSTRAINT_UNIQUE` (POSIX refuses a rename onto a non-empty folder
     /// before it gets here); nothing is ever dropped silently.
     public func rename(from: String, to: String) throws(SQLiteError) -> RenameOutcome {
+        try rename(from: from, to: to, base: nil)
+    }
+
+    /// `rename(from:to:)`, also giving the file renamed from `from` the base ETag `baseETag`
+    /// (nil: new on the server) in the same transaction. For a rename onto a name whose server
+    /// version is now what the upload replaces: a base kept from the old name would make the
+    /// upload fail its precondition after a restart.
+    public func rename(from: String, to: String, baseETag: String?) throws(SQLiteError) -> RenameOutcome {
+        try rename(from: from, to: to, base: .some(baseETag))
+    }
+
+    /// `base`: nil keeps every row's base ETag, `.some` sets the one of the row at `from`.
+    private func rename(from: String, to: String, base: String??) throws(SQLiteError) -> RenameOutcome {
         let from = Self.key(from), to = Self.key(to)
         precondition(!from.isEmpty && !to.isEmpty, "the mount root is never renamed")
         if from == to { return RenameOutcome(renamed: 0, replaced: nil) }
@@ -166,9 +180,10 @@ public final class UploadJournal: Sendable {
             // whatever came after `from` ("" or "/…").
             let renamed = try db.execute("""
                 UPDATE uploads SET remote_path = ?1 || substr(remote_path, length(?2) + 1),
+                    base_etag = CASE WHEN ?6 AND remote_path = ?2 THEN ?7 ELSE base_etag END,
                     generation = generation + 1, state = 'pending', attempts = 0, chunk_upload_id = NULL, updated_at = ?5
                 WHERE \(Self.treeCondition(parameter: 2))
-                """, [.text(to), .text(from)] + Self.treeBounds(from) + [.real(now)])
+                """, [.text(to), .text(from)] + Self.treeBounds(from) + [.real(now), .integer(base == nil ? 0 : 1), SQLiteValue(base ?? nil)])
             return RenameOutcome(renamed: renamed, replaced: replaced)
         }
     }

@@ -162,6 +162,20 @@ struct UploadJournalTests {
         #expect(try journal.paths() == ["b.txt"])
     }
 
+    @Test("rename can set the renamed file's base ETag in the same step; its folder neighbours keep theirs")
+    func renameWithBase() throws {
+        let folder = try TemporaryFolder()
+        let journal = try UploadJournal(path: folder.path("j.sqlite"))
+        try journal.upsert(remotePath: "new.txt", stagingFile: "s1", size: 1, mtime: 1)
+        #expect(try journal.rename(from: "new.txt", to: "existing.txt", baseETag: "server-etag").renamed == 1)
+        #expect(try journal.upload(at: "existing.txt")?.baseETag == "server-etag")
+        #expect(try journal.rename(from: "existing.txt", to: "free.txt", baseETag: nil).renamed == 1)
+        #expect(try journal.upload(at: "free.txt")?.baseETag == nil)
+        try journal.upsert(remotePath: "d/a", stagingFile: "s2", size: 1, mtime: 1, baseETag: "a-etag")
+        #expect(try journal.rename(from: "d", to: "e", baseETag: "folder-etag").renamed == 1)
+        #expect(try journal.upload(at: "e/a")?.baseETag == "a-etag")
+    }
+
     /// Names chosen to break a LIKE pattern, a byte-counted substring and a naive prefix test.
     static let tree = [
         "dir/a%b_c.txt", "dir/it's \"quoted\".jpg", "dir/sub/\u{E9}t\u{E9}.png", "dir/sub/deeper/x",
