@@ -46,7 +46,7 @@ let package = Package(
         ),
         .target(
             name: "FileSystem",
-            dependencies: ["RemoteCache", "WebDAV", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RemoteCache", "WebDAV", "Journal", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(
@@ -62,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "ncfs",
             dependencies: [
-                "WebDAV", "HTTPTransport", "RemoteCache", "FileSystem", "FUSEBridge",
+                "WebDAV", "HTTPTransport", "RemoteCache", "FileSystem", "FUSEBridge", "Journal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

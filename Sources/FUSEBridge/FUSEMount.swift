@@ -18,7 +18,7 @@ public final class FUSEMount: @unchecked Sendable {
 
     public struct Options: Sendable {
         /// Extra `-o` options for libfuse (e.g. `allow_other`), appended to the defaults
-        /// `fsname=ncfs,subtype=ncfs,default_permissions,ro`.
+        /// `fsname=ncfs,subtype=ncfs,default_permissions` (plus `ro` for a read-only filesystem).
         public var fuseOptions: [String] = []
         public var workerThreads = 8
         /// libfuse's loop threads (they only read requests and hand them over).
@@ -61,7 +61,8 @@ public final class FUSEMount: @unchecked Sendable {
     public func run(ready: () -> Void = {}) throws {
         var args = fuse_args(argc: 0, argv: nil, allocated: 0)
         defer { fuse_opt_free_args(&args) }
-        let mountOptions = (["fsname=ncfs", "subtype=ncfs", "default_permissions", "ro"] + options.fuseOptions).joined(separator: ",")
+        let defaults = ["fsname=ncfs", "subtype=ncfs", "default_permissions"] + (fileSystem.isWritable ? [] : ["ro"])
+        let mountOptions = (defaults + options.fuseOptions).joined(separator: ",")
         for arg in ["ncfs", "-o", mountOptions] { _ = fuse_opt_add_arg(&args, arg) }
 
         var ops = FUSEOperations.table()

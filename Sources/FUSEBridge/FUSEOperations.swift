@@ -20,8 +20,6 @@ enum FUSEOperations {
         }
     }
 
-    static func readOnly(_ req: fuse_req_t?) { fuse_reply_err(req, EROFS) }
-
     static func table() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
         ops.`init` = { _, conn in
@@ -58,8 +56,9 @@ enum FUSEOperations {
             for i in 0..<count { fs.forget(forgets![i].ino, count: forgets![i].nlookup) }
             fuse_reply_none(req)
         }
-        ops.getattr = { req, ino, _ in
-            FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(attributes: try fs.getattr(ino), timeout: fs.kernelTimeout) }
+        ops.getattr = { req, ino, fi in
+            let fh = fi.map { $0.pointee.fh }
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(attributes: try fs.getattr(ino, handle: fh), timeout: fs.kernelTimeout) }
         }
         ops.opendir = { req, ino, _ in
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in
@@ -82,8 +81,9 @@ enum FUSEOperations {
         }
         ops.open = { req, ino, fi in
             let writable = fi!.pointee.flags & O_ACCMODE != O_RDONLY
+            let truncate = fi!.pointee.flags & O_TRUNC != 0
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in
-                let (fh, keep) = try fs.open(ino, writable: writable)
+                let (fh, keep) = try fs.open(ino, writable: writable, truncate: truncate)
                 r.reply(open: fh, keepCache: keep)
             }
         }
@@ -100,6 +100,12 @@ enum FUSEOperations {
         }
         ops.getxattr = { req, ino, name, size in
             let name = String(cString: name!)
+            // `ls -l` asks every entry for security.selinux and system.posix_acl_access: answer
+            // names ncfs never has right here, without a worker hop (halves a cold `ls -l`).
+            guard FileSystem.xattrNames.contains(name) else {
+                fuse_reply_err(req, ENODATA)
+                return
+            }
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(xattr: try fs.getxattr(ino, name: name, capacity: size)) }
         }
         ops.listxattr = { req, ino, size in
@@ -113,18 +119,90 @@ enum FUSEOperations {
             let name = String(cString: name!)
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in try fs.setxattr(ino, name: name) }
         }
-        // Writes: the mount is `ro`, so the kernel refuses most of these itself; the handlers
-        // make the answer EROFS even if it asks.
-        ops.mkdir = { req, _, _, _ in FUSEOperations.readOnly(req) }
-        ops.mknod = { req, _, _, _, _ in FUSEOperations.readOnly(req) }
-        ops.unlink = { req, _, _ in FUSEOperations.readOnly(req) }
-        ops.rmdir = { req, _, _ in FUSEOperations.readOnly(req) }
-        ops.rename = { req, _, _, _, _, _ in FUSEOperations.readOnly(req) }
-        ops.setattr = { req, _, _, _, _ in FUSEOperations.readOnly(req) }
-        ops.create = { req, _, _, _, _ in FUSEOperations.readOnly(req) }
-        ops.write = { req, _, _, _, _, _ in FUSEOperations.readOnly(req) }
-        ops.symlink = { req, _, _, _ in FUSEOperations.readOnly(req) }
-        ops.link = { req, _, _, _ in FUSEOperations.readOnly(req) }
+        ops.create = { req, parent, name, _, fi in
+            let name = String(cString: name!)
+            let exclusive = fi!.pointee.flags & O_EXCL != 0
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                let (attributes, fh) = try fs.create(parent: parent, name: name, exclusive: exclusive)
+                r.reply(created: attributes, handle: fh, timeout: fs.kernelTimeout)
+            }
+        }
+        ops.write = { req, _, buf, size, off, fi in
+            let fh = fi!.pointee.fh
+            // The buffer dies when this callback returns: copy it before the hop.
+            let bytes = Array(UnsafeRawBufferPointer(start: buf, count: size))
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                let written = bytes.withUnsafeBytes { raw in Result { () throws(FSError) in try fs.write(fh, offset: Int64(off), bytes: raw) } }
+                fuse_reply_write(r.raw, try written.get())
+            }
+        }
+        ops.flush = { req, _, fi in
+            let fh = fi!.pointee.fh
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                try fs.flush(fh)
+                r.replyOK()
+            }
+        }
+        ops.fsync = { req, _, _, fi in
+            let fh = fi!.pointee.fh
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                try fs.fsync(fh)
+                r.replyOK()
+            }
+        }
+        ops.setattr = { req, ino, attr, toSet, fi in
+            let st = attr!.pointee
+            let size: Int64? = toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(st.st_size) : nil
+            let mtime: Int64? = if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { Int64(Date().timeIntervalSince1970) }
+                else if toSet & FUSE_SET_ATTR_MTIME != 0 { Int64(st.st_mtim.tv_sec) } else { nil }
+            let fh = fi.map { $0.pointee.fh }
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                r.reply(attributes: try fs.setattr(ino, size: size, mtime: mtime, handle: fh), timeout: fs.kernelTimeout)
+            }
+        }
+        ops.mkdir = { req, parent, name, _ in
+            let name = String(cString: name!)
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(entry: try fs.mkdir(parent: parent, name: name), timeout: fs.kernelTimeout) }
+        }
+        ops.unlink = { req, parent, name in
+            let name = String(cString: name!)
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                try fs.unlink(parent: parent, name: name)
+                r.replyOK()
+            }
+        }
+        ops.rmdir = { req, parent, name in
+            let name = String(cString: name!)
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                try fs.rmdir(parent: parent, name: name)
+                r.replyOK()
+            }
+        }
+        ops.rename = { req, parent, name, newParent, newName, flags in
+            let name = String(cString: name!), newName = String(cString: newName!)
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                // renameat2 flags (linux/fs.h): RENAME_NOREPLACE 1, RENAME_EXCHANGE 2 (which
+                // WebDAV cannot do).
+                if flags & 2 != 0 { throw .invalid }
+                try fs.rename(parent: parent, name: name, newParent: newParent, newName: newName, noReplace: flags & 1 != 0)
+                r.replyOK()
+            }
+        }
+        // A regular file by mknod is a create; devices, FIFOs and sockets cannot exist on the server.
+        ops.mknod = { req, parent, name, mode, _ in
+            let name = String(cString: name!)
+            let regular = mode & S_IFMT == S_IFREG
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                guard regular else { throw .notPermitted }
+                let (attributes, fh) = try fs.create(parent: parent, name: name, exclusive: true)
+                try fs.flush(fh)
+                fs.release(fh)
+                r.reply(entry: attributes, timeout: fs.kernelTimeout)
+            }
+        }
+        // Nextcloud has neither symbolic nor hard links.
+        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
         return ops
     }
 

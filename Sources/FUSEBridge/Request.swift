@@ -48,6 +48,18 @@ struct Request: @unchecked Sendable {
         fuse_reply_open(raw, &fi)
     }
 
+    /// A created and opened file: its entry (counted as a lookup) and handle.
+    func reply(created attributes: Attributes, handle: UInt64, timeout: Double) {
+        var entry = fuse_entry_param()
+        entry.ino = attributes.inode
+        entry.attr = Request.stat(attributes)
+        entry.attr_timeout = timeout
+        entry.entry_timeout = timeout
+        var fi = fuse_file_info()
+        fi.fh = handle
+        fuse_reply_create(raw, &entry, &fi)
+    }
+
     func reply(bytes: [UInt8]) {
         bytes.withUnsafeBufferPointer { buffer in
             _ = fuse_reply_buf(raw, UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self), buffer.count)

@@ -33,7 +33,11 @@ final class CachedContent: @unchecked Sendable {
     /// The server has another version: no new reader may use this one.
     var discarded = false
 
-    init(key: String, fileID: Int64, etag: String, size: Int64) {
+    /// Kept only while open: a version without an ETag cannot be recognised again.
+    let singleUse: Bool
+
+    init(key: String, fileID: Int64, etag: String, size: Int64, singleUse: Bool = false) {
+        self.singleUse = singleUse
         self.key = key
         self.fileID = fileID
         self.etag = etag

@@ -76,11 +76,20 @@ final class ContentCache: @unchecked Sendable {
         // Without an ETag, versions cannot be told apart: the bytes serve one open only.
         let key = entry.etag.isEmpty ? "x\(useCounter)-" + Self.hex(0) : Self.key(for: entry, path: path)
         let content: CachedContent
-        if let existing = entries[key], !existing.discarded, existing.size == entry.size {
+        if let existing = entries[key], !existing.discarded, existing.size == entry.size, !existing.etag.isEmpty {
             content = existing
+        } else if let existing = entries[key], existing.etag.isEmpty, !existing.singleUse, existing.size == entry.size {
+            // A complete file a previous run left (registered before its ETag was known, and
+            // never opened since: any open replaces it here): the same bytes, now with the
+            // ETag its key was made from.
+            content = CachedContent(key: key, fileID: entry.fileID, etag: entry.etag, size: entry.size)
+            existing.condition.lock()
+            content.held = existing.held
+            existing.condition.unlock()
+            entries[key] = content
         } else {
             if let existing = entries[key] { retire(existing) }
-            content = CachedContent(key: key, fileID: entry.fileID, etag: entry.etag, size: entry.size)
+            content = CachedContent(key: key, fileID: entry.fileID, etag: entry.etag, size: entry.size, singleUse: entry.etag.isEmpty)
             entries[key] = content
         }
         // Older versions of the same file are garbage now.
@@ -120,7 +129,7 @@ final class ContentCache: @unchecked Sendable {
         content.openCount -= 1
         content.lastUse = useCounter
         if content.fd >= 0 && content.isComplete { futimens(content.fd, nil) }
-        let singleUse = content.etag.isEmpty && content.openCount == 0
+        let singleUse = content.singleUse && content.openCount == 0
         closeIfIdle(content)
         content.condition.unlock()
         if singleUse && entries[content.key] === content { retire(content) }

@@ -23,6 +23,14 @@ public enum FSError: Error, Sendable {
     case badHandle
     /// The local content cache could not be read or written (disk full, folder removed…).
     case cacheFailure(String)
+    /// The name is taken (O_EXCL, mkdir, rename with RENAME_NOREPLACE).
+    case exists
+    /// rmdir, or rename onto, a folder that is not empty.
+    case notEmpty
+    /// An argument the operation cannot take (a folder renamed into itself).
+    case invalid
+    /// Hard links, symbolic links and device files: the server has no such thing.
+    case notPermitted
 }
 
 extension FSError {
@@ -42,6 +50,10 @@ extension FSError {
         case .attributeReadOnly: return ENOTSUP
         case .badHandle: return EBADF
         case .cacheFailure: return EIO
+        case .exists: return EEXIST
+        case .notEmpty: return ENOTEMPTY
+        case .invalid: return EINVAL
+        case .notPermitted: return EPERM
         }
     }
 

@@ -1,15 +1,31 @@
+import Foundation
+import Glibc
 import RemoteCache
 
 extension FileSystem {
-    /// Opens a file for reading. Asking for write access fails with EROFS.
+    /// Opens a file. A file with a staged local version (being written, or its upload
+    /// pending) is read from that; opening for writing stages it (with the server's content
+    /// unless `truncate`); any other file is read through the content cache.
     /// Returns the handle and whether the kernel may keep the file's cached pages.
-    public func open(_ inode: UInt64, writable: Bool) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
-        if writable { throw .readOnly }
+    public func open(_ inode: UInt64, writable: Bool, truncate: Bool = false) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
         let path = try path(of: inode)
-        guard let entry = try remote({ try cache.entry(path) }) else { throw .notFound }
+        guard let entry = try entry(at: path) else { throw .notFound }
         if entry.isDirectory { throw .isDirectory }
+        if writable {
+            let writeBack = try requireWritable()
+            let file = try writeBack.stage(path, entry: writeBack.staged(path) == nil ? entry : nil, truncate: truncate)
+            do {
+                return (try openStaged(file, writable: true, truncate: truncate), false)
+            } catch {
+                writeBack.closeWriter(file)
+                throw error
+            }
+        }
+        if let file = writeBack?.staged(path) {
+            return (try openStaged(file, writable: false, truncate: false), false)
+        }
         let content = try contentCache.open(entry, path: path)
-        return (handles.add(.file(ReadStream(path: path, content: content))), keepsPageCache)
+        return (handles.add(.file(ReadStream(path: path, entry: entry, content: content))), keepsPageCache)
     }
 
     /// Up to `count` bytes at `offset`; fewer only at the end of the file. A failed fetch
@@ -33,6 +49,13 @@ extension FileSystem {
 
     /// `read`, answered with where the bytes are rather than the bytes.
     public func readData(_ handle: UInt64, offset: Int64, count: Int) throws(FSError) -> ReadData {
+        if case .staged(let file, let fd, _)? = handles.get(handle) {
+            file.lock.lock()
+            let size = file.size
+            file.lock.unlock()
+            guard offset < size, count > 0 else { return .bytes([]) }
+            return .file(descriptor: fd, offset: offset, count: Int(min(Int64(count), size - offset)))
+        }
         guard case .file(let stream)? = handles.get(handle) else { throw .badHandle }
         do {
             let range = try stream.read(offset: offset, count: count, fetcher: fetcher, policy: options.readAhead)
@@ -50,6 +73,16 @@ extension FileSystem {
     }
 
     public func release(_ handle: UInt64) {
-        if case .file(let stream)? = handles.remove(handle) { contentCache.close(stream.content) }
+        switch handles.remove(handle) {
+        case .file(let stream)?: contentCache.close(stream.content)
+        case .staged(let file, let fd, let writable)?:
+            Glibc.close(fd)
+            if writable, let writeBack {
+                // flush normally recorded it already; a failure here has no caller to tell.
+                do { try writeBack.record(file) } catch { logger.error("recording /\(file.path) at release: \(error)") }
+                writeBack.closeWriter(file)
+            }
+        case .directory?, nil: break
+        }
     }
 }

@@ -13,7 +13,7 @@ extension FileSystem {
 
     public func getxattr(_ inode: UInt64, name: String, capacity: Int) throws(FSError) -> XattrReply {
         let path = try path(of: inode)
-        guard let entry = try remote({ try cache.entry(path) }) else { throw .notFound }
+        guard let entry = try entry(at: path) else { throw .notFound }
         let text: String
         switch name {
         case "user.nextcloud.fileid": text = String(entry.fileID)

@@ -12,8 +12,9 @@ public import WebDAV
 /// Methods block the calling thread on network requests; call them from worker threads,
 /// never from the Swift concurrency pool.
 public final class FileSystem: @unchecked Sendable {
-    // @unchecked: `_invalidationObserver` is guarded by `observerLock` (a leaf lock); everything
-    // else is immutable or a Sendable/@unchecked-with-its-own-lock object.
+    // @unchecked: `_invalidationObserver` is guarded by `observerLock` (a leaf lock);
+    // `writeBack` is written once before the filesystem is shared; everything else is
+    // immutable or a Sendable/@unchecked-with-its-own-lock object.
 
     public struct Options: Sendable {
         /// Report folders' `st_size` as 0 instead of their recursive `oc:size`.
@@ -66,6 +67,10 @@ public final class FileSystem: @unchecked Sendable {
     let handles = HandleTable()
     let contentCache: ContentCache
     let fetcher: ContentFetcher
+    let overlay = Overlay()
+    /// Set once by `enableWrites`, before the filesystem is mounted (and so before any other
+    /// thread reads it); nil keeps the mount read-only.
+    var writeBack: WriteBack?
     private let observerLock = NSLock()
     private weak var _invalidationObserver: (any InvalidationObserver)?
 
@@ -109,10 +114,9 @@ public final class FileSystem: @unchecked Sendable {
 
     /// Looks `name` up in the folder `parent`; counts one kernel lookup on the result.
     public func lookup(parent: UInt64, name: String) throws(FSError) -> Attributes {
-        let parentPath = try path(of: parent)
-        let listing = try remote { try cache.listing(parentPath) }
-        guard let entry = listing.child(named: name) else { throw .notFound }
-        let ino = inodes.lookup(listing.childPath(name))
+        let path = FolderListing.join(try path(of: parent), name)
+        guard let entry = try entry(at: path) else { throw .notFound }
+        let ino = inodes.lookup(path)
         return attributes(entry, inode: ino)
     }
 
@@ -121,17 +125,31 @@ public final class FileSystem: @unchecked Sendable {
         inodes.forget(inode, count: count)
     }
 
-    public func getattr(_ inode: UInt64) throws(FSError) -> Attributes {
+    /// The attributes of `inode`; with `handle` (an fgetattr), those of the open file even
+    /// when its name is gone (unlinked or replaced while open).
+    public func getattr(_ inode: UInt64, handle: UInt64? = nil) throws(FSError) -> Attributes {
+        if let handle {
+            switch handles.get(handle) {
+            case .staged(let file, _, _)?:
+                return attributes(file.entry(name: MetadataCache.split(inodes.path(of: inode) ?? "").name), inode: inode)
+            case .file(let stream)?:
+                if let path = inodes.path(of: inode), let current = try? entry(at: path), current.fileID == stream.entry.fileID {
+                    return attributes(current, inode: inode)
+                }
+                return attributes(stream.entry, inode: inode)
+            case .directory?, nil:
+                break
+            }
+        }
         let path = try path(of: inode)
-        guard let entry = try remote({ try cache.entry(path) }) else { throw .notFound }
+        guard let entry = try entry(at: path) else { throw .notFound }
         return attributes(entry, inode: inode)
     }
 
     // MARK: Directories
 
     public func opendir(_ inode: UInt64) throws(FSError) -> UInt64 {
-        let path = try path(of: inode)
-        let listing = try remote { try cache.listing(path) }
+        let listing = try listing(at: try path(of: inode))
         return handles.add(.directory(inode: inode, listing: listing))
     }
 
@@ -143,7 +161,7 @@ public final class FileSystem: @unchecked Sendable {
         guard case .directory(let dirInode, var listing)? = handles.get(handle) else { throw .badHandle }
         if offset == 0 {
             // rewinddir (or the first call): take the current listing.
-            listing = try remote { try cache.listing(listing.path) }
+            listing = try self.listing(at: listing.path)
             handles.replace(handle, with: .directory(inode: dirInode, listing: listing))
         }
         var index = offset
@@ -184,12 +202,6 @@ public final class FileSystem: @unchecked Sendable {
     public func releasedir(_ handle: UInt64) {
         handles.remove(handle)
     }
-
-    // MARK: Writes (not in this version)
-
-    /// create, write, mkdir, unlink, rmdir, rename, setattr, symlink, link: the mount is
-    /// read-only until write support lands.
-    public func refuseWrite() -> FSError { .readOnly }
 
     // MARK: statfs
 

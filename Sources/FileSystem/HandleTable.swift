@@ -9,6 +9,9 @@ final class HandleTable: @unchecked Sendable {
         /// stable while the kernel reads it in several calls.
         case directory(inode: UInt64, listing: FolderListing)
         case file(ReadStream)
+        /// A file with a staged local version, read (and maybe written) through its own
+        /// descriptor of the staging file.
+        case staged(StagedFile, fd: Int32, writable: Bool)
     }
 
     private let lock = NSLock()

@@ -5,7 +5,7 @@ import Foundation
 /// Numbers come from a counter (root = 1) and are never reused, so a stale number can only
 /// miss, never name another file. A node lives while the kernel holds lookups on it: every
 /// successful lookup, and every readdirplus entry, adds one; `forget` subtracts; at zero the
-/// node is dropped. Paths are the identity (the server has no rename yet from our side).
+/// node is dropped. Paths are the identity; a rename moves the nodes below it along.
 final class InodeTable: @unchecked Sendable {
     // @unchecked: `nodes`, `byPath` and `next` are guarded by `lock`, a leaf lock (no other
     // lock is taken while it is held).
@@ -54,6 +54,21 @@ final class InodeTable: @unchecked Sendable {
             byPath[node.path] = nil
         } else {
             nodes[ino]!.lookups -= count
+        }
+    }
+
+    /// `from` (and everything below it) is now called `to`. A node the kernel still holds at
+    /// `to` is replaced: it keeps its number but no path, so it can only miss.
+    func rename(_ from: String, to: String) {
+        lock.lock(); defer { lock.unlock() }
+        if let replaced = byPath.removeValue(forKey: to) { nodes[replaced]?.path = "\u{0}replaced" }
+        let prefix = from + "/"
+        for (path, ino) in byPath where path == from || path.hasPrefix(prefix) {
+            let moved = to + path.dropFirst(from.count)
+            byPath[path] = nil
+            if let gone = byPath[moved], gone != ino { nodes[gone]?.path = "\u{0}replaced" }
+            byPath[moved] = ino
+            nodes[ino]?.path = moved
         }
     }
 

@@ -15,13 +15,16 @@ import WebDAV
 final class ReadStream: @unchecked Sendable {
     // @unchecked: `lastEnd` and `window` are guarded by `lock` (a leaf lock); `content` has its own.
     let path: String
+    /// The file as it was when opened (what an fgetattr of this handle answers).
+    let entry: RemoteEntry
     let content: CachedContent
     private let lock = NSLock()
     private var lastEnd: Int64 = 0
     private var window: Int64 = 0
 
-    init(path: String, content: CachedContent) {
+    init(path: String, entry: RemoteEntry, content: CachedContent) {
         self.path = path
+        self.entry = entry
         self.content = content
     }
 

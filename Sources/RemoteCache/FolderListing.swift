@@ -1,3 +1,5 @@
+import Dispatch
+
 /// One folder as a `Depth: 1` PROPFIND described it: the folder itself and its children,
 /// sorted by name. Immutable once built, so a reader (readdir holding a snapshot across
 /// several calls) needs no lock; a relist builds a new listing.
@@ -8,10 +10,15 @@ public final class FolderListing: Sendable {
     public let children: [RemoteEntry]
     /// Name → index into `children`.
     private let index: [String: Int32]
+    /// Monotonic time (ns, `DispatchTime`) the request that produced this listing was sent:
+    /// local changes made before it are in it, later ones may not be.
+    public let fetchedAt: UInt64
 
-    public init(path: String, folder: RemoteEntry, children: [RemoteEntry]) {
+    public init(path: String, folder: RemoteEntry, children: [RemoteEntry],
+                fetchedAt: UInt64 = DispatchTime.now().uptimeNanoseconds) {
         self.path = path
         self.folder = folder
+        self.fetchedAt = fetchedAt
         let sorted = children.sorted { $0.name < $1.name }
         self.children = sorted
         var index = [String: Int32](minimumCapacity: sorted.count)

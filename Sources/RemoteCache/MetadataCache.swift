@@ -151,6 +151,13 @@ public final class MetadataCache: @unchecked Sendable {
         return slots[path]?.listing
     }
 
+    /// Stores a listing known without asking (a folder just created is empty), valid as if
+    /// just fetched.
+    public func store(_ listing: FolderListing) {
+        condition.lock(); defer { condition.unlock() }
+        slots[listing.path] = Slot(listing: listing, validatedAt: MetadataCache.now())
+    }
+
     /// Forgets the listing of `path` and everything below it, so the next use lists again.
     public func invalidate(_ path: String) {
         condition.lock(); defer { condition.unlock() }
@@ -201,7 +208,7 @@ public final class MetadataCache: @unchecked Sendable {
         let (folder, children) = try client.list(path)
         var me = RemoteEntry(folder)
         if path.isEmpty { me.name = "" }
-        let listing = FolderListing(path: path, folder: me, children: children.map(RemoteEntry.init))
+        let listing = FolderListing(path: path, folder: me, children: children.map(RemoteEntry.init), fetchedAt: startedAt)
         condition.lock()
         let old = slots[path]?.listing
         slots[path] = Slot(listing: listing, validatedAt: startedAt)

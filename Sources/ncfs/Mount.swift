@@ -51,6 +51,12 @@ struct Mount: ParsableCommand {
     @Option(name: .long, help: "Bytes of file content kept on disk, e.g. 512M or 10G (K, M, G, T are powers of 1024; default 2G).")
     var cacheSize: String?
 
+    @Option(name: .long, help: "Folder for staged writes and the upload journal; must survive reboots (default: $STATE_DIRECTORY, else $XDG_STATE_HOME/ncfs or ~/.local/state/ncfs, each plus a folder per URL and login).")
+    var stateDir: String?
+
+    @Option(name: .long, help: "Seconds unmount waits for pending uploads before leaving them in the journal for the next start.")
+    var drainTimeout: Double = 60
+
     @Flag(name: .long, help: "Return once mounted and leave the daemon running (what mount helpers need); its messages go to -o log=PATH.")
     var background = false
 
@@ -63,6 +69,9 @@ struct Mount: ParsableCommand {
         var poll: Double
         var readTimeout: Double
         var fileSystem = FileSystem.Options()
+        /// nil: a read-only mount.
+        var writes: FileSystem.WriteOptions?
+        var drainTimeout: Double
         var fuseOptions: [String]
         var log: String?
     }
@@ -101,7 +110,8 @@ struct Mount: ParsableCommand {
 
         var setup = Setup(mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, connection: resolved,
                           attrTimeout: options.attrTimeout ?? attrTimeout, poll: options.poll ?? poll,
-                          readTimeout: options.readTimeout ?? readTimeout, fuseOptions: options.fuse, log: options.log)
+                          readTimeout: options.readTimeout ?? readTimeout, drainTimeout: options.drainTimeout ?? drainTimeout,
+                          fuseOptions: options.fuse, log: options.log)
         setup.fileSystem.zeroFolderSizes = options.zeroFolderSizes ?? false
         if let size = options.cacheSize {
             setup.fileSystem.contentCache.limit = size
@@ -110,8 +120,15 @@ struct Mount: ParsableCommand {
             setup.fileSystem.contentCache.limit = size
         }
         let folder = (options.cacheDirectory ?? cacheDir).map { URL(fileURLWithPath: $0) }
-            ?? Mount.defaultCacheFolder(baseURL: resolved.baseURL, user: resolved.credentials?.user)
-        setup.fileSystem.contentCache.directory = try Mount.prepareCacheFolder(folder)
+            ?? Mount.defaultFolder(.cache, baseURL: resolved.baseURL, user: resolved.credentials?.user)
+        setup.fileSystem.contentCache.directory = try Mount.preparePrivateFolder(folder)
+        if !options.readOnly {
+            let state = (options.stateDirectory ?? stateDir).map { URL(fileURLWithPath: $0) }
+                ?? Mount.defaultFolder(.state, baseURL: resolved.baseURL, user: resolved.credentials?.user)
+            var writes = FileSystem.WriteOptions(directory: try Mount.preparePrivateFolder(state))
+            if let delay = options.uploadDelay { writes.settleDelay = delay }
+            setup.writes = writes
+        }
         return setup
     }
 
@@ -146,6 +163,10 @@ struct Mount: ParsableCommand {
         // server is unreachable or the credentials are wrong.
         if let problem = fs.contentCacheProblem { throw CLIError(message: problem, code: 1) }
         _ = try cache.listing("")
+        if let writes = setup.writes {
+            // Uploads get the patient client: a PUT may wait out a 423 or a brute-force delay.
+            try fs.enableWrites(writes, client: metadata)
+        }
         var mountOptions = FUSEMount.Options()
         mountOptions.fuseOptions = setup.fuseOptions
         let mount = FUSEMount(fileSystem: fs, mountpoint: setup.mountpoint, options: mountOptions, logger: logger)
@@ -154,21 +175,43 @@ struct Mount: ParsableCommand {
             SystemdNotify.send("READY=1\nSTATUS=mounted on \(setup.mountpoint)")
         })
         cache.stopPolling()
+        let pending = fs.pendingUploads
+        if pending.count > 0 {
+            logger.notice("unmounted; waiting up to \(Int(setup.drainTimeout)) s for \(pending.count) pending upload(s)")
+            SystemdNotify.send("STATUS=uploading \(pending.count) file(s) before exiting")
+        }
+        let left = fs.drainUploads(timeout: setup.drainTimeout)
+        if left > 0 {
+            throw CLIError(message: "unmounted with \(left) upload(s) still pending; they are kept in the journal and resume at the next mount (`ncfs status` lists them)",
+                           code: 9)
+        }
     }
 
-    // MARK: Content cache folder
+    // MARK: Cache and state folders
 
-    /// `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`; the first if it lists several), else
-    /// `$XDG_CACHE_HOME/ncfs` or `~/.cache/ncfs`; inside it one folder per URL and login, so
-    /// two different mounts never evict each other's files, and a remount finds its cache again.
-    static func defaultCacheFolder(baseURL: String, user: String?,
-                                   environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+    enum FolderKind {
+        /// Content cache: may be wiped at any time.
+        case cache
+        /// Staged writes and the upload journal: must survive reboots.
+        case state
+    }
+
+    /// The cache: `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`; the first if it lists
+    /// several), else `$XDG_CACHE_HOME/ncfs` or `~/.cache/ncfs`. The state: `$STATE_DIRECTORY`,
+    /// else `$XDG_STATE_HOME/ncfs` or `~/.local/state/ncfs`. Inside either, one folder per URL
+    /// and login, so two different mounts never share one, and a remount finds its own again.
+    static func defaultFolder(_ kind: FolderKind, baseURL: String, user: String?,
+                              environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
         func nonEmpty(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        let (systemdName, xdgName, fallback) = switch kind {
+        case .cache: ("CACHE_DIRECTORY", "XDG_CACHE_HOME", "/.cache")
+        case .state: ("STATE_DIRECTORY", "XDG_STATE_HOME", "/.local/state")
+        }
         let base: URL
-        if let systemd = nonEmpty("CACHE_DIRECTORY")?.split(separator: ":").first {
+        if let systemd = nonEmpty(systemdName)?.split(separator: ":").first {
             base = URL(fileURLWithPath: String(systemd))
         } else {
-            base = URL(fileURLWithPath: nonEmpty("XDG_CACHE_HOME") ?? (NSHomeDirectory() + "/.cache")).appendingPathComponent("ncfs")
+            base = URL(fileURLWithPath: nonEmpty(xdgName) ?? (NSHomeDirectory() + fallback)).appendingPathComponent("ncfs")
         }
         // FNV-1a, 64 bits: stable across runs and builds (Swift's Hasher is seeded per process).
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -178,19 +221,19 @@ struct Mount: ParsableCommand {
     }
 
     /// Creates the folder (0700, with its parents) or checks that the existing one is private:
-    /// it holds copies of the user's files.
-    static func prepareCacheFolder(_ folder: URL) throws -> URL {
+    /// it holds copies of the user's files. (Cache and state folders alike.)
+    static func preparePrivateFolder(_ folder: URL) throws -> URL {
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw CLIError(message: "cannot create the cache folder \(folder.path): \(error.localizedDescription)", code: 1)
+            throw CLIError(message: "cannot create the folder \(folder.path): \(error.localizedDescription)", code: 1)
         }
         var st = stat()
         guard stat(folder.path, &st) == 0 else {
-            throw CLIError(message: "cannot use the cache folder \(folder.path): \(String(cString: strerror(errno)))", code: 1)
+            throw CLIError(message: "cannot use the folder \(folder.path): \(String(cString: strerror(errno)))", code: 1)
         }
         if st.st_mode & 0o077 != 0 {
-            throw CLIError(message: "the cache folder \(folder.path) is open to other users (mode \(String(st.st_mode & 0o777, radix: 8))) and would hold copies of your files; run `chmod 700 \(folder.path)` first", code: 3)
+            throw CLIError(message: "the folder \(folder.path) is open to other users (mode \(String(st.st_mode & 0o777, radix: 8))) and would hold copies of your files; run `chmod 700 \(folder.path)` first", code: 3)
         }
         return folder
     }

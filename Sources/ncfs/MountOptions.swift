@@ -19,16 +19,22 @@ struct MountOptions {
     var config: String?
     var cacheDirectory: String?
     var cacheSize: Int64?
+    var stateDirectory: String?
+    /// `ro`: a read-only mount (writes fail with EROFS; no journal is opened).
+    var readOnly = false
+    var uploadDelay: Double?
+    var drainTimeout: Double?
     /// Where `--background` sends the daemon's messages.
     var log: String?
     var fuse: [String] = []
 
     /// Options mount(8) (fstab) passes that mean nothing here: mount(8)'s own bookkeeping; the
-    /// defaults it adds by itself (`rw,exec,suid,dev`), which must not undo the `ro,nosuid,nodev`
+    /// defaults it adds by itself (`rw,exec,suid,dev`), which must not undo the `nosuid,nodev`
     /// the mount always has; and access-time and other flags of disk filesystems, most of which
-    /// libfuse would reject ("unknown option"). `noexec` is not here: libfuse applies it.
+    /// libfuse would reject ("unknown option"). `noexec` is not here: libfuse applies it, and
+    /// `ro` neither: it makes the mount read-only.
     static let ignored: Set<String> = [
-        "rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "auto", "noauto", "_netdev",
+        "rw", "dev", "nodev", "suid", "nosuid", "exec", "auto", "noauto", "_netdev",
         "nofail", "user", "users", "nouser", "owner", "group", "defaults",
         "atime", "noatime", "relatime", "norelatime", "strictatime", "nostrictatime", "diratime", "nodiratime",
         "lazytime", "nolazytime", "iversion", "noiversion", "mand", "nomand", "silent", "loud",
@@ -76,6 +82,10 @@ struct MountOptions {
                 guard let size = MountOptions.size(try text()) else { throw usage("expected a size such as 512M or 10G") }
                 cacheSize = size
             case "log": log = try text()
+            case "state_dir": stateDirectory = try text()
+            case "ro": readOnly = true
+            case "upload_delay": uploadDelay = try seconds()
+            case "drain_timeout": drainTimeout = try seconds()
             case _ where MountOptions.isIgnored(key): continue
             default: fuse.append(option)
             }

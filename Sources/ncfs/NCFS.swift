@@ -14,12 +14,13 @@ struct NCFS: ParsableCommand {
             NEXTCLOUD_WEBDAV_USER, NEXTCLOUD_WEBDAV_APP_PASSWORD or NEXTCLOUD_WEBDAV_APP_PASSWORD_FILE), \
             then the config file. Paths are relative to the configured WebDAV folder.
             Exit status: 0 ok, 1 other failure, 2 usage, 3 configuration, 4 authentication, \
-            5 not found, 6 exists/conflict, 7 network or server unavailable, 8 refused by the server.
+            5 not found, 6 exists/conflict, 7 network or server unavailable, 8 refused by the server, \
+            9 unmounted with uploads still pending (kept in the journal for the next mount).
             """,
         version: HTTPClientConfiguration.version,
         subcommands: [
             List.self, Stat.self, DiskUsage.self, Get.self, Put.self, MakeDirectory.self, Move.self, Copy.self,
-            Remove.self, Trash.self, Search.self, Doctor.self, Mount.self,
+            Remove.self, Trash.self, Search.self, Doctor.self, Mount.self, Status.self,
         ]
     )
 }

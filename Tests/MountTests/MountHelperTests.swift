@@ -172,6 +172,7 @@ final class HelperSite: Sendable {
         for name in ["CACHE_DIRECTORY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"] { env[name] = nil }
         env["XDG_CONFIG_HOME"] = folder.path
         env["XDG_CACHE_HOME"] = cacheHome
+        env["XDG_STATE_HOME"] = folder.appendingPathComponent("state").path
         let binaries = URL(fileURLWithPath: MountedServer.binary).deletingLastPathComponent().path
         env["PATH"] = binaries + ":" + (env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
         environment = env

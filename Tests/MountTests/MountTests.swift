@@ -89,7 +89,7 @@ struct MountTests {
     func changeAndXattrs() throws {
         let server = try populatedServer { files in try write(files.appendingPathComponent("w/old.txt"), Array("old".utf8)) }
         defer { server.stop() }
-        let mount = try MountedServer(server, options: ["poll=1"])
+        let mount = try MountedServer(server, options: ["poll=1", "ro"])
         defer { mount.unmount() }
         #expect(run("/bin/cat", [mount.path("w/old.txt")]).out == "old")
         #expect(run("/usr/bin/stat", [mount.path("w/new.txt")]).status != 0)

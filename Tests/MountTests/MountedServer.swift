@@ -28,6 +28,7 @@ final class MountedServer: @unchecked Sendable {
         env["NEXTCLOUD_WEBDAV_APP_PASSWORD"] = server.password
         env["XDG_CONFIG_HOME"] = server.dataDir.path
         env["XDG_CACHE_HOME"] = server.dataDir.path
+        env["XDG_STATE_HOME"] = server.dataDir.path
         p.environment = env
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
@@ -58,15 +59,25 @@ final class MountedServer: @unchecked Sendable {
         guard let p = process else { return nil }
         process = nil
         _ = run("/usr/bin/fusermount3", ["-u", mountpoint.path], timeout: 10)
-        let deadline = Date().addingTimeInterval(10)
+        // The daemon drains pending uploads after the unmount (up to its 60 s drain timeout).
+        let deadline = Date().addingTimeInterval(90)
         while p.isRunning && Date() < deadline { usleep(20_000) }
         if p.isRunning {
-            kill(p.processIdentifier, SIGKILL)
+            Glibc.kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10)
             return nil
         }
         return p.terminationStatus
+    }
+
+    /// Ends the daemon with SIGKILL (a crash), then detaches the dead mount.
+    func kill() {
+        guard let p = process else { return }
+        process = nil
+        Glibc.kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10)
     }
 
     func path(_ relative: String) -> String { mountpoint.appendingPathComponent(relative).path }

@@ -1,0 +1,316 @@
+import Foundation
+import Glibc
+import RemoteCache
+public import WebDAV
+
+/// The write half: staged files, namespace operations, and the overlay that shows them
+/// before the server's listings do. Only after `enableWrites`; until then every write is EROFS.
+extension FileSystem {
+    /// Where staged files and the upload journal live, and how uploads behave.
+    public struct WriteOptions: Sendable {
+        /// The state folder (staging files and `journal.sqlite`; created 0700). It must
+        /// survive reboots: pending uploads live there.
+        public var directory: URL
+        /// Seconds between the last close and the upload (rsync renames and sets times just
+        /// after closing; those must not cost an upload of their own).
+        public var settleDelay: Double = 1
+        /// Files above this go up in chunks (Nextcloud chunked upload v2).
+        public var chunkThreshold: Int64 = 10 << 20
+        public var chunkSize: Int64 = 10 << 20
+        /// Uploads running at once.
+        public var uploaders = 4
+        /// Seconds `fsync` waits for the upload before failing with EIO.
+        public var fsyncTimeout: Double = 120
+        public init(directory: URL) { self.directory = directory }
+    }
+
+    /// Makes the mount writable: opens (or creates) the journal, shows and resumes what a
+    /// previous run left pending. Call once, before the filesystem is mounted.
+    public func enableWrites(_ options: WriteOptions, client: WebDAVClient) throws {
+        var settings = WriteBack.Settings(directory: options.directory)
+        settings.settleDelay = options.settleDelay
+        settings.chunkThreshold = options.chunkThreshold
+        settings.chunkSize = options.chunkSize
+        settings.uploaders = options.uploaders
+        settings.fsyncTimeout = options.fsyncTimeout
+        let writeBack = try WriteBack(settings: settings, client: client, overlay: overlay, cache: cache, logger: logger)
+        writeBack.start()
+        self.writeBack = writeBack
+    }
+
+    public var isWritable: Bool { writeBack != nil }
+
+    /// Pending uploads: files, bytes, and how many failed for a reason retrying cannot fix.
+    public var pendingUploads: (count: Int, bytes: Int64, failed: Int) { writeBack?.pending ?? (0, 0, 0) }
+
+    /// Waits up to `timeout` for pending uploads and stops the uploaders; returns how many are
+    /// left in the journal for the next start.
+    public func drainUploads(timeout: Double) -> Int { writeBack?.drain(timeout: timeout) ?? 0 }
+
+    /// strerror of the C library's last error (`errno` alone would name `FileSystem.errno(for:)` here).
+    static func lastErrorText() -> String { String(cString: strerror(Glibc.errno)) }
+
+    func requireWritable() throws(FSError) -> WriteBack {
+        guard let writeBack else { throw .readOnly }
+        return writeBack
+    }
+
+    func checkName(_ name: String, in parentPath: String) throws(FSError) {
+        let path = FolderListing.join(parentPath, name)
+        do { try cache.client.nameRules.value.check(name, method: "PUT", path: path) } catch { throw FSError.wrap(error) }
+    }
+
+    // MARK: Files
+
+    /// Creates (or, without O_EXCL, truncates) `name` in `parent` and opens it for writing.
+    /// Nothing reaches the server before the file is closed and settled.
+    public func create(parent: UInt64, name: String, exclusive: Bool) throws(FSError) -> (Attributes, UInt64) {
+        let writeBack = try requireWritable()
+        let parentPath = try path(of: parent)
+        let path = FolderListing.join(parentPath, name)
+        let existing = try entry(at: path)
+        if let existing {
+            if exclusive { throw .exists }
+            if existing.isDirectory { throw .isDirectory }
+        } else {
+            try checkName(name, in: parentPath)
+        }
+        let file = try writeBack.stage(path, entry: existing, truncate: true)
+        let handle: UInt64
+        do {
+            handle = try openStaged(file, writable: true, truncate: true)
+        } catch {
+            writeBack.closeWriter(file)
+            throw error
+        }
+        let ino = inodes.lookup(path)
+        return (attributes(file.entry(name: name), inode: ino), handle)
+    }
+
+    /// An open of a file that has (or, for writing, gets) a staged local version.
+    func openStaged(_ file: StagedFile, writable: Bool, truncate: Bool) throws(FSError) -> UInt64 {
+        file.lock.lock()
+        let stagingPath = file.stagingPath
+        file.lock.unlock()
+        let fd = Glibc.open(stagingPath, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        guard fd >= 0 else { throw .cacheFailure("opening the staged copy \(stagingPath): \(FileSystem.lastErrorText())") }
+        if writable && truncate {
+            guard ftruncate(fd, 0) == 0 else {
+                Glibc.close(fd)
+                throw .cacheFailure("truncating the staged copy: \(FileSystem.lastErrorText())")
+            }
+            writeBack?.touched(file, size: 0)
+        }
+        return handles.add(.staged(file, fd: fd, writable: writable))
+    }
+
+    public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws(FSError) -> Int {
+        guard case .staged(let file, let fd, true)? = handles.get(handle) else { throw .badHandle }
+        var written = 0
+        while written < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
+            if n > 0 { written += n } else if n < 0 && Glibc.errno == EINTR { continue } else {
+                throw .cacheFailure("writing the staged copy: \(FileSystem.lastErrorText())")
+            }
+        }
+        writeBack?.touched(file, extend: offset + Int64(written))
+        return written
+    }
+
+    /// Every close(2): what was written is on local disk and in the journal when it returns.
+    public func flush(_ handle: UInt64) throws(FSError) {
+        guard case .staged(let file, _, true)? = handles.get(handle), let writeBack else { return }
+        try writeBack.record(file)
+    }
+
+    /// Returns once the file's content is on the server (or with the upload's error).
+    public func fsync(_ handle: UInt64) throws(FSError) {
+        guard case .staged(let file, _, let writable)? = handles.get(handle), let writeBack else { return }
+        if writable { try writeBack.record(file) }
+        try writeBack.waitUploaded(file)
+    }
+
+    // MARK: Attributes
+
+    /// truncate/ftruncate (`size`) and utimens (`mtime`); mode and owner changes are accepted
+    /// and ignored (the server has no such thing), so `cp -a` and `rsync -a` succeed.
+    public func setattr(_ inode: UInt64, size: Int64?, mtime: Int64?, handle: UInt64?) throws(FSError) -> Attributes {
+        let path = try path(of: inode)
+        guard let current = try entry(at: path) else { throw .notFound }
+        if size != nil || mtime != nil {
+            let writeBack = try requireWritable()
+            if current.isDirectory {
+                if size != nil { throw .isDirectory }
+                if let mtime { try remote { try cache.client.setModificationTime(path, Date(timeIntervalSince1970: TimeInterval(mtime))) } }
+            } else if size != nil || writeBack.staged(path) != nil {
+                // Staged (or about to be): the new size and mtime travel with the upload.
+                var handleFile: StagedFile?
+                if let handle, case .staged(let file, _, true)? = handles.get(handle) { handleFile = file }
+                let file: StagedFile
+                if let handleFile { file = handleFile } else {
+                    file = try writeBack.stage(path, entry: writeBack.staged(path) == nil ? current : nil, truncate: size == 0)
+                }
+                let temporary = handleFile == nil
+                defer {
+                    if temporary {
+                        do { try writeBack.record(file) } catch { logger.error("recording /\(path): \(error)") }
+                        writeBack.closeWriter(file)
+                    }
+                }
+                if let size {
+                    file.lock.lock()
+                    let stagingPath = file.stagingPath
+                    file.lock.unlock()
+                    guard truncate(stagingPath, off_t(size)) == 0 else {
+                        throw .cacheFailure("truncating the staged copy: \(FileSystem.lastErrorText())")
+                    }
+                    writeBack.touched(file, size: size, mtime: mtime)
+                } else if let mtime {
+                    writeBack.touched(file, mtime: mtime)
+                }
+            } else if let mtime {
+                // Already on the server and not being written: set it there.
+                try remote { try cache.client.setModificationTime(path, Date(timeIntervalSince1970: TimeInterval(mtime))) }
+                var changed = current
+                changed.mtime = mtime
+                overlay.present(path, changed)
+            }
+        }
+        guard let updated = try entry(at: path) else { throw .notFound }
+        return attributes(updated, inode: inode)
+    }
+
+    // MARK: Namespace
+
+    public func mkdir(parent: UInt64, name: String) throws(FSError) -> Attributes {
+        _ = try requireWritable()
+        let parentPath = try path(of: parent)
+        let path = FolderListing.join(parentPath, name)
+        if try entry(at: path) != nil { throw .exists }
+        try checkName(name, in: parentPath)
+        try remote { try cache.client.mkcol(path) }
+        let folder = RemoteEntry(name: name, isDirectory: true, size: 0, mtime: Int64(Date().timeIntervalSince1970), etag: "",
+                                 fileID: 0, permissions: Permissions(rawValue: 0))
+        overlay.present(path, folder)
+        // A new folder is empty: no need to ask.
+        cache.store(FolderListing(path: path, folder: folder, children: []))
+        return attributes(folder, inode: inodes.lookup(path))
+    }
+
+    public func unlink(parent: UInt64, name: String) throws(FSError) {
+        let writeBack = try requireWritable()
+        let path = FolderListing.join(try path(of: parent), name)
+        guard let current = try entry(at: path) else { throw .notFound }
+        if current.isDirectory { throw .isDirectory }
+        let staged = writeBack.staged(path)
+        var onServer = staged == nil
+        if let staged {
+            staged.lock.lock()
+            onServer = staged.base != .new || staged.uploadedGeneration > 0
+            staged.lock.unlock()
+            try writeBack.remove(path)
+        }
+        if onServer {
+            do { try cache.client.delete(path) } catch let error as DAVError where error.kind == .notFound && staged != nil {
+                // The staged file's server copy was already gone.
+            } catch {
+                throw FSError.wrap(error)
+            }
+        }
+        overlay.absent(path)
+    }
+
+    public func rmdir(parent: UInt64, name: String) throws(FSError) {
+        _ = try requireWritable()
+        let path = FolderListing.join(try path(of: parent), name)
+        guard let current = try entry(at: path) else { throw .notFound }
+        guard current.isDirectory else { throw .notDirectory }
+        guard try listing(at: path).children.isEmpty else { throw .notEmpty }
+        try remote { try cache.client.delete(path) }
+        overlay.absent(path)
+        cache.invalidate(path)
+    }
+
+    /// rename(2): MOVE on the server for what it has; a staged file the server does not have
+    /// yet is only renamed here (its upload goes to the new name, and never to the old one).
+    public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, noReplace: Bool) throws(FSError) {
+        let writeBack = try requireWritable()
+        let from = FolderListing.join(try path(of: parent), name)
+        let toParent = try path(of: newParent)
+        let to = FolderListing.join(toParent, newName)
+        guard let source = try entry(at: from) else { throw .notFound }
+        if from == to { return }
+        if to.hasPrefix(from + "/") { throw .invalid }
+        let target = try entry(at: to)
+        if let target {
+            if noReplace { throw .exists }
+            if target.isDirectory && !source.isDirectory { throw .isDirectory }
+            if !target.isDirectory && source.isDirectory { throw .notDirectory }
+            if target.isDirectory, try !listing(at: to).children.isEmpty { throw .notEmpty }
+        } else {
+            try checkName(newName, in: toParent)
+        }
+
+        let staged = writeBack.staged(from)
+        var localOnly = false
+        if let staged {
+            staged.lock.lock()
+            localOnly = staged.base == .new && staged.uploadedGeneration == 0
+            staged.lock.unlock()
+        }
+        let targetStaged = writeBack.staged(to)
+        if localOnly, let staged {
+            // The server has never seen this file: a rename here is all it takes. It will
+            // replace what the server has at the new name (based on that version's ETag).
+            var base: StagedFile.Base = .new
+            if let targetStaged {
+                targetStaged.lock.lock(); base = targetStaged.base; targetStaged.lock.unlock()
+            } else if let target {
+                base = target.etag.isEmpty ? .unconditional : .etag(target.etag)
+            }
+            try writeBack.rename(from: from, to: to, base: base)
+            overlay.absent(from)
+            overlay.set(to, .staged(staged))
+        } else {
+            if target != nil, targetStaged != nil {
+                // The name's pending upload is replaced by what moves there.
+                try writeBack.remove(to)
+            }
+            let moved = try remote { try cache.client.move(from, to: to, overwrite: true) }
+            if source.isDirectory || staged != nil {
+                try writeBack.rename(from: from, to: to, base: staged == nil ? nil : moved.etag.map { .etag($0) })
+            }
+            overlay.moveTree(from: from, to: to)
+            overlay.absent(from)
+            if let staged {
+                overlay.set(to, .staged(staged))
+            } else {
+                var entry = source
+                entry.name = newName
+                if let etag = moved.etag { entry.etag = etag }
+                overlay.present(to, entry)
+            }
+            if source.isDirectory {
+                cache.invalidate(from)
+                cache.invalidate(to)
+            }
+        }
+        inodes.rename(from, to: to)
+    }
+
+    // MARK: Views with local changes
+
+    /// The entry at `path` with this mount's changes applied ("" is the root).
+    func entry(at path: String) throws(FSError) -> RemoteEntry? {
+        if path.isEmpty { return try remote { try cache.listing("") }.folder }
+        let (parent, name) = MetadataCache.split(path)
+        let listing = try remote { try cache.listing(parent) }
+        if let known = overlay.lookup(path, listing: listing) { return known }
+        return listing.child(named: name)
+    }
+
+    /// The listing of `path` with this mount's changes applied.
+    func listing(at path: String) throws(FSError) -> FolderListing {
+        overlay.merge(try remote { try cache.listing(path) })
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import RemoteCache
+
+/// A file whose current content is local: open for writing, or written and waiting for its
+/// upload. The staging file holds every byte; the journal row (once closed) makes it survive
+/// a crash.
+final class StagedFile: @unchecked Sendable {
+    // @unchecked: every `var` is guarded by `lock`, a leaf lock (taken after WriteBack's and
+    // Overlay's locks, never before them).
+
+    /// What the upload may replace on the server.
+    enum Base: Equatable, Sendable {
+        /// The name was free when the file was created here: create only (`If-None-Match: *`).
+        case new
+        /// The server's version this content was based on (`If-Match`).
+        case etag(String)
+        /// A server that gives no ETags: overwrite.
+        case unconditional
+
+        /// The journal's encoding: NULL, the ETag, or "" for unconditional.
+        var journalValue: String? {
+            switch self {
+            case .new: nil
+            case .etag(let tag): tag
+            case .unconditional: ""
+            }
+        }
+
+        init(journalValue: String?) {
+            switch journalValue {
+            case nil: self = .new
+            case ""?: self = .unconditional
+            case let tag?: self = .etag(tag)
+            }
+        }
+    }
+
+    let lock = NSLock()
+    var path: String
+    var stagingPath: String
+    var size: Int64
+    var mtime: Int64
+    var base: Base
+    var fileID: Int64
+    /// Open handles that may write.
+    var writers = 0
+    /// Changed since the journal last recorded it.
+    var dirty = false
+    var journalID: Int64?
+    /// The journal's generation of the recorded content; `uploadedGeneration` the last one
+    /// the server has.
+    var generation: Int64 = 0
+    var uploadedGeneration: Int64 = 0
+    var uploading = false
+    /// An fsync waits: upload even while writers have it open.
+    var fsyncRequested = false
+    /// Not before this time (the settle delay after close, or a retry's backoff).
+    var notBefore = Date.distantFuture
+    var attempts = 0
+    /// The last upload failure, and whether retrying cannot help without a change here.
+    var failure: FSError?
+    var failedPermanently = false
+    /// Unlinked while its upload ran: the uploaded copy is deleted when the upload ends.
+    var removed = false
+    var chunkUploadID: String?
+
+    init(path: String, stagingPath: String, size: Int64, mtime: Int64, base: Base, fileID: Int64) {
+        self.path = path
+        self.stagingPath = stagingPath
+        self.size = size
+        self.mtime = mtime
+        self.base = base
+        self.fileID = fileID
+    }
+
+    /// The file as listings show it: local size and mtime.
+    func entry(name: String) -> RemoteEntry {
+        lock.lock(); defer { lock.unlock() }
+        let etag: String = if case .etag(let tag) = base { tag } else { "" }
+        return RemoteEntry(name: name, isDirectory: false, size: size, mtime: mtime, etag: etag, fileID: fileID,
+                           permissions: Permissions(rawValue: 0))
+    }
+
+    /// Whether the server lacks the recorded content (caller holds `lock`).
+    var needsUpload: Bool { journalID != nil && generation > uploadedGeneration && !removed }
+}

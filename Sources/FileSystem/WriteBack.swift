@@ -1,0 +1,537 @@
+import Foundation
+import Journal
+import Logging
+import RemoteCache
+import WebDAV
+
+/// Staged files and their uploads: the write half of the mount.
+///
+/// The life of a written file: `stage` makes a local staging file (empty, or the server's
+/// content when a writer keeps it); writes go to it; the last close fsyncs it and records it
+/// in the journal (`record`) before returning, so from then on a crash loses nothing; after a
+/// short settle delay (rsync renames its temp file and sets the mtime right after closing)
+/// an uploader thread sends it — PUT, or chunked above the threshold — with `If-Match` on the
+/// ETag it was based on, checks the size the server stored, and only then drops the journal
+/// row and the staging file. A server that changed the file meanwhile gets the local version
+/// as `name (conflict <time>).ext` beside its own; nothing is overwritten or dropped silently.
+final class WriteBack: @unchecked Sendable {
+    // @unchecked: `files`, `stopping` and `nextStagingNumber` are guarded by `condition`;
+    // each StagedFile's fields by its own lock, taken after `condition`.
+
+    struct Settings: Sendable {
+        /// Folder of staging files and the journal (0700, files 0600).
+        var directory: URL
+        /// Wait this long after the last close before uploading (rsync and editors rename
+        /// and set times right after closing).
+        var settleDelay: Double = 1
+        var chunkThreshold: Int64 = 10 << 20
+        var chunkSize: Int64 = 10 << 20
+        var uploaders = 4
+        /// How long `fsync` waits for the upload before it fails with EIO.
+        var fsyncTimeout: Double = 120
+    }
+
+    let settings: Settings
+    let client: WebDAVClient
+    let journal: UploadJournal
+    let overlay: Overlay
+    let cache: MetadataCache
+    let logger: Logger
+    let condition = NSCondition()
+    private var files: [String: StagedFile] = [:]
+    private var stopping = false
+    private var nextStagingNumber = 0
+    private var threads: [Thread] = []
+
+    var stagingDirectory: URL { settings.directory.appendingPathComponent("staging") }
+
+    init(settings: Settings, client: WebDAVClient, overlay: Overlay, cache: MetadataCache, logger: Logger) throws {
+        self.settings = settings
+        self.client = client
+        self.overlay = overlay
+        self.cache = cache
+        self.logger = logger
+        let manager = FileManager.default
+        try manager.createDirectory(at: settings.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try manager.createDirectory(at: settings.directory.appendingPathComponent("staging"), withIntermediateDirectories: true,
+                                    attributes: [.posixPermissions: 0o700])
+        journal = try UploadJournal(path: settings.directory.appendingPathComponent("journal.sqlite").path)
+        try resume()
+    }
+
+    /// Loads what a previous run left pending: visible in the mount again, uploading soon.
+    private func resume() throws {
+        let interrupted = try journal.recoverInterrupted()
+        let pending = try journal.all()
+        let known = Set(pending.map { URL(fileURLWithPath: $0.stagingFile).lastPathComponent })
+        for upload in pending {
+            let file = StagedFile(path: upload.remotePath, stagingPath: upload.stagingFile, size: upload.size, mtime: upload.mtime,
+                                  base: StagedFile.Base(journalValue: upload.baseETag), fileID: 0)
+            file.journalID = upload.id
+            file.generation = upload.generation
+            file.chunkUploadID = upload.chunkUploadID
+            file.notBefore = Date()
+            files[upload.remotePath] = file
+            overlay.set(upload.remotePath, .staged(file))
+        }
+        // Staging files no journal row names were never closed: their writer never got a
+        // successful close, so nothing was promised for them.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: stagingDirectory.path)) ?? [] where !known.contains(name) {
+            unlink(stagingDirectory.appendingPathComponent(name).path)
+        }
+        nextStagingNumber = pending.count
+        if !pending.isEmpty {
+            logger.notice("resuming \(pending.count) pending upload(s) from the journal (\(interrupted) interrupted mid-upload)")
+        }
+    }
+
+    func start() {
+        for i in 0..<settings.uploaders {
+            let thread = Thread { [self] in uploadLoop() }
+            thread.name = "ncfs-upload-\(i)"
+            thread.start()
+            threads.append(thread)
+        }
+    }
+
+    // MARK: Staging
+
+    /// The staged file at `path`, if any.
+    func staged(_ path: String) -> StagedFile? {
+        condition.lock(); defer { condition.unlock() }
+        return files[path]
+    }
+
+    private func newStagingPath() -> String {
+        nextStagingNumber += 1
+        return stagingDirectory.appendingPathComponent("\(getpid())-\(nextStagingNumber)-\(UInt32.random(in: 0...UInt32.max))").path
+    }
+
+    /// Stages `path` for writing: its existing staged file (copied first if an upload is
+    /// reading it), or a new one holding the server's content `entry` (nil: a new file), or
+    /// nothing when `truncate`.
+    func stage(_ path: String, entry: RemoteEntry?, truncate: Bool) throws(FSError) -> StagedFile {
+        condition.lock()
+        if let file = files[path] {
+            file.lock.lock()
+            defer { file.lock.unlock(); condition.unlock() }
+            if file.uploading {
+                // Copy on write: the running upload keeps reading the old staging file.
+                let copy = newStagingPath()
+                if truncate {
+                    let fd = Glibc.open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                    guard fd >= 0 else { throw .cacheFailure("creating \(copy): \(String(cString: strerror(errno)))") }
+                    Glibc.close(fd)
+                } else {
+                    do { try FileManager.default.copyItem(atPath: file.stagingPath, toPath: copy) } catch {
+                        throw .cacheFailure("copying the staged file: \(error.localizedDescription)")
+                    }
+                }
+                file.stagingPath = copy
+            }
+            file.writers += 1
+            file.notBefore = .distantFuture
+            return file
+        }
+        let stagingPath = newStagingPath()
+        condition.unlock()
+
+        // Outside the lock: fetching the server's content may take long.
+        let base: StagedFile.Base = if let entry { entry.etag.isEmpty ? .unconditional : .etag(entry.etag) } else { .new }
+        if let entry, !truncate, entry.size > 0 {
+            do {
+                try client.get(path, range: nil, ifMatch: entry.etag.isEmpty ? nil : entry.etag, sink: .file(path: stagingPath))
+            } catch {
+                unlink(stagingPath)
+                throw FSError.wrap(error)
+            }
+            chmod(stagingPath, 0o600)
+        } else {
+            let fd = Glibc.open(stagingPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw .cacheFailure("creating \(stagingPath): \(String(cString: strerror(errno)))") }
+            Glibc.close(fd)
+        }
+        let size: Int64 = (truncate || entry == nil) ? 0 : entry!.size
+        let file = StagedFile(path: path, stagingPath: stagingPath, size: size,
+                              mtime: truncate || entry == nil ? Int64(Date().timeIntervalSince1970) : entry!.mtime,
+                              base: base, fileID: entry?.fileID ?? 0)
+        file.writers = 1
+        file.dirty = truncate || entry == nil
+        condition.lock()
+        if let raced = files[path] {
+            // Another opener staged it first: use theirs.
+            condition.unlock()
+            unlink(stagingPath)
+            raced.lock.lock(); raced.writers += 1; raced.notBefore = .distantFuture; raced.lock.unlock()
+            return raced
+        }
+        files[path] = file
+        overlay.set(path, .staged(file))
+        condition.unlock()
+        return file
+    }
+
+    /// Makes the content durable (fsync) and recorded in the journal, if it changed. Called
+    /// by every close (`flush`), so `close` returns only when a crash can no longer lose it.
+    func record(_ file: StagedFile) throws(FSError) {
+        file.lock.lock()
+        guard file.dirty else { file.lock.unlock(); return }
+        let (path, stagingPath, size, mtime, base) = (file.path, file.stagingPath, file.size, file.mtime, file.base)
+        file.dirty = false
+        file.lock.unlock()
+
+        let fd = Glibc.open(stagingPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0, fsync(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if fd >= 0 { Glibc.close(fd) }
+            file.lock.lock(); file.dirty = true; file.lock.unlock()
+            throw .cacheFailure("fsync of the staged copy of /\(path): \(reason)")
+        }
+        Glibc.close(fd)
+        do {
+            let row = try journal.upsert(remotePath: path, stagingFile: stagingPath, size: size, mtime: mtime, baseETag: base.journalValue)
+            file.lock.lock()
+            file.journalID = row.id
+            file.generation = row.generation
+            file.lock.unlock()
+        } catch {
+            file.lock.lock(); file.dirty = true; file.lock.unlock()
+            throw .cacheFailure("journal: \(error)")
+        }
+    }
+
+    /// A writer closed (release): once no writer is left, the upload may start after the
+    /// settle delay.
+    func closeWriter(_ file: StagedFile) {
+        condition.lock()
+        file.lock.lock()
+        file.writers -= 1
+        if file.writers == 0 { file.notBefore = Date().addingTimeInterval(settings.settleDelay) }
+        file.lock.unlock()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Marks content changed (a write, truncate or utimens).
+    func touched(_ file: StagedFile, size: Int64? = nil, mtime: Int64? = nil, extend: Int64? = nil) {
+        file.lock.lock()
+        if let size { file.size = size }
+        if let extend { file.size = max(file.size, extend) }
+        file.mtime = mtime ?? (size != nil || extend != nil ? Int64(Date().timeIntervalSince1970) : file.mtime)
+        file.dirty = true
+        file.failedPermanently = false
+        file.lock.unlock()
+    }
+
+    /// Blocks until the server has this file's recorded content, or fails with the upload's
+    /// error (or EIO after `fsyncTimeout`).
+    func waitUploaded(_ file: StagedFile) throws(FSError) {
+        let deadline = Date().addingTimeInterval(settings.fsyncTimeout)
+        condition.lock()
+        defer { condition.unlock() }
+        file.lock.lock()
+        let target = file.generation
+        if file.uploadedGeneration < target {
+            file.fsyncRequested = true
+            file.notBefore = Date()
+        }
+        file.lock.unlock()
+        condition.broadcast()
+        while true {
+            file.lock.lock()
+            let done = file.uploadedGeneration >= target || file.removed
+            let failure = file.failure
+            let permanent = file.failedPermanently
+            file.lock.unlock()
+            if done { return }
+            if let failure, permanent { throw failure }
+            if !condition.wait(until: deadline) {
+                throw failure ?? .remote(DAVError(.transport, method: "PUT", path: file.path,
+                                                  detail: "not uploaded within \(Int(settings.fsyncTimeout)) s"))
+            }
+        }
+    }
+
+    // MARK: Namespace
+
+    /// The staged file at `from` now lives at `to` (replacing one staged there). The journal
+    /// follows in the same step, so the upload goes to the new name only.
+    func rename(from: String, to: String, base: StagedFile.Base?) throws(FSError) {
+        condition.lock(); defer { condition.unlock() }
+        do {
+            // The base travels in the rename's transaction: after a restart the row must name
+            // the version its upload may replace at the new name.
+            if let base {
+                _ = try journal.rename(from: from, to: to, baseETag: base.journalValue)
+            } else {
+                _ = try journal.rename(from: from, to: to)
+            }
+        } catch {
+            throw .cacheFailure("journal: \(error)")
+        }
+        if let replaced = files.removeValue(forKey: to), replaced !== files[from] { discard(replaced) }
+        let prefix = from + "/"
+        for (path, file) in files where path == from || path.hasPrefix(prefix) {
+            let moved = to + path.dropFirst(from.count)
+            files[path] = nil
+            files[moved] = file
+            file.lock.lock()
+            file.path = moved
+            if path == from, let base { file.base = base }
+            // A name it failed under (refused by the server) may be fine now.
+            file.failedPermanently = false
+            file.lock.unlock()
+        }
+        condition.broadcast()
+    }
+
+    /// The staged file at `path` was unlinked: its upload is dropped (or, if running, its
+    /// result deleted when it ends).
+    func remove(_ path: String) throws(FSError) {
+        condition.lock(); defer { condition.unlock() }
+        guard let file = files.removeValue(forKey: path) else { return }
+        do { _ = try journal.remove(remotePath: path) } catch { throw .cacheFailure("journal: \(error)") }
+        discard(file)
+    }
+
+    /// Forgets a staged file (caller holds `condition`).
+    private func discard(_ file: StagedFile) {
+        file.lock.lock()
+        file.removed = true
+        let uploading = file.uploading
+        let stagingPath = file.stagingPath
+        file.lock.unlock()
+        if !uploading { unlink(stagingPath) }
+        overlay.unstage(file.path, file, replacement: nil)
+    }
+
+    /// Staged files (for `ncfs status` figures and the unmount drain).
+    var pending: (count: Int, bytes: Int64, failed: Int) {
+        condition.lock(); defer { condition.unlock() }
+        var result = (count: 0, bytes: Int64(0), failed: 0)
+        for file in files.values {
+            file.lock.lock()
+            if file.needsUpload || file.dirty || file.writers > 0 {
+                result.count += 1
+                result.bytes += file.size
+                if file.failedPermanently { result.failed += 1 }
+            }
+            file.lock.unlock()
+        }
+        return result
+    }
+
+    /// Stops taking new uploads after waiting up to `timeout` for the pending ones. Returns
+    /// how many are left in the journal for the next start.
+    func drain(timeout: Double) -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock()
+        for file in files.values {
+            file.lock.lock()
+            if file.notBefore > Date() && file.writers == 0 { file.notBefore = Date() }
+            file.lock.unlock()
+        }
+        condition.broadcast()
+        while true {
+            let left = files.values.filter { file in
+                file.lock.lock(); defer { file.lock.unlock() }
+                return file.needsUpload || file.uploading
+            }
+            let retryable = left.contains { file in
+                file.lock.lock(); defer { file.lock.unlock() }
+                return !file.failedPermanently
+            }
+            if left.isEmpty || !retryable || !condition.wait(until: deadline) {
+                stopping = true
+                condition.broadcast()
+                // Running uploads finish (their journal rows stay until they do).
+                while files.values.contains(where: { file in file.lock.lock(); defer { file.lock.unlock() }; return file.uploading }) {
+                    _ = condition.wait(until: Date().addingTimeInterval(1))
+                }
+                let count = files.values.filter { file in file.lock.lock(); defer { file.lock.unlock() }; return file.needsUpload }.count
+                condition.unlock()
+                return count
+            }
+        }
+    }
+
+    // MARK: Uploading
+
+    private func uploadLoop() {
+        while true {
+            condition.lock()
+            var chosen: StagedFile?
+            while chosen == nil {
+                if stopping { condition.unlock(); return }
+                let now = Date()
+                var nextWake = now.addingTimeInterval(5)
+                for file in files.values {
+                    file.lock.lock()
+                    let ready = file.needsUpload && !file.uploading && (file.writers == 0 || file.fsyncRequested) && !file.failedPermanently
+                    if ready && file.notBefore <= now && chosen == nil {
+                        file.uploading = true
+                        file.fsyncRequested = false
+                        chosen = file
+                    } else if ready {
+                        nextWake = min(nextWake, file.notBefore)
+                    }
+                    file.lock.unlock()
+                }
+                if chosen == nil { _ = condition.wait(until: nextWake) }
+            }
+            condition.unlock()
+            upload(chosen!)
+        }
+    }
+
+    private func upload(_ file: StagedFile) {
+        file.lock.lock()
+        let (path, stagingPath, size, mtime, base, generation, journalID) =
+            (file.path, file.stagingPath, file.size, file.mtime, file.base, file.generation, file.journalID!)
+        file.attempts += 1
+        let attempt = file.attempts
+        file.lock.unlock()
+        _ = try? journal.setState(id: journalID, state: .uploading, error: nil)
+
+        var outcome: Result<RemoteEntry, DAVError>
+        var uploadedPath = path
+        do {
+            let conditions: WebDAVClient.WriteConditions = switch base {
+            case .new: .init(createOnly: true)
+            case .etag(let tag): .init(ifMatch: tag)
+            case .unconditional: .none
+            }
+            outcome = .success(try send(stagingPath, to: path, size: size, mtime: mtime, conditions: conditions, file: file, journalID: journalID))
+        } catch let error as DAVError where error.kind == .preconditionFailed {
+            // The server's copy changed (or the name was taken) since this content was based
+            // on it: keep both.
+            let conflictPath = WriteBack.conflictName(for: path, at: Date())
+            logger.warning("/\(path) changed on the server while a local version was pending; the local version is kept as /\(conflictPath)")
+            uploadedPath = conflictPath
+            do {
+                outcome = .success(try send(stagingPath, to: conflictPath, size: size, mtime: mtime, conditions: .init(createOnly: true),
+                                            file: file, journalID: journalID))
+            } catch {
+                outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: conflictPath, detail: "\(error)"))
+            }
+        } catch {
+            outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)"))
+        }
+        finish(file, outcome: outcome, uploadedPath: uploadedPath, originalPath: path, stagingPath: stagingPath,
+               generation: generation, journalID: journalID, attempt: attempt)
+    }
+
+    /// PUT (or chunked upload) of the staging file, then a check that the server stored the
+    /// size sent. Returns the server's entry for the file.
+    private func send(_ stagingPath: String, to path: String, size: Int64, mtime: Int64,
+                      conditions: WebDAVClient.WriteConditions, file: StagedFile, journalID: Int64) throws -> RemoteEntry {
+        let date = Date(timeIntervalSince1970: TimeInterval(mtime))
+        var result: WebDAVClient.PutResult
+        if size > settings.chunkThreshold {
+            var options = WebDAVClient.ChunkedUploadOptions()
+            options.chunkSize = settings.chunkSize
+            file.lock.lock()
+            if let id = file.chunkUploadID { options.uploadID = id } else { file.chunkUploadID = options.uploadID }
+            file.lock.unlock()
+            _ = try? journal.setChunkUploadID(id: journalID, uploadID: options.uploadID)
+            result = try client.uploadChunked(stagingPath, to: path, mtime: date, conditions: conditions, options: options)
+        } else {
+            result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
+        }
+        if !result.mtimeAccepted { try? client.setModificationTime(path, date) }
+        let stored = try client.stat(path)
+        guard (stored.contentLength ?? stored.size) == size else {
+            throw DAVError(.protocolViolation, method: "PUT", path: path,
+                           detail: "the server stored \(stored.contentLength ?? stored.size ?? -1) bytes of \(size)")
+        }
+        var entry = RemoteEntry(stored)
+        entry.name = MetadataCache.split(path).name
+        return entry
+    }
+
+    private func finish(_ file: StagedFile, outcome: Result<RemoteEntry, DAVError>, uploadedPath: String, originalPath: String,
+                        stagingPath: String, generation: Int64, journalID: Int64, attempt: Int) {
+        condition.lock()
+        defer { condition.broadcast(); condition.unlock() }
+        file.lock.lock()
+        file.uploading = false
+        let removed = file.removed
+        let movedMeanwhile = file.path != originalPath
+        file.lock.unlock()
+
+        switch outcome {
+        case .success(let entry):
+            if removed {
+                // Unlinked while uploading: the name must not reappear on the server.
+                try? client.delete(uploadedPath)
+                unlink(stagingPath)
+                return
+            }
+            if movedMeanwhile {
+                // Renamed while uploading: the upload went to the old name; move it along.
+                file.lock.lock()
+                let target = file.path
+                file.lock.unlock()
+                if uploadedPath == originalPath { _ = try? client.move(uploadedPath, to: target) }
+            }
+            let completed = (try? journal.complete(id: journalID, generation: generation, serverETag: entry.etag.isEmpty ? nil : entry.etag)) ?? false
+            file.lock.lock()
+            file.uploadedGeneration = max(file.uploadedGeneration, generation)
+            file.failure = nil
+            file.attempts = 0
+            file.chunkUploadID = nil
+            file.base = entry.etag.isEmpty ? .unconditional : .etag(entry.etag)
+            file.fileID = entry.fileID
+            let idle = completed && file.writers == 0 && !file.dirty && file.stagingPath == stagingPath && !movedMeanwhile
+            let currentPath = file.path
+            file.lock.unlock()
+            if uploadedPath != originalPath {
+                // A conflict copy: the original name shows the server's version again.
+                overlay.present(uploadedPath, entry)
+                if idle {
+                    files[currentPath] = nil
+                    overlay.unstage(currentPath, file, replacement: nil)
+                    cache.invalidate(MetadataCache.split(currentPath).parent)
+                }
+            } else if idle {
+                files[currentPath] = nil
+                overlay.unstage(currentPath, file, replacement: .present(entry, since: Overlay.now()))
+            }
+            if stagingPath != file.stagingPath || idle { unlink(stagingPath) }
+        case .failure(let error):
+            let fsError = FSError.remote(error)
+            let permanent: Bool
+            switch error.kind {
+            case .transport, .server, .unavailable, .throttled, .locked, .protocolViolation, .insufficientStorage: permanent = false
+            case .notFound, .conflict:
+                // The parent folder went away, or (after a rename) the old one: retry under
+                // the current name if it moved, else wait for a change here.
+                permanent = !movedMeanwhile
+            default: permanent = true
+            }
+            // Backoff: 1 s doubling to 5 min; a full server is asked again every 5 min.
+            let delay = error.kind == .insufficientStorage ? 300 : min(300, pow(2, Double(min(attempt, 9)) - 1))
+            file.lock.lock()
+            file.failure = fsError
+            file.failedPermanently = permanent
+            file.notBefore = Date().addingTimeInterval(movedMeanwhile ? 0 : delay)
+            file.lock.unlock()
+            _ = try? journal.setState(id: journalID, state: permanent ? .failed : .pending, error: "\(error)")
+            logger.warning("upload of /\(originalPath) failed (attempt \(attempt)\(permanent ? ", kept until the file changes" : ", retrying in \(Int(delay)) s")): \(error)")
+            if removed { unlink(stagingPath) }
+        }
+    }
+
+    /// `name (conflict 2026-11-22 190102).ext` next to `path`.
+    static func conflictName(for path: String, at date: Date) -> String {
+        let (folder, name) = MetadataCache.split(path)
+        var time = time_t(date.timeIntervalSince1970)
+        var parts = tm()
+        localtime_r(&time, &parts)
+        let stamp = String(format: "%04d-%02d-%02d %02d%02d%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                           parts.tm_hour, parts.tm_min, parts.tm_sec)
+        let dot = name.lastIndex(of: ".").flatMap { $0 == name.startIndex ? nil : $0 }
+        let renamed = dot.map { "\(name[..<$0]) (conflict \(stamp))\(name[$0...])" } ?? "\(name) (conflict \(stamp))"
+        return FolderListing.join(folder, renamed)
+    }
+}

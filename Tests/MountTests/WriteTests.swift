@@ -1,0 +1,233 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The write side through a real mount: POSIX behaviour, bulk copies with cp -a and rsync -a,
+/// crash safety, conflicts and fsync.
+@Suite("Writing through a real FUSE mount", .serialized, .timeLimit(.minutes(10)),
+       .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse (FUSE kernel module) to mount"))
+struct WriteTests {
+    @Test("POSIX: O_CREAT|O_EXCL, O_TRUNC, O_APPEND, truncate, rename over files and folders, rmdir ENOTEMPTY, unlink while open, sparse writes, links refused")
+    func posix() throws {
+        let server = try populatedServer { files in try write(files.appendingPathComponent("keep/old.txt"), Array("old".utf8)) }
+        defer { server.stop() }
+        let mount = try MountedServer(server)
+        defer { mount.unmount() }
+        let root = mount.path("")
+
+        // O_CREAT|O_EXCL on a new name works, on an existing one EEXIST.
+        var fd = open(root + "/a.txt", O_CREAT | O_EXCL | O_WRONLY, 0o644)
+        #expect(fd >= 0)
+        #expect(Posix.write(fd, "hello") == 5)
+        #expect(close(fd) == 0)
+        #expect(open(root + "/a.txt", O_CREAT | O_EXCL | O_WRONLY, 0o644) == -1 && errno == EEXIST)
+        #expect(open(root + "/keep/old.txt", O_CREAT | O_EXCL | O_WRONLY, 0o644) == -1 && errno == EEXIST)
+
+        // O_APPEND appends; O_TRUNC empties.
+        fd = open(root + "/a.txt", O_WRONLY | O_APPEND)
+        #expect(Posix.write(fd, " world") == 6)
+        close(fd)
+        #expect(Posix.read(root + "/a.txt") == "hello world")
+        fd = open(root + "/keep/old.txt", O_WRONLY | O_TRUNC)
+        #expect(Posix.write(fd, "new") == 3)
+        close(fd)
+        #expect(Posix.read(root + "/keep/old.txt") == "new")
+
+        // truncate shorter and longer (zeros).
+        #expect(truncate(root + "/a.txt", 5) == 0)
+        #expect(Posix.read(root + "/a.txt") == "hello")
+        #expect(truncate(root + "/a.txt", 8) == 0)
+        #expect(Posix.bytes(root + "/a.txt") == Array("hello".utf8) + [0, 0, 0])
+
+        // Sparse write far out: the hole reads as zeros, size is the end of the write.
+        fd = open(root + "/sparse.bin", O_CREAT | O_WRONLY, 0o644)
+        #expect(pwrite(fd, "end", 3, 5_000_000) == 3)
+        close(fd)
+        var st = stat()
+        #expect(stat(root + "/sparse.bin", &st) == 0 && st.st_size == 5_000_003)
+        let sparse = Posix.bytes(root + "/sparse.bin")
+        #expect(sparse.count == 5_000_003 && sparse[0..<5_000_000].allSatisfy { $0 == 0 } && Array(sparse[5_000_000...]) == Array("end".utf8))
+
+        // Folders: mkdir, EEXIST, rmdir of a non-empty one ENOTEMPTY, rename of a folder with contents.
+        #expect(mkdir(root + "/dir", 0o755) == 0)
+        #expect(mkdir(root + "/dir", 0o755) == -1 && errno == EEXIST)
+        #expect(Posix.create(root + "/dir/inner.txt", "inner"))
+        #expect(rmdir(root + "/dir") == -1 && errno == ENOTEMPTY)
+        #expect(rename(root + "/dir", root + "/dir2") == 0)
+        #expect(Posix.read(root + "/dir2/inner.txt") == "inner")
+        #expect(access(root + "/dir", F_OK) == -1 && errno == ENOENT)
+
+        // rename over an existing file replaces it; over a non-empty folder ENOTEMPTY; file onto folder EISDIR.
+        #expect(Posix.create(root + "/b.txt", "bee"))
+        #expect(rename(root + "/b.txt", root + "/a.txt") == 0)
+        #expect(Posix.read(root + "/a.txt") == "bee")
+        #expect(mkdir(root + "/empty", 0o755) == 0)
+        #expect(rename(root + "/empty", root + "/dir2") == -1 && errno == ENOTEMPTY)
+        #expect(rename(root + "/a.txt", root + "/empty") == -1 && errno == EISDIR)
+        #expect(rmdir(root + "/empty") == 0)
+
+        // unlink while open: the open descriptor still reads; the name is gone.
+        #expect(Posix.create(root + "/gone.txt", "still here"))
+        fd = open(root + "/gone.txt", O_RDONLY)
+        #expect(unlink(root + "/gone.txt") == 0)
+        #expect(access(root + "/gone.txt", F_OK) == -1)
+        var buffer = [UInt8](repeating: 0, count: 32)
+        #expect(read(fd, &buffer, 32) == 10)
+        close(fd)
+
+        // readdir after the changes.
+        let names = try FileManager.default.contentsOfDirectory(atPath: root).sorted()
+        #expect(names == ["a.txt", "dir2", "keep", "sparse.bin"], "\(names)")
+
+        // utimens sticks; chmod and chown are accepted (and change nothing on the server).
+        var times = [timespec(tv_sec: 1_000_000_000, tv_nsec: 0), timespec(tv_sec: 1_000_000_000, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, root + "/a.txt", &times, 0) == 0)
+        #expect(stat(root + "/a.txt", &st) == 0 && st.st_mtim.tv_sec == 1_000_000_000)
+        #expect(chmod(root + "/a.txt", 0o600) == 0)
+        #expect(chown(root + "/a.txt", 0, 0) == 0)
+
+        // Links and device nodes are refused.
+        #expect(symlink("a.txt", root + "/link") == -1 && errno == EPERM)
+        #expect(link(root + "/a.txt", root + "/hard") == -1 && errno == EPERM)
+        #expect(mkfifo(root + "/fifo", 0o644) == -1 && errno == EPERM)
+
+        // A name Nextcloud forbids is refused before any request.
+        let mark = server.mark()
+        #expect(open(root + "/bad\\name", O_CREAT | O_WRONLY, 0o644) == -1 && errno == EINVAL)
+        #expect(mkdir(root + "/x.part", 0o755) == -1 && errno == EINVAL)
+        #expect(server.requests(since: mark).isEmpty)
+
+        // After the unmount drained the uploads, the server has exactly this.
+        #expect(mount.unmount() == 0, "clean exit, every upload done")
+        let files = server.filesDir
+        #expect(try String(contentsOf: files.appendingPathComponent("a.txt"), encoding: .utf8) == "bee")
+        #expect(try String(contentsOf: files.appendingPathComponent("keep/old.txt"), encoding: .utf8) == "new")
+        #expect(try String(contentsOf: files.appendingPathComponent("dir2/inner.txt"), encoding: .utf8) == "inner")
+        #expect(try FileManager.default.attributesOfItem(atPath: files.appendingPathComponent("sparse.bin").path)[.size] as? Int == 5_000_003)
+        #expect(!FileManager.default.fileExists(atPath: files.appendingPathComponent("gone.txt").path))
+        let modified = try FileManager.default.attributesOfItem(atPath: files.appendingPathComponent("a.txt").path)[.modificationDate] as? Date
+        #expect(modified?.timeIntervalSince1970 == 1_000_000_000)
+    }
+
+    @Test("cp -a and rsync -a of 500 files (0 bytes to 50 MB): exit 0, no upload of an rsync temp name, every file intact after a remount with an empty cache")
+    func bulkCopies() throws {
+        let source = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-bulk-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: source) }
+        var rng = SeededGenerator(seed: 7)
+        for i in 0..<499 {
+            let size = i == 0 ? 0 : Int.random(in: 1...200_000, using: &rng)
+            let dir = source.appendingPathComponent("sub\(i % 5)")
+            try write(dir.appendingPathComponent("file \(i).bin"), (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        }
+        _ = run("/bin/sh", ["-c", "head -c 52428800 /dev/urandom > '\(source.path)/big.bin'"], timeout: 60)
+        _ = run("/bin/sh", ["-c", "find '\(source.path)' -type f -exec touch -d '2021-03-04 05:06:07' {} +"])
+
+        let server = try populatedServer { _ in }
+        defer { server.stop() }
+        var mount = try MountedServer(server)
+        defer { mount.unmount() }
+        let mark = server.mark()
+        #expect(run("/bin/cp", ["-a", source.path, mount.path("cp")], timeout: 300).status == 0, "cp -a")
+        #expect(run("/usr/bin/rsync", ["-a", source.path + "/", mount.path("rsync")], timeout: 300).status == 0, "rsync -a")
+        _ = run("/bin/sync", [])
+        #expect(mount.unmount() == 0, "unmount drains every upload")
+        // rsync's temp files are `.name.XXXXXX`; chunked uploads (the 50 MB file) send their
+        // chunks to uploads/…/N and assemble with a MOVE of uploads/…/.file, which are not files/.
+        let temps = server.requests(since: mark).filter { request in
+            request.method == "PUT" && request.path.contains("/dav/files/")
+                && (request.path.split(separator: "/").last.map { $0.hasPrefix(".") } ?? false)
+        }
+        #expect(temps.isEmpty, "PUTs of rsync temp names: \(temps.map(\.path).prefix(3))")
+
+        // A fresh mount with an empty cache reads everything back from the server.
+        try? FileManager.default.removeItem(at: server.dataDir.appendingPathComponent("ncfs"))
+        mount = try MountedServer(server)
+        let expected = run("/bin/sh", ["-c", "cd '\(source.path)' && find . -type f -exec sha256sum {} + | sort"], timeout: 120).out
+        let stamps = run("/bin/sh", ["-c", "cd '\(source.path)' && find . -type f -printf '%P %T@\\n' | sort"]).out
+        for copy in ["cp", "rsync"] {
+            let got = run("/bin/sh", ["-c", "cd '\(mount.path(copy))' && find . -type f -exec sha256sum {} + | sort"], timeout: 300).out
+            #expect(got == expected, "\(copy): contents differ")
+            let gotStamps = run("/bin/sh", ["-c", "cd '\(mount.path(copy))' && find . -type f -printf '%P %T@\\n' | sort"]).out
+            #expect(gotStamps.replacingOccurrences(of: ".0000000000", with: "") == stamps.replacingOccurrences(of: ".0000000000", with: ""),
+                    "\(copy): mtimes differ")
+        }
+        #expect(expected.split(separator: "\n").count == 500)
+    }
+
+    @Test("kill -9 with uploads pending: nothing lost; the next mount uploads them; ncfs status lists them meanwhile")
+    func crashResume() throws {
+        let server = try populatedServer { _ in }
+        defer { server.stop() }
+        var mount = try MountedServer(server, options: ["upload_delay=60"])
+        defer { mount.unmount() }
+        var contents: [String: [UInt8]] = [:]
+        var rng = SeededGenerator(seed: 3)
+        for i in 0..<20 {
+            let bytes = (0..<(i * 5000 + 1)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            contents["c\(i).bin"] = bytes
+            try write(URL(fileURLWithPath: mount.path("c\(i).bin")), bytes)
+        }
+        mount.kill()
+        let status = runNCFS(server, ["status", "--url", server.baseURL, "--user", server.user])
+        #expect(status.out.hasPrefix("20 upload(s) pending"), "\(status.out)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: server.filesDir.path).isEmpty, "nothing uploaded before the crash")
+
+        mount = try MountedServer(server)
+        #expect(mount.unmount() == 0)
+        for (name, bytes) in contents {
+            #expect(try Array(Data(contentsOf: server.filesDir.appendingPathComponent(name))) == bytes, "\(name)")
+        }
+        #expect(runNCFS(server, ["status", "--url", server.baseURL, "--user", server.user]).out.hasPrefix("nothing pending"))
+    }
+
+    @Test("fsync returns once the file is on the server; a change on the server meanwhile keeps both versions")
+    func fsyncAndConflict() throws {
+        let server = try populatedServer { files in try write(files.appendingPathComponent("shared.txt"), Array("v1".utf8)) }
+        defer { server.stop() }
+        let mount = try MountedServer(server, options: ["upload_delay=60"])
+        defer { mount.unmount() }
+
+        let fd = open(mount.path("synced.txt"), O_CREAT | O_WRONLY, 0o644)
+        #expect(Posix.write(fd, "durable") == 7)
+        #expect(fsync(fd) == 0)
+        #expect(try String(contentsOf: server.filesDir.appendingPathComponent("synced.txt"), encoding: .utf8) == "durable",
+                "on the server when fsync returned, despite the 60 s upload delay")
+        close(fd)
+
+        // Open the server's v1 for writing, change it on the server meanwhile, then sync ours.
+        let local = open(mount.path("shared.txt"), O_WRONLY | O_TRUNC)
+        _ = try server.client().put("shared.txt", body: .bytes(Array("server v2".utf8)))
+        #expect(Posix.write(local, "local v2") == 8)
+        #expect(fsync(local) == 0)
+        close(local)
+        let names = try FileManager.default.contentsOfDirectory(atPath: server.filesDir.path)
+        let conflict = names.first { $0.hasPrefix("shared (conflict ") && $0.hasSuffix(").txt") }
+        #expect(conflict != nil, "\(names)")
+        #expect(try String(contentsOf: server.filesDir.appendingPathComponent("shared.txt"), encoding: .utf8) == "server v2")
+        if let conflict {
+            #expect(try String(contentsOf: server.filesDir.appendingPathComponent(conflict), encoding: .utf8) == "local v2")
+        }
+    }
+}
+
+/// Small wrappers over the C calls the POSIX tests make.
+enum Posix {
+    static func write(_ fd: Int32, _ text: String) -> Int {
+        Glibc.write(fd, text, text.utf8.count)
+    }
+
+    static func create(_ path: String, _ text: String) -> Bool {
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return write(fd, text) == text.utf8.count
+    }
+
+    static func bytes(_ path: String) -> [UInt8] {
+        (try? Array(Data(contentsOf: URL(fileURLWithPath: path)))) ?? []
+    }
+
+    static func read(_ path: String) -> String {
+        String(decoding: bytes(path), as: UTF8.self)
+    }
+}
