@@ -172,7 +172,8 @@ struct MountTests {
 
 /// The built `ncfs` with the server's password in the environment.
 func runNCFS(_ server: TestServer, _ args: [String]) -> (status: Int32, out: String) {
-    let script = "NEXTCLOUD_WEBDAV_APP_PASSWORD='\(server.password)' XDG_CONFIG_HOME='\(server.dataDir.path)' exec \"$0\" \"$@\""
+    let home = server.dataDir.path
+    let script = "NEXTCLOUD_WEBDAV_APP_PASSWORD='\(server.password)' XDG_CONFIG_HOME='\(home)' XDG_CACHE_HOME='\(home)' XDG_STATE_HOME='\(home)' exec \"$0\" \"$@\""
     return run("/bin/sh", ["-c", script, MountedServer.binary] + args)
 }
 

@@ -165,7 +165,8 @@ struct WriteTests {
         for i in 0..<20 {
             let bytes = (0..<(i * 5000 + 1)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             contents["c\(i).bin"] = bytes
-            try write(URL(fileURLWithPath: mount.path("c\(i).bin")), bytes)
+            // Plain open/write/close: Foundation's Data.write may fsync, which uploads at once.
+            #expect(Posix.create(mount.path("c\(i).bin"), bytes))
         }
         mount.kill()
         let status = runNCFS(server, ["status", "--url", server.baseURL, "--user", server.user])
@@ -217,10 +218,14 @@ enum Posix {
     }
 
     static func create(_ path: String, _ text: String) -> Bool {
+        create(path, Array(text.utf8))
+    }
+
+    static func create(_ path: String, _ bytes: [UInt8]) -> Bool {
         let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
         guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return write(fd, text) == text.utf8.count
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        return close(fd) == 0 && written == bytes.count
     }
 
     static func bytes(_ path: String) -> [UInt8] {
