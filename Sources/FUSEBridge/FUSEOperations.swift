@@ -89,6 +89,11 @@ enum FUSEOperations {
         }
         ops.read = { req, _, size, off, fi in
             let fh = fi!.pointee.fh
+            // Bytes already local (read-ahead ran in front) are answered on this thread.
+            if let data = FUSEOperations.bridge(req).fileSystem.readDataIfReady(fh, offset: Int64(off), count: size) {
+                Request(raw: req!).reply(read: data)
+                return
+            }
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(read: try fs.readData(fh, offset: Int64(off), count: size)) }
         }
         ops.release = { req, _, fi in

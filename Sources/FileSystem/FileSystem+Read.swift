@@ -49,6 +49,17 @@ extension FileSystem {
 
     /// `read`, answered with where the bytes are rather than the bytes.
     public func readData(_ handle: UInt64, offset: Int64, count: Int) throws(FSError) -> ReadData {
+        try readData(handle, offset: offset, count: count, wait: true)!
+    }
+
+    /// `readData` if it can be answered without waiting (the bytes are local already), else
+    /// nil — after starting whatever fetches the read needs. Never blocks, so the FUSE loop
+    /// thread can answer most reads of a sequential stream itself, without a worker hop.
+    public func readDataIfReady(_ handle: UInt64, offset: Int64, count: Int) -> ReadData? {
+        try? readData(handle, offset: offset, count: count, wait: false)
+    }
+
+    private func readData(_ handle: UInt64, offset: Int64, count: Int, wait: Bool) throws(FSError) -> ReadData? {
         if case .staged(let file, let fd, _)? = handles.get(handle) {
             file.lock.lock()
             let size = file.size
@@ -58,7 +69,9 @@ extension FileSystem {
         }
         guard case .file(let stream)? = handles.get(handle) else { throw .badHandle }
         do {
-            let range = try stream.read(offset: offset, count: count, fetcher: fetcher, policy: options.readAhead)
+            guard let range = try stream.read(offset: offset, count: count, fetcher: fetcher, policy: options.readAhead, wait: wait) else {
+                return nil
+            }
             if range.isEmpty { return .bytes([]) }
             return .file(descriptor: stream.content.descriptor, offset: range.lowerBound, count: Int(range.upperBound - range.lowerBound))
         } catch {

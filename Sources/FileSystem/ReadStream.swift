@@ -52,7 +52,10 @@ final class ReadStream: @unchecked Sendable {
     /// The range of up to `count` bytes at `offset`, once it is held in the content's file.
     /// Starts the fetches the read needs (on `fetcher`) and waits until its range is held, a
     /// fetch of it fails, or `policy.timeout` passes.
-    func read(offset: Int64, count: Int, fetcher: ContentFetcher, policy: FileSystem.ReadAhead) throws(FSError) -> Range<Int64> {
+    /// With `wait: false` it only plans: the range if it is held already, else nil (the caller
+    /// then calls again, waiting, from a thread that may block).
+    func read(offset: Int64, count: Int, fetcher: ContentFetcher, policy: FileSystem.ReadAhead,
+              wait: Bool = true) throws(FSError) -> Range<Int64>? {
         guard offset < size, count > 0 else { return offset..<offset }
         let range = offset..<min(size, offset + Int64(count))
         let window = advance(offset: offset, end: range.upperBound, policy: policy)
@@ -88,8 +91,11 @@ final class ReadStream: @unchecked Sendable {
                 content.inFlight.append(gap)
             }
         }
+        let ready = content.held.contains(range)
         content.condition.unlock()
         for piece in planned { fetcher.start(piece, of: content, path: path) }
+        if ready { return range }
+        if !wait { return nil }
 
         content.condition.lock()
         while !content.held.contains(range) {
