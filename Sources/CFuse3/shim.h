@@ -17,11 +17,12 @@ static inline int cfuse3_session_loop_mt(struct fuse_session *se, int clone_fd, 
 
 // Answers a read with `size` bytes at `offset` of the open file `fd`, without copying them
 // through the caller: libfuse splices them from the page cache into /dev/fuse when the kernel
-// allows it (FUSE_CAP_SPLICE_WRITE), and reads them into its own buffer otherwise.
+// allows it (FUSE_CAP_SPLICE_WRITE), and reads them into its own buffer otherwise. Without
+// FUSE_BUF_SPLICE_MOVE: moving would let the kernel steal the pages out of our cache file.
 static inline int cfuse3_reply_fd(fuse_req_t req, int fd, off_t offset, size_t size) {
     struct fuse_bufvec buffer = FUSE_BUFVEC_INIT(size);
     buffer.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     buffer.buf[0].fd = fd;
     buffer.buf[0].pos = offset;
-    return fuse_reply_data(req, &buffer, FUSE_BUF_SPLICE_MOVE);
+    return fuse_reply_data(req, &buffer, (enum fuse_buf_copy_flags)0);
 }

@@ -31,9 +31,9 @@ enum FUSEOperations {
                 conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
             }
             // Reads are answered from the content cache's files: splicing them into the
-            // kernel saves two copies of every byte read.
-            for capability in [FUSE_CAP_SPLICE_WRITE, FUSE_CAP_SPLICE_MOVE] where conn.pointee.capable & UInt32(capability) != 0 {
-                conn.pointee.want |= UInt32(capability)
+            // kernel saves two copies of every byte read. (Not SPLICE_MOVE: see shim.h.)
+            if conn.pointee.capable & UInt32(FUSE_CAP_SPLICE_WRITE) != 0 {
+                conn.pointee.want |= UInt32(FUSE_CAP_SPLICE_WRITE)
             }
         }
         ops.lookup = { req, parent, name in

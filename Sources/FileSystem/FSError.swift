@@ -31,6 +31,9 @@ public enum FSError: Error, Sendable {
     case invalid
     /// Hard links, symbolic links and device files: the server has no such thing.
     case notPermitted
+    /// An open raced with an upload finishing (the staged file it found was retired); the
+    /// open is retried and this never reaches the kernel unless that keeps happening.
+    case stagingRace
 }
 
 extension FSError {
@@ -54,6 +57,17 @@ extension FSError {
         case .notEmpty: return ENOTEMPTY
         case .invalid: return EINVAL
         case .notPermitted: return EPERM
+        case .stagingRace: return EAGAIN
+        }
+    }
+
+    /// Failures an open retries: the staged file it found went away (its staging file is
+    /// gone), or a GET for staging hit the version the finished upload replaced.
+    var isStagingRace: Bool {
+        switch self {
+        case .stagingRace: return true
+        case .remote(let error): return error.kind == .preconditionFailed
+        default: return false
         }
     }
 

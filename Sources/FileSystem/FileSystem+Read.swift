@@ -9,11 +9,38 @@ extension FileSystem {
     /// Returns the handle and whether the kernel may keep the file's cached pages.
     public func open(_ inode: UInt64, writable: Bool, truncate: Bool = false) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
         let path = try path(of: inode)
+        // An upload can finish (and its staged file give way to the server's version) at any
+        // moment: look for the staged file first, and take the entry only when there is none,
+        // so an entry describing a staged file never reaches the content cache. An open that
+        // loses that race anyway (its staged file was just retired) tries again.
+        var attempts = 0
+        while true {
+            attempts += 1
+            do {
+                return try openOnce(path, writable: writable, truncate: truncate)
+            } catch {
+                if attempts < 3, error.isStagingRace { continue }
+                throw error
+            }
+        }
+    }
+
+    private func openOnce(_ path: String, writable: Bool, truncate: Bool) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
+        if let file = writeBack?.staged(path) {
+            guard let writeBack, writable else { return (try openStaged(file, writable: false, truncate: false), false) }
+            let staged = try writeBack.stage(path, entry: nil, truncate: truncate)
+            do {
+                return (try openStaged(staged, writable: true, truncate: truncate), false)
+            } catch {
+                writeBack.closeWriter(staged)
+                throw error
+            }
+        }
         guard let entry = try entry(at: path) else { throw .notFound }
         if entry.isDirectory { throw .isDirectory }
         if writable {
             let writeBack = try requireWritable()
-            let file = try writeBack.stage(path, entry: writeBack.staged(path) == nil ? entry : nil, truncate: truncate)
+            let file = try writeBack.stage(path, entry: entry, truncate: truncate)
             do {
                 return (try openStaged(file, writable: true, truncate: truncate), false)
             } catch {
@@ -21,9 +48,8 @@ extension FileSystem {
                 throw error
             }
         }
-        if let file = writeBack?.staged(path) {
-            return (try openStaged(file, writable: false, truncate: false), false)
-        }
+        // Staged meanwhile: the entry may describe the staged file; read that instead.
+        if writeBack?.staged(path) != nil { throw .stagingRace }
         let content = try contentCache.open(entry, path: path)
         return (handles.add(.file(ReadStream(path: path, entry: entry, content: content))), keepsPageCache)
     }

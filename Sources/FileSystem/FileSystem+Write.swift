@@ -93,7 +93,11 @@ extension FileSystem {
         let stagingPath = file.stagingPath
         file.lock.unlock()
         let fd = Glibc.open(stagingPath, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
-        guard fd >= 0 else { throw .cacheFailure("opening the staged copy \(stagingPath): \(FileSystem.lastErrorText())") }
+        // Gone: its upload finished and retired it just now (the caller opens again).
+        guard fd >= 0 else {
+            if Glibc.errno == ENOENT { throw .stagingRace }
+            throw .cacheFailure("opening the staged copy \(stagingPath): \(FileSystem.lastErrorText())")
+        }
         if writable && truncate {
             guard ftruncate(fd, 0) == 0 else {
                 Glibc.close(fd)
@@ -203,21 +207,24 @@ extension FileSystem {
         guard let current = try entry(at: path) else { throw .notFound }
         if current.isDirectory { throw .isDirectory }
         let staged = writeBack.staged(path)
-        var onServer = staged == nil
-        if let staged {
-            staged.lock.lock()
-            onServer = staged.base != .new || staged.uploadedGeneration > 0
-            staged.lock.unlock()
-            try writeBack.remove(path)
-        }
-        if onServer {
-            do { try cache.client.delete(path) } catch let error as DAVError where error.kind == .notFound && staged != nil {
-                // The staged file's server copy was already gone.
-            } catch {
-                throw FSError.wrap(error)
+        try writeBack.holdingUploads(of: staged.map { [$0] } ?? []) { () throws(FSError) in
+            var onServer = staged == nil
+            if let staged {
+                staged.lock.lock()
+                onServer = staged.base != .new || staged.uploadedGeneration > 0
+                staged.lock.unlock()
+                try writeBack.remove(path)
             }
+            if onServer {
+                do { try cache.client.delete(path) } catch let error as DAVError where error.kind == .notFound && staged != nil {
+                    // The staged file's server copy was already gone.
+                } catch {
+                    throw FSError.wrap(error)
+                }
+            }
+            overlay.absent(path)
+            inodes.detach(path)
         }
-        overlay.absent(path)
     }
 
     public func rmdir(parent: UInt64, name: String) throws(FSError) {
@@ -229,6 +236,7 @@ extension FileSystem {
         try remote { try cache.client.delete(path) }
         overlay.absent(path)
         cache.invalidate(path)
+        inodes.detach(path)
     }
 
     /// rename(2): MOVE on the server for what it has; a staged file the server does not have
@@ -252,13 +260,23 @@ extension FileSystem {
         }
 
         let staged = writeBack.staged(from)
+        let targetStaged = writeBack.staged(to)
+        try writeBack.holdingUploads(of: [staged, targetStaged].compactMap { $0 }) { () throws(FSError) in
+            try moveName(from: from, to: to, newName: newName, source: source, target: target,
+                         staged: staged, targetStaged: targetStaged, writeBack: writeBack)
+        }
+        inodes.rename(from, to: to)
+    }
+
+    /// The server and local half of a rename, with no upload of either name running.
+    private func moveName(from: String, to: String, newName: String, source: RemoteEntry, target: RemoteEntry?,
+                          staged: StagedFile?, targetStaged: StagedFile?, writeBack: WriteBack) throws(FSError) {
         var localOnly = false
         if let staged {
             staged.lock.lock()
             localOnly = staged.base == .new && staged.uploadedGeneration == 0
             staged.lock.unlock()
         }
-        let targetStaged = writeBack.staged(to)
         if localOnly, let staged {
             // The server has never seen this file: a rename here is all it takes. It will
             // replace what the server has at the new name (based on that version's ETag).
@@ -295,7 +313,6 @@ extension FileSystem {
                 cache.invalidate(to)
             }
         }
-        inodes.rename(from, to: to)
     }
 
     // MARK: Views with local changes

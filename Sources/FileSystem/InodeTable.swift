@@ -57,11 +57,29 @@ final class InodeTable: @unchecked Sendable {
         }
     }
 
+    /// The name `path` (and everything below it) no longer names its node: unlink, rmdir. The
+    /// kernel may still hold the node (an open file); a new file created under the name gets
+    /// a new number, so the kernel never mistakes it for the old one (and serves it the old
+    /// one's cached pages and attributes).
+    func detach(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        let prefix = path + "/"
+        for (name, ino) in byPath where name == path || name.hasPrefix(prefix) {
+            byPath[name] = nil
+            nodes[ino]?.path = "\u{0}removed"
+        }
+    }
+
     /// `from` (and everything below it) is now called `to`. A node the kernel still holds at
     /// `to` is replaced: it keeps its number but no path, so it can only miss.
     func rename(_ from: String, to: String) {
         lock.lock(); defer { lock.unlock() }
-        if let replaced = byPath.removeValue(forKey: to) { nodes[replaced]?.path = "\u{0}replaced" }
+        // The node at `to` (and below it) is replaced, as by an unlink.
+        let toPrefix = to + "/"
+        for (name, ino) in byPath where name == to || name.hasPrefix(toPrefix) {
+            byPath[name] = nil
+            nodes[ino]?.path = "\u{0}replaced"
+        }
         let prefix = from + "/"
         for (path, ino) in byPath where path == from || path.hasPrefix(prefix) {
             let moved = to + path.dropFirst(from.count)

@@ -52,6 +52,8 @@ final class StagedFile: @unchecked Sendable {
     var generation: Int64 = 0
     var uploadedGeneration: Int64 = 0
     var uploading = false
+    /// Namespace operations in progress on it: no upload may start (`WriteBack.holdingUploads`).
+    var held = 0
     /// An fsync waits: upload even while writers have it open.
     var fsyncRequested = false
     /// Not before this time (the settle delay after close, or a retry's backoff).

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Journal
 import Logging
 import RemoteCache
@@ -176,7 +177,7 @@ final class WriteBack: @unchecked Sendable {
     func record(_ file: StagedFile) throws(FSError) {
         file.lock.lock()
         guard file.dirty else { file.lock.unlock(); return }
-        let (path, stagingPath, size, mtime, base) = (file.path, file.stagingPath, file.size, file.mtime, file.base)
+        let stagingPath = file.stagingPath
         file.dirty = false
         file.lock.unlock()
 
@@ -185,12 +186,25 @@ final class WriteBack: @unchecked Sendable {
             let reason = String(cString: strerror(errno))
             if fd >= 0 { Glibc.close(fd) }
             file.lock.lock(); file.dirty = true; file.lock.unlock()
-            throw .cacheFailure("fsync of the staged copy of /\(path): \(reason)")
+            throw .cacheFailure("fsync of the staged copy of /\(file.path): \(reason)")
         }
         Glibc.close(fd)
+        // Under `condition`, so an upload finishing now (which completes the journal row and
+        // moves the base ETag on, also under it) is either wholly before or wholly after.
+        condition.lock(); defer { condition.unlock() }
+        file.lock.lock()
+        let (path, size, mtime, base) = (file.path, file.size, file.mtime, file.base)
+        let switched = file.stagingPath != stagingPath
+        if switched { file.dirty = true }
+        file.lock.unlock()
+        // Copied on write meanwhile: the writer of the new copy records that one when it closes.
+        if switched { return }
         do {
             let row = try journal.upsert(remotePath: path, stagingFile: stagingPath, size: size, mtime: mtime, baseETag: base.journalValue)
             file.lock.lock()
+            // A new row (the previous one completed meanwhile) counts its generations from 1:
+            // what was uploaded under the old row says nothing about it.
+            if file.journalID != row.id { file.uploadedGeneration = 0 }
             file.journalID = row.id
             file.generation = row.generation
             file.lock.unlock()
@@ -253,6 +267,29 @@ final class WriteBack: @unchecked Sendable {
     }
 
     // MARK: Namespace
+
+    /// Runs `body` with no upload of `files` running or starting. Unlink and rename go
+    /// through here: what the server has of a file must be settled while its name changes,
+    /// or a late upload would land under a name that is gone, or taken by another file.
+    func holdingUploads<T>(of files: [StagedFile], _ body: () throws(FSError) -> T) throws(FSError) -> T {
+        condition.lock()
+        for file in files {
+            file.lock.lock(); file.held += 1; file.lock.unlock()
+        }
+        while files.contains(where: { file in file.lock.lock(); defer { file.lock.unlock() }; return file.uploading }) {
+            condition.wait()
+        }
+        condition.unlock()
+        defer {
+            condition.lock()
+            for file in files {
+                file.lock.lock(); file.held -= 1; file.lock.unlock()
+            }
+            condition.broadcast()
+            condition.unlock()
+        }
+        return try body()
+    }
 
     /// The staged file at `from` now lives at `to` (replacing one staged there). The journal
     /// follows in the same step, so the upload goes to the new name only.
@@ -367,7 +404,8 @@ final class WriteBack: @unchecked Sendable {
                 var nextWake = now.addingTimeInterval(5)
                 for file in files.values {
                     file.lock.lock()
-                    let ready = file.needsUpload && !file.uploading && (file.writers == 0 || file.fsyncRequested) && !file.failedPermanently
+                    let ready = file.needsUpload && !file.uploading && file.held == 0 && (file.writers == 0 || file.fsyncRequested)
+                        && !file.failedPermanently
                     if ready && file.notBefore <= now && chosen == nil {
                         file.uploading = true
                         file.fsyncRequested = false
@@ -403,16 +441,22 @@ final class WriteBack: @unchecked Sendable {
             }
             outcome = .success(try send(stagingPath, to: path, size: size, mtime: mtime, conditions: conditions, file: file, journalID: journalID))
         } catch let error as DAVError where error.kind == .preconditionFailed {
-            // The server's copy changed (or the name was taken) since this content was based
-            // on it: keep both.
-            let conflictPath = WriteBack.conflictName(for: path, at: Date())
-            logger.warning("/\(path) changed on the server while a local version was pending; the local version is kept as /\(conflictPath)")
-            uploadedPath = conflictPath
-            do {
-                outcome = .success(try send(stagingPath, to: conflictPath, size: size, mtime: mtime, conditions: .init(createOnly: true),
-                                            file: file, journalID: journalID))
-            } catch {
-                outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: conflictPath, detail: "\(error)"))
+            if let same = identicalOnServer(path, stagingPath: stagingPath, size: size, mtime: mtime) {
+                // The server already has exactly these bytes: an earlier attempt of this
+                // upload succeeded without us hearing of it (a crash, or a lost answer).
+                outcome = .success(same)
+            } else {
+                // The server's copy changed (or the name was taken) since this content was
+                // based on it: keep both.
+                let conflictPath = WriteBack.conflictName(for: path, at: Date())
+                logger.warning("/\(path) changed on the server while a local version was pending; the local version is kept as /\(conflictPath)")
+                uploadedPath = conflictPath
+                do {
+                    outcome = .success(try send(stagingPath, to: conflictPath, size: size, mtime: mtime, conditions: .init(createOnly: true),
+                                                file: file, journalID: journalID))
+                } catch {
+                    outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: conflictPath, detail: "\(error)"))
+                }
             }
         } catch {
             outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)"))
@@ -476,7 +520,7 @@ final class WriteBack: @unchecked Sendable {
             }
             let completed = (try? journal.complete(id: journalID, generation: generation, serverETag: entry.etag.isEmpty ? nil : entry.etag)) ?? false
             file.lock.lock()
-            file.uploadedGeneration = max(file.uploadedGeneration, generation)
+            if file.journalID == journalID { file.uploadedGeneration = max(file.uploadedGeneration, generation) }
             file.failure = nil
             file.attempts = 0
             file.chunkUploadID = nil
@@ -520,6 +564,38 @@ final class WriteBack: @unchecked Sendable {
             logger.warning("upload of /\(originalPath) failed (attempt \(attempt)\(permanent ? ", kept until the file changes" : ", retrying in \(Int(delay)) s")): \(error)")
             if removed { unlink(stagingPath) }
         }
+    }
+
+    /// The server's entry for `path` if it holds exactly the staged bytes (same size and
+    /// mtime, then the same content, compared while downloading); nil otherwise.
+    private func identicalOnServer(_ path: String, stagingPath: String, size: Int64, mtime: Int64) -> RemoteEntry? {
+        guard let stored = try? client.stat(path), !stored.isCollection, (stored.contentLength ?? stored.size) == size,
+              let modified = stored.lastModified, Int64(modified.timeIntervalSince1970) == mtime else { return nil }
+        let fd = Glibc.open(stagingPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var offset: Int64 = 0
+        var same = true
+        var local = [UInt8](repeating: 0, count: 256 << 10)
+        struct Differs: Error {}
+        do {
+            try client.get(path, range: nil, ifMatch: stored.etag, sink: .stream({ chunk in
+                var done = 0
+                while done < chunk.count {
+                    let want = min(chunk.count - done, local.count)
+                    let n = local.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress, want, off_t(offset)) }
+                    guard n > 0, memcmp(chunk.baseAddress! + done, local, n) == 0 else { throw Differs() }
+                    done += n
+                    offset += Int64(n)
+                }
+            }))
+        } catch {
+            same = false
+        }
+        guard same, offset == size else { return nil }
+        var entry = RemoteEntry(stored)
+        entry.name = MetadataCache.split(path).name
+        return entry
     }
 
     /// `name (conflict 2026-11-22 190102).ext` next to `path`.

@@ -13,6 +13,9 @@ import Testing
 struct ExerciserTests {
     static var operations: Int { ProcessInfo.processInfo.environment["NCFS_FSX_OPS"].flatMap(Int.init) ?? 1500 }
     static var seed: UInt64 { ProcessInfo.processInfo.environment["NCFS_FSX_SEED"].flatMap(UInt64.init) ?? 1 }
+    /// `NCFS_FSX_PARANOID=1`: compare every file after every operation (slow; finds the first
+    /// operation after which the mount differs).
+    static var paranoid: Bool { ProcessInfo.processInfo.environment["NCFS_FSX_PARANOID"] != nil }
 
     @Test("random write/truncate/read/rename/unlink sequence matches a local folder, also after a remount with an empty cache")
     func exercise() throws {
@@ -29,13 +32,19 @@ struct ExerciserTests {
         func both(_ name: String) -> (mounted: String, local: String) {
             (mount.path(name), reference.appendingPathComponent(name).path)
         }
+        var issues = 0
+        func hadIssue() -> Bool { issues > 0 }
         func check(_ context: String) {
             for name in names {
                 let (m, l) = both(name)
                 let local = FileManager.default.fileExists(atPath: l) ? Posix.bytes(l) : nil
                 let mounted = FileManager.default.fileExists(atPath: m) ? Posix.bytes(m) : nil
-                if local != mounted {
-                    Issue.record("\(context): \(name) differs (local \(local?.count ?? -1) bytes, mount \(mounted?.count ?? -1)); last ops: \(log.suffix(8))")
+                if let difference = Self.difference(mounted, local) {
+                    issues += 1
+                    let shown = run("/usr/bin/getfattr", ["-n", "user.nextcloud.etag", "--only-values", m]).out
+                    let actual = (try? server.client().stat(name))?.etag ?? "-"
+                    Issue.record("etag shown \(shown), server \(actual)")
+                    Issue.record("\(context): \(name): \(difference); last ops: \(log.suffix(12)); daemon: \(mount.logTail)")
                 }
             }
         }
@@ -63,7 +72,11 @@ struct ExerciserTests {
                 guard let size = Posix.size(l), size > 0 else { continue }
                 let offset = Int.random(in: 0..<size, using: &rng), count = Int.random(in: 1...131_072, using: &rng)
                 log.append("read \(name) @\(offset)+\(count)")
-                #expect(Posix.pread(m, offset: offset, count: count) == Posix.pread(l, offset: offset, count: count), "\(log.last!)")
+                if let difference = Self.difference(Posix.pread(m, offset: offset, count: count), Posix.pread(l, offset: offset, count: count)) {
+                    Self.keepLogs(server, mount)
+                    Issue.record("step \(step): \(log.last!): \(difference); last ops: \(log.suffix(12)); last ops on \(name): \(log.filter { $0.contains(name) }.suffix(12)); daemon: \(mount.logTail)")
+                    return
+                }
             case 80..<90:
                 let target = names[Int.random(in: 0..<names.count, using: &rng)]
                 guard target != name, Posix.size(l) != nil else { continue }
@@ -83,7 +96,8 @@ struct ExerciserTests {
                 #expect(fd >= 0 && fsync(fd) == 0, "\(log.last!): errno \(errno)")
                 close(fd)
             }
-            if step % 250 == 249 { check("after \(step + 1) operations") }
+            if step % 250 == 249 || Self.paranoid { check("after step \(step) (\(log.last ?? "-"))") }
+            if Self.paranoid && hadIssue() { Self.keepLogs(server, mount); return }
         }
         check("at the end")
         #expect(mount.unmount() == 0, "unmount drains every upload")
@@ -92,6 +106,29 @@ struct ExerciserTests {
         try? FileManager.default.removeItem(at: server.dataDir.appendingPathComponent("ncfs"))
         mount = try MountedServer(server)
         check("after a remount with an empty cache")
+    }
+}
+
+extension ExerciserTests {
+    /// Copies the server's request log and the daemon's log to $NCFS_FSX_KEEP (if set) for
+    /// a failure's post-mortem.
+    static func keepLogs(_ server: TestServer, _ mount: MountedServer) {
+        guard let folder = ProcessInfo.processInfo.environment["NCFS_FSX_KEEP"] else { return }
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for file in [server.logFile, mount.log] {
+            let target = URL(fileURLWithPath: folder).appendingPathComponent(file.lastPathComponent)
+            try? FileManager.default.removeItem(at: target)
+            try? FileManager.default.copyItem(at: file, to: target)
+        }
+    }
+
+    /// Where two byte strings (mount, local) first differ, or nil when equal.
+    static func difference(_ mounted: [UInt8]?, _ local: [UInt8]?) -> String? {
+        guard mounted != local else { return nil }
+        guard let mounted, let local else { return "exists on \(mounted == nil ? "local only" : "mount only")" }
+        let common = min(mounted.count, local.count)
+        let first = (0..<common).first { mounted[$0] != local[$0] } ?? common
+        return "mount has \(mounted.count) bytes, local \(local.count); first difference at +\(first)"
     }
 }
 

@@ -24,6 +24,7 @@ final class MountedServer: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: MountedServer.binary)
         p.arguments = ["mount", "--url", server.baseURL, "--user", server.user, mountpoint.path] + options.flatMap { ["-o", $0] }
+            + (ProcessInfo.processInfo.environment["NCFS_TEST_VERBOSE"] != nil ? ["--verbose"] : [])
         var env = ProcessInfo.processInfo.environment
         env["NEXTCLOUD_WEBDAV_APP_PASSWORD"] = server.password
         env["XDG_CONFIG_HOME"] = server.dataDir.path
@@ -78,6 +79,12 @@ final class MountedServer: @unchecked Sendable {
         Glibc.kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10)
+    }
+
+    /// The daemon's last warnings and errors (for failure messages).
+    var logTail: String {
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").filter { $0.contains("warning") || $0.contains("error") }.suffix(10).joined(separator: "\n")
     }
 
     func path(_ relative: String) -> String { mountpoint.appendingPathComponent(relative).path }
