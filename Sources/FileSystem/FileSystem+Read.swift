@@ -27,31 +27,29 @@ extension FileSystem {
 
     private func openOnce(_ path: String, writable: Bool, truncate: Bool) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
         if let file = writeBack?.staged(path) {
-            guard let writeBack, writable else { return (try openStaged(file, writable: false, truncate: false), false) }
-            let staged = try writeBack.stage(path, entry: nil, truncate: truncate)
-            do {
-                return (try openStaged(staged, writable: true, truncate: truncate), false)
-            } catch {
-                writeBack.closeWriter(staged)
-                throw error
-            }
+            guard writable else { return (try openStaged(file, writable: false, truncate: false), false) }
+            return (try openForWriting(path, entry: nil, truncate: truncate), false)
         }
         guard let entry = try entry(at: path) else { throw .notFound }
         if entry.isDirectory { throw .isDirectory }
-        if writable {
-            let writeBack = try requireWritable()
-            let file = try writeBack.stage(path, entry: entry, truncate: truncate)
-            do {
-                return (try openStaged(file, writable: true, truncate: truncate), false)
-            } catch {
-                writeBack.closeWriter(file)
-                throw error
-            }
-        }
+        if writable { return (try openForWriting(path, entry: entry, truncate: truncate), false) }
         // Staged meanwhile: the entry may describe the staged file; read that instead.
         if writeBack?.staged(path) != nil { throw .stagingRace }
         let content = try contentCache.open(entry, path: path)
         return (handles.add(.file(ReadStream(path: path, entry: entry, content: content))), keepsPageCache)
+    }
+
+    /// Stages `path` (its staged file, or a new one from the server's `entry`) and opens it
+    /// for writing; the writer count taken by staging is given back if the open fails.
+    private func openForWriting(_ path: String, entry: RemoteEntry?, truncate: Bool) throws(FSError) -> UInt64 {
+        let writeBack = try requireWritable()
+        let file = try writeBack.stage(path, entry: entry, truncate: truncate)
+        do {
+            return try openStaged(file, writable: true, truncate: truncate)
+        } catch {
+            writeBack.closeWriter(file)
+            throw error
+        }
     }
 
     /// Up to `count` bytes at `offset`; fewer only at the end of the file. A failed fetch
