@@ -104,7 +104,13 @@ final class ContentCache: @unchecked Sendable {
                 // A complete file that went missing is fetched again.
                 if fd < 0 { content.held = ExtentSet() }
             }
+            if fd < 0 && !content.held.ranges.isEmpty && !content.isComplete {
+                // Partly fetched before and closed since: its bytes are still in the file.
+                fd = Glibc.open(file(key, partial: true), O_RDWR | O_CLOEXEC)
+                if fd < 0 { content.held = ExtentSet() }
+            }
             if fd < 0 {
+                // A fresh file: nothing held, so nothing to keep (the truncate clears leftovers).
                 let path = file(key, partial: true)
                 fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
                 guard fd >= 0, ftruncate(fd, off_t(content.size)) == 0 else {

@@ -174,6 +174,24 @@ struct ContentCacheTests {
         #expect(sequential.count >= 2 && sequential.count <= 8, "\(sequential.map { $0.range ?? "-" })")
     }
 
+    @Test("a partly fetched version, closed and opened again, still serves the bytes it holds (and fetches only the rest)")
+    func partialReopen() throws {
+        let content = Self.pattern(1 << 20, seed: 4)
+        let server = try populatedServer { files in try write(files.appendingPathComponent("p.bin"), content) }
+        defer { server.stop() }
+        let fs = try makeFileSystem(server, options: options(server.dataDir.appendingPathComponent("content")))
+        let p = try fs.lookup(parent: FileSystem.rootInode, name: "p.bin")
+        var (fh, _) = try fs.open(p.inode, writable: false)
+        #expect(try fs.read(fh, offset: 500_000, count: 4096) == Array(content[500_000..<504_096]))
+        fs.release(fh)
+        (fh, _) = try fs.open(p.inode, writable: false)
+        defer { fs.release(fh) }
+        let mark = server.mark()
+        #expect(try fs.read(fh, offset: 500_000, count: 4096) == Array(content[500_000..<504_096]), "held bytes survive the reopen")
+        #expect(server.requests(since: mark).isEmpty)
+        #expect(try fs.read(fh, offset: 0, count: 1 << 20) == content)
+    }
+
     @Test("an unusable cache folder: the problem is reported before mounting and opens fail with EIO")
     func unusableFolder() throws {
         let server = try populatedServer { files in try write(files.appendingPathComponent("x.bin"), [1, 2, 3]) }
