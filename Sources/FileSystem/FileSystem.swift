@@ -107,8 +107,8 @@ public final class FileSystem: @unchecked Sendable {
     }
 
     /// Whether the kernel may keep a file's pages across opens. Not for now: with writes, a
-    /// file's version changes through this mount without an inode invalidation, and the
-    /// exerciser showed pages of an older version served after such a change. Re-reads still
+    /// file's version changes through this mount's own uploads without an inode invalidation,
+    /// and keeping pages across that has not been proven by the exerciser yet. Re-reads still
     /// cost no request (the content cache answers them), only a FUSE round trip per read.
     public var keepsPageCache: Bool { false }
 
