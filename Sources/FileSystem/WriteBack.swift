@@ -312,9 +312,13 @@ final class WriteBack: @unchecked Sendable {
             let moved = to + path.dropFirst(from.count)
             files[path] = nil
             files[moved] = file
+            // The journal gave the renamed row a new generation (an upload that ran under the
+            // old name does not complete it): follow it, or the row would wait forever.
+            let row = try? journal.upload(at: moved)
             file.lock.lock()
             file.path = moved
             if path == from, let base { file.base = base }
+            if let row, file.journalID == row.id { file.generation = row.generation }
             // A name it failed under (refused by the server) may be fine now.
             file.failedPermanently = false
             file.lock.unlock()
@@ -519,6 +523,8 @@ final class WriteBack: @unchecked Sendable {
                 if uploadedPath == originalPath { _ = try? client.move(uploadedPath, to: target) }
             }
             let completed = (try? journal.complete(id: journalID, generation: generation, serverETag: entry.etag.isEmpty ? nil : entry.etag)) ?? false
+            // A newer generation waits: its row is pending again, not "uploading".
+            if !completed { _ = try? journal.setState(id: journalID, state: .pending, error: nil) }
             file.lock.lock()
             if file.journalID == journalID { file.uploadedGeneration = max(file.uploadedGeneration, generation) }
             file.failure = nil

@@ -14,16 +14,17 @@ import WebDAV
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mount",
-        abstract: "Mount the WebDAV folder on MOUNTPOINT (read-only for now).",
+        abstract: "Mount the WebDAV folder on MOUNTPOINT (writable; -o ro for read-only).",
         usage: "ncfs mount [<options>] [URL] MOUNTPOINT [-o OPTIONS]",
         discussion: """
             -o takes comma-separated options: poll=SECONDS (root ETag poll, 0 = off), attr_timeout=SECONDS, \
             read_timeout=SECONDS, dirsize=zero (folders report size 0 instead of their recursive size), \
             user=LOGIN, password_file=PATH, config=PATH, cache_dir=PATH, cache_size=SIZE, \
-            log=PATH (where --background sends the daemon's messages), allow_other, and other libfuse mount \
-            options. A password is never accepted in -o (password= is refused). Options mount(8) and fstab \
-            add (rw, ro, dev, suid, _netdev, noauto, nofail, user, defaults, comment=, x-*, …) are accepted \
-            and ignored. Unmount with `fusermount3 -u MOUNTPOINT`.
+            log=PATH (where --background sends the daemon's messages), state_dir=PATH, upload_delay=SECONDS, \
+            drain_timeout=SECONDS, ro (read-only), allow_other, and other libfuse mount options. A password is \
+            never accepted in -o (password= is refused). Options mount(8) and fstab add (rw, dev, suid, \
+            _netdev, noauto, nofail, user, defaults, comment=, x-*, …) are accepted and ignored. Unmount with \
+            `fusermount3 -u MOUNTPOINT`; pending uploads are drained first (exit 9 if some remain).
             """
     )
 

@@ -132,6 +132,8 @@ struct WriteTests {
         #expect(run("/usr/bin/rsync", ["-a", source.path + "/", mount.path("rsync")], timeout: 300).status == 0, "rsync -a")
         _ = run("/bin/sync", [])
         #expect(mount.unmount() == 0, "unmount drains every upload")
+        let status = runNCFS(server, ["status", "--url", server.baseURL, "--user", server.user])
+        #expect(status.out.hasPrefix("nothing pending"), "the journal is empty after the drain: \(status.out.prefix(300))")
         // rsync's temp files are `.name.XXXXXX`; chunked uploads (the 50 MB file) send their
         // chunks to uploads/…/N and assemble with a MOVE of uploads/…/.file, which are not files/.
         let temps = server.requests(since: mark).filter { request in
