@@ -2,6 +2,7 @@
 #pragma once
 #define FUSE_USE_VERSION 35
 #include <stddef.h>
+#include <malloc.h>
 #include <fuse_lowlevel.h>
 
 // Swift cannot call `fuse_session_loop_mt`: with FUSE_USE_VERSION 35 it is a function-like
@@ -25,4 +26,12 @@ static inline int cfuse3_reply_fd(fuse_req_t req, int fd, off_t offset, size_t s
     buffer.buf[0].fd = fd;
     buffer.buf[0].pos = offset;
     return fuse_reply_data(req, &buffer, (enum fuse_buf_copy_flags)0);
+}
+
+// glibc gives each thread that allocates a malloc arena of its own (up to 8 per core); the ~30
+// threads of a mount then keep freed listing memory in many half-empty arenas. Two arenas keep
+// the daemon's footprint close to what its caches really hold. (Swift imports neither
+// `mallopt` nor the M_ARENA_MAX macro.)
+static inline void cfuse3_limit_malloc_arenas(void) {
+    mallopt(M_ARENA_MAX, 2);
 }

@@ -58,6 +58,10 @@ public final class FUSEMount: @unchecked Sendable {
     }
 
     /// Mounts and serves until unmounted. `ready` runs once the mount is live.
+    /// Caps glibc's malloc arenas at two (see `cfuse3_limit_malloc_arenas`). Call first thing
+    /// in a daemon, before its threads allocate.
+    public static func limitMallocArenas() { cfuse3_limit_malloc_arenas() }
+
     public func run(ready: () -> Void = {}) throws {
         var args = fuse_args(argc: 0, argv: nil, allocated: 0)
         defer { fuse_opt_free_args(&args) }

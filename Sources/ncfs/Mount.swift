@@ -138,6 +138,7 @@ struct Mount: ParsableCommand {
         // A daemon must not keep the folder it was started from busy (that filesystem could
         // not be unmounted); every path it still needs is absolute by now.
         chdir("/")
+        FUSEMount.limitMallocArenas()
         var logger = Logger(label: "ncfs")
         logger.logLevel = connection.verbose ? .debug : .warning
         func client(stall: Double, budget: Double) throws -> WebDAVClient {
