@@ -74,7 +74,7 @@ final class ContentCache: @unchecked Sendable {
         if let setupError { throw .cacheFailure(setupError) }
         useCounter += 1
         // Without an ETag, versions cannot be told apart: the bytes serve one open only.
-        let key = entry.etag.isEmpty ? "x\(useCounter)-" + Self.hex(0) : Self.key(for: entry, path: path)
+        let key = entry.etag.isEmpty ? "x\(useCounter)-" + StableHash.hex(UInt64(0)) : Self.key(for: entry, path: path)
         let content: CachedContent
         if let existing = entries[key], !existing.discarded, existing.size == entry.size, !existing.etag.isEmpty {
             content = existing
@@ -219,11 +219,10 @@ final class ContentCache: @unchecked Sendable {
 
     // MARK: Keys
 
-    /// `<fileid>-<hash of ETag>`; a server without file ids keys by a hash of the path. The
-    /// hash is FNV-1a (stable across runs, unlike `Hasher`).
+    /// `<fileid>-<hash of ETag>`; a server without file ids keys by a hash of the path.
     static func key(for entry: RemoteEntry, path: String) -> String {
-        let id = entry.fileID > 0 ? String(entry.fileID) : "p" + hex(fnv1a(path))
-        return id + "-" + hex(fnv1a(entry.etag))
+        let id = entry.fileID > 0 ? String(entry.fileID) : "p" + StableHash.hex(path)
+        return id + "-" + StableHash.hex(entry.etag)
     }
 
     static func parse(key: String) -> (fileID: Int64, etagHash: String)? {
@@ -231,19 +230,5 @@ final class ContentCache: @unchecked Sendable {
         guard parts.count == 2, parts[1].count == 16 else { return nil }
         if let id = Int64(parts[0]) { return (id, String(parts[1])) }
         return parts[0].hasPrefix("p") ? (0, String(parts[1])) : nil
-    }
-
-    static func fnv1a(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return hash
-    }
-
-    static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }

@@ -28,24 +28,25 @@ extension FileSystem {
     private func openOnce(_ path: String, writable: Bool, truncate: Bool) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
         if let file = writeBack?.staged(path) {
             guard writable else { return (try openStaged(file, writable: false, truncate: false), false) }
-            return (try openForWriting(path, entry: nil, truncate: truncate), false)
+            return (try openForWriting(path, entry: nil, truncate: truncate).handle, false)
         }
         guard let entry = try entry(at: path) else { throw .notFound }
         if entry.isDirectory { throw .isDirectory }
-        if writable { return (try openForWriting(path, entry: entry, truncate: truncate), false) }
+        if writable { return (try openForWriting(path, entry: entry, truncate: truncate).handle, false) }
         // Staged meanwhile: the entry may describe the staged file; read that instead.
         if writeBack?.staged(path) != nil { throw .stagingRace }
         let content = try contentCache.open(entry, path: path)
         return (handles.add(.file(ReadStream(path: path, entry: entry, content: content))), keepsPageCache)
     }
 
-    /// Stages `path` (its staged file, or a new one from the server's `entry`) and opens it
-    /// for writing; the writer count taken by staging is given back if the open fails.
-    private func openForWriting(_ path: String, entry: RemoteEntry?, truncate: Bool) throws(FSError) -> UInt64 {
+    /// Stages `path` (its staged file, or a new one from the server's `entry`, nil for a new
+    /// file) and opens it for writing; the writer count taken by staging is given back if the
+    /// open fails.
+    func openForWriting(_ path: String, entry: RemoteEntry?, truncate: Bool) throws(FSError) -> (file: StagedFile, handle: UInt64) {
         let writeBack = try requireWritable()
         let file = try writeBack.stage(path, entry: entry, truncate: truncate)
         do {
-            return try openStaged(file, writable: true, truncate: truncate)
+            return (file, try openStaged(file, writable: true, truncate: truncate))
         } catch {
             writeBack.closeWriter(file)
             throw error

@@ -65,7 +65,7 @@ extension FileSystem {
     /// Creates (or, without O_EXCL, truncates) `name` in `parent` and opens it for writing.
     /// Nothing reaches the server before the file is closed and settled.
     public func create(parent: UInt64, name: String, exclusive: Bool) throws(FSError) -> (Attributes, UInt64) {
-        let writeBack = try requireWritable()
+        _ = try requireWritable()
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
         let existing = try entry(at: path)
@@ -75,14 +75,7 @@ extension FileSystem {
         } else {
             try checkName(name, in: parentPath)
         }
-        let file = try writeBack.stage(path, entry: existing, truncate: true)
-        let handle: UInt64
-        do {
-            handle = try openStaged(file, writable: true, truncate: true)
-        } catch {
-            writeBack.closeWriter(file)
-            throw error
-        }
+        let (file, handle) = try openForWriting(path, entry: existing, truncate: true)
         let ino = inodes.lookup(path)
         return (attributes(file.entry(name: name), inode: ino), handle)
     }

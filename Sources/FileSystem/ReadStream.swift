@@ -67,8 +67,8 @@ final class ReadStream: @unchecked Sendable {
         if window > 0 {
             // What the read needs, as the start of a window, then more windows ahead while
             // fewer than maxInFlight GETs run.
-            if content.horizon(from: range.lowerBound) < range.upperBound {
-                let start = content.horizon(from: range.lowerBound)
+            let start = content.horizon(from: range.lowerBound)
+            if start < range.upperBound {
                 let piece = start..<min(size, max(range.upperBound, start + grow(policy: policy)))
                 planned += content.unplanned(piece)
                 for r in planned { content.inFlight.append(r) }

@@ -276,7 +276,7 @@ final class WriteBack: @unchecked Sendable {
         for file in files {
             file.lock.lock(); file.held += 1; file.lock.unlock()
         }
-        while files.contains(where: { file in file.lock.lock(); defer { file.lock.unlock() }; return file.uploading }) {
+        while files.contains(where: { file in file.lock.withLock { file.uploading } }) {
             condition.wait()
         }
         condition.unlock()
@@ -339,11 +339,10 @@ final class WriteBack: @unchecked Sendable {
     private func discard(_ file: StagedFile) {
         file.lock.lock()
         file.removed = true
-        let uploading = file.uploading
-        let stagingPath = file.stagingPath
+        let (uploading, stagingPath, path) = (file.uploading, file.stagingPath, file.path)
         file.lock.unlock()
         if !uploading { unlink(stagingPath) }
-        overlay.unstage(file.path, file, replacement: nil)
+        overlay.unstage(path, file, replacement: nil)
     }
 
     /// Staged files (for `ncfs status` figures and the unmount drain).
@@ -374,22 +373,16 @@ final class WriteBack: @unchecked Sendable {
         }
         condition.broadcast()
         while true {
-            let left = files.values.filter { file in
-                file.lock.lock(); defer { file.lock.unlock() }
-                return file.needsUpload || file.uploading
-            }
-            let retryable = left.contains { file in
-                file.lock.lock(); defer { file.lock.unlock() }
-                return !file.failedPermanently
-            }
+            let left = files.values.filter { file in file.lock.withLock { file.needsUpload || file.uploading } }
+            let retryable = left.contains { file in file.lock.withLock { !file.failedPermanently } }
             if left.isEmpty || !retryable || !condition.wait(until: deadline) {
                 stopping = true
                 condition.broadcast()
                 // Running uploads finish (their journal rows stay until they do).
-                while files.values.contains(where: { file in file.lock.lock(); defer { file.lock.unlock() }; return file.uploading }) {
+                while files.values.contains(where: { file in file.lock.withLock { file.uploading } }) {
                     _ = condition.wait(until: Date().addingTimeInterval(1))
                 }
-                let count = files.values.filter { file in file.lock.lock(); defer { file.lock.unlock() }; return file.needsUpload }.count
+                let count = files.values.filter { file in file.lock.withLock { file.needsUpload } }.count
                 condition.unlock()
                 return count
             }

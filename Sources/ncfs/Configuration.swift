@@ -56,6 +56,31 @@ enum ConfigurationError: Error, CustomStringConvertible {
     }
 }
 
+/// Where a setting comes from, highest priority first: its flag, the environment, the config
+/// file (`--config`, which must exist when given, else the default path if it exists).
+struct SettingSources {
+    let environment: [String: String]
+    let file: [String: String]
+
+    init(config: String?, environment: [String: String]) throws {
+        let configPath = config ?? ConnectionOptions.defaultConfigPath
+        if FileManager.default.fileExists(atPath: configPath) {
+            file = try ConnectionOptions.readConfigFile(configPath)
+        } else if config != nil {
+            throw ConfigurationError.unreadable(configPath, "no such file")
+        } else {
+            file = [:]
+        }
+        self.environment = environment
+    }
+
+    func value(_ flag: String?, _ name: String) -> String? {
+        if let flag, !flag.isEmpty { return flag }
+        if let v = environment[name], !v.isEmpty { return v }
+        return file[name]
+    }
+}
+
 extension ConnectionOptions {
     static var defaultConfigPath: String {
         let env = ProcessInfo.processInfo.environment
@@ -64,18 +89,9 @@ extension ConnectionOptions {
     }
 
     func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ResolvedConnection {
-        let configPath = config ?? ConnectionOptions.defaultConfigPath
-        var file: [String: String] = [:]
-        if FileManager.default.fileExists(atPath: configPath) {
-            file = try ConnectionOptions.readConfigFile(configPath)
-        } else if config != nil {
-            throw ConfigurationError.unreadable(configPath, "no such file")
-        }
-        func value(_ flag: String?, _ name: String) -> String? {
-            if let flag, !flag.isEmpty { return flag }
-            if let v = environment[name], !v.isEmpty { return v }
-            return file[name]
-        }
+        let sources = try SettingSources(config: config, environment: environment)
+        let file = sources.file
+        let value = sources.value
         guard let url = value(url, "NEXTCLOUD_WEBDAV_BASE_URL") else { throw ConfigurationError.missing("WebDAV URL (--url / NEXTCLOUD_WEBDAV_BASE_URL)") }
         let login = value(user, "NEXTCLOUD_WEBDAV_USER")
 

@@ -215,11 +215,8 @@ struct Mount: ParsableCommand {
         } else {
             base = URL(fileURLWithPath: nonEmpty(xdgName) ?? (NSHomeDirectory() + fallback)).appendingPathComponent("ncfs")
         }
-        // FNV-1a, 64 bits: stable across runs and builds (Swift's Hasher is seeded per process).
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         let url = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        for byte in "\(url)\n\(user ?? "")".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return base.appendingPathComponent(String(format: "%016llx", hash))
+        return base.appendingPathComponent(StableHash.hex("\(url)\n\(user ?? "")"))
     }
 
     /// Creates the folder (0700, with its parents) or checks that the existing one is private:

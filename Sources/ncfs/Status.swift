@@ -34,16 +34,16 @@ struct Status: ParsableCommand {
         if let stateDir {
             folder = URL(fileURLWithPath: stateDir)
         } else {
-            let environment = ProcessInfo.processInfo.environment
-            let configPath = config ?? ConnectionOptions.defaultConfigPath
-            let file = FileManager.default.fileExists(atPath: configPath) ? try ConnectionOptions.readConfigFile(configPath) : [:]
-            func value(_ flag: String?, _ name: String) -> String? {
-                flag ?? environment[name].flatMap { $0.isEmpty ? nil : $0 } ?? file[name]
+            let sources: SettingSources
+            do {
+                sources = try SettingSources(config: config, environment: ProcessInfo.processInfo.environment)
+            } catch {
+                throw fail(error)
             }
-            guard let url = value(url, "NEXTCLOUD_WEBDAV_BASE_URL") else {
+            guard let url = sources.value(url, "NEXTCLOUD_WEBDAV_BASE_URL") else {
                 throw CLIError(message: "no WebDAV URL configured: pass --url (or --state-dir), as for `ncfs mount`", code: 3)
             }
-            folder = Mount.defaultFolder(.state, baseURL: url, user: value(user, "NEXTCLOUD_WEBDAV_USER"))
+            folder = Mount.defaultFolder(.state, baseURL: url, user: sources.value(user, "NEXTCLOUD_WEBDAV_USER"))
         }
         let path = folder.appendingPathComponent("journal.sqlite").path
         guard FileManager.default.fileExists(atPath: path) else {
