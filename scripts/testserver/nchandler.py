@@ -6,6 +6,7 @@ import hashlib
 import http
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -66,6 +67,22 @@ class Fault:
         self.message = spec.get("message")
         if self.action not in ("status", "reset", "delay", "stall"):
             raise ValueError("unknown action %r" % self.action)
+        if self.count < -1:
+            raise ValueError("count must be -1 (unlimited) or positive")
+        # "probability": each matching request is hit with this chance (0 < p <= 1); a request
+        # that is not hit is served normally and does not use up the count. "seed" makes the
+        # draws reproducible: the same seed and the same request sequence hit the same requests.
+        p = spec.get("probability", 1)
+        try:
+            self.probability = float(p)
+        except (TypeError, ValueError):
+            raise ValueError("probability must be a number")
+        if not 0 < self.probability <= 1:
+            raise ValueError("probability must be in (0, 1]")
+        self.seed = spec.get("seed")
+        self.rng = random.Random(self.seed)
+        self.hits = 0
+        self.passed = 0
 
     def matches(self, method, raw, decoded):
         if self.method not in ("*", method):
@@ -76,7 +93,8 @@ class Fault:
     def describe(self):
         return {"id": self.seq, "method": self.method, "path_contains": self.path_contains,
                 "status": self.status, "count": self.count, "action": self.action,
-                "seconds": self.seconds, "after_bytes": self.after_bytes}
+                "seconds": self.seconds, "after_bytes": self.after_bytes, "probability": self.probability,
+                "seed": self.seed, "hits": self.hits, "passed": self.passed}
 
 
 class FaultList:
@@ -89,7 +107,7 @@ class FaultList:
         with self.lock:
             self.seq += 1
             f = Fault(spec, self.seq)
-            if f.count > 0:
+            if f.count != 0:
                 self.items.append(f)
             return f
 
@@ -98,13 +116,20 @@ class FaultList:
             self.items = []
 
     def take(self, method, raw, decoded):
-        """Consume one use of the oldest matching fault."""
+        """Consume one use of the oldest matching fault. A fault with a probability draws once per
+        matching request; a request it does not pick goes on to the next matching fault (and is
+        served normally if none picks it). count -1 never runs out."""
         with self.lock:
             for f in self.items:
                 if f.matches(method, raw, decoded):
-                    f.count -= 1
-                    if f.count <= 0:
-                        self.items.remove(f)
+                    if f.probability < 1 and f.rng.random() >= f.probability:
+                        f.passed += 1
+                        continue
+                    f.hits += 1
+                    if f.count > 0:
+                        f.count -= 1
+                        if f.count == 0:
+                            self.items.remove(f)
                     return f
         return None
 

@@ -927,6 +927,38 @@ def t_faults(srv, c):
         check(time.time() - t0 < 4, "stall leads to a read timeout")
     finally:
         conn.close()
+    # probability + seed: a seeded share of the matching requests, until the count is used up
+    def pattern(spec, n):
+        ctl("clear", {})
+        check(ctl("fault", spec).status == 200, "probabilistic fault accepted (%s)" % spec.get("probability"))
+        return [c.get("fault.txt").status for _ in range(n)]
+    spec = {"method": "GET", "path_contains": "fault.txt", "status": 503, "count": 8, "probability": 0.5, "seed": 7}
+    p1 = pattern(spec, 60)
+    check(p1.count(503) == 8 and set(p1) == {200, 503}, "probability fault: exactly count requests hit (%d)" % p1.count(503))
+    last = max(i for i, st in enumerate(p1) if st == 503)
+    check(p1[:last + 1].count(200) > 0, "probability fault: some matching requests pass before the count is used")
+    check(all(st == 200 for st in p1[last + 1:]), "probability fault: normal service after the count")
+    check(pattern(spec, 60) == p1, "probability fault: the same seed hits the same requests")
+    p2 = pattern(dict(spec, seed=8), 60)
+    check(p2.count(503) == 8 and p2 != p1, "probability fault: another seed, another pattern")
+    p3 = pattern({"method": "GET", "path_contains": "fault.txt", "status": 429, "count": -1, "probability": 0.25,
+                  "seed": 1}, 200)
+    check(25 <= p3.count(429) <= 75, "count -1 + probability 0.25: about a quarter hit (%d of 200)" % p3.count(429))
+    listed = json.loads(c.req("GET", "/__control/faults", auth=False).body)["faults"]
+    check(len(listed) == 1 and listed[0]["count"] == -1 and listed[0]["hits"] == p3.count(429)
+          and listed[0]["passed"] == 200 - p3.count(429), "unlimited fault stays listed with hits/passed")
+    ctl("clear", {})
+    check(c.get("fault.txt").status == 200, "clear removes an unlimited fault")
+    # a request the first rule does not pick goes on to the next matching rule
+    ctl("fault", {"method": "GET", "path_contains": "fault.txt", "status": 503, "count": -1, "probability": 0.5, "seed": 3})
+    ctl("fault", {"method": "GET", "path_contains": "fault.txt", "status": 429, "count": -1})
+    p4 = [c.get("fault.txt").status for _ in range(40)]
+    check(set(p4) == {503, 429}, "unpicked requests fall through to the next rule")
+    ctl("clear", {})
+    for bad in ({"probability": 0}, {"probability": 1.5}, {"probability": "x"}, {"count": -2}):
+        r = ctl("fault", dict({"method": "GET", "path_contains": "fault.txt", "status": 503, "count": 1}, **bad))
+        check(r.status == 400, "fault %s refused with 400" % bad)
+    check(c.get("fault.txt").status == 200, "refused faults are not installed")
     # clear
     ctl("fault", {"method": "*", "path_contains": "fault.txt", "status": 500, "count": 5})
     ctl("clear", {})
