@@ -15,6 +15,7 @@ let package = Package(
     name: "ncfs",
     products: [
         .executable(name: "ncfs", targets: ["ncfs"]),
+        .executable(name: "ncfs-derive", targets: ["ncfs-derive"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CVips", pkgConfig: "vips", providers: [.apt(["libvips-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // MARK: Layers
         .target(
@@ -59,10 +61,30 @@ let package = Package(
             dependencies: ["CSQLite"],
             swiftSettings: strict
         ),
+        // Image derivatives with libvips. Runs in its own process (`ncfs-derive`), so a decoder
+        // crash or a huge image never takes the mount down, and each worker's memory is its own.
+        .target(
+            name: "Imaging",
+            dependencies: ["CVips"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ncfs-derive",
+            dependencies: ["Imaging"],
+            swiftSettings: strict
+        ),
+        // The incoming/ pipeline: catalog, date paths, uploads, derivatives (through
+        // `ncfs-derive`, so the daemon itself never links libvips), repair.
+        .target(
+            name: "Ingest",
+            dependencies: ["Journal", "WebDAV", "HTTPTransport", "FileSystem", "CCrypto",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ncfs",
             dependencies: [
-                "WebDAV", "HTTPTransport", "RemoteCache", "FileSystem", "FUSEBridge", "Journal",
+                "WebDAV", "HTTPTransport", "RemoteCache", "FileSystem", "FUSEBridge", "Journal", "Ingest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -95,6 +117,16 @@ let package = Package(
         .testTarget(
             name: "MountTests",
             dependencies: ["WebDAV", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ImagingTests",
+            dependencies: ["Imaging"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "IngestTests",
+            dependencies: ["Ingest", "Journal", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -107,7 +107,7 @@ enum FUSEOperations {
             let name = String(cString: name!)
             // `ls -l` asks every entry for security.selinux and system.posix_acl_access: answer
             // names ncfs never has right here, without a worker hop (halves a cold `ls -l`).
-            guard FileSystem.xattrNames.contains(name) else {
+            guard FileSystem.xattrNames.contains(name) || name.hasPrefix(FileSystem.incomingXattrPrefix) else {
                 fuse_reply_err(req, ENODATA)
                 return
             }

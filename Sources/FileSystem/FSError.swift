@@ -34,6 +34,10 @@ public enum FSError: Error, Sendable {
     /// An open raced with an upload finishing (the staged file it found was retired); the
     /// open is retried and this never reaches the kernel unless that keeps happening.
     case stagingRace
+    /// An incoming/ item the pipeline is uploading or deriving right now cannot be changed.
+    case busy
+    /// A rename between incoming/ (local until ingested) and the server's tree.
+    case crossDevice
 }
 
 extension FSError {
@@ -58,6 +62,9 @@ extension FSError {
         case .invalid: return EINVAL
         case .notPermitted: return EPERM
         case .stagingRace: return EAGAIN
+        case .busy: return EBUSY
+        // mv falls back to copy + unlink, which is exactly an ingest.
+        case .crossDevice: return EXDEV
         }
     }
 

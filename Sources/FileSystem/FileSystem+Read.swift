@@ -26,6 +26,13 @@ extension FileSystem {
     }
 
     private func openOnce(_ path: String, writable: Bool, truncate: Bool) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
+        if let incoming, let relative = incomingRelative(path) {
+            guard let entry = incoming.entry(relative) else { throw .notFound }
+            if entry.isDirectory { throw .isDirectory }
+            if writable { _ = try requireWritable() }
+            let fd = try incoming.open(relative, writable: writable, create: false, exclusive: false, truncate: truncate)
+            return (handles.add(.local(fd: fd, path: relative, writable: writable)), false)
+        }
         if let file = writeBack?.staged(path) {
             guard writable else { return (try openStaged(file, writable: false, truncate: false), false) }
             return (try openForWriting(path, entry: nil, truncate: truncate).handle, false)
@@ -85,6 +92,13 @@ extension FileSystem {
     }
 
     private func readData(_ handle: UInt64, offset: Int64, count: Int, wait: Bool) throws(FSError) -> ReadData? {
+        if case .local(let fd, _, _)? = handles.get(handle) {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw .cacheFailure("fstat: \(FileSystem.lastErrorText())") }
+            let size = Int64(st.st_size)
+            guard offset < size, count > 0 else { return .bytes([]) }
+            return .file(descriptor: fd, offset: offset, count: Int(min(Int64(count), size - offset)))
+        }
         if case .staged(let file, let fd, _)? = handles.get(handle) {
             file.lock.lock()
             let size = file.size
@@ -120,6 +134,8 @@ extension FileSystem {
                 do { try writeBack.record(file) } catch { logger.error("recording /\(file.path) at release: \(error)") }
                 writeBack.closeWriter(file)
             }
+        case .local(let fd, let path, let writable)?:
+            incoming?.closed(fd, path, writable: writable)
         case .directory?, nil: break
         }
     }

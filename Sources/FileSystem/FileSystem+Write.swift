@@ -68,6 +68,12 @@ extension FileSystem {
         _ = try requireWritable()
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
+        if let incoming, let relative = incomingRelative(path) {
+            let fd = try incoming.open(relative, writable: true, create: true, exclusive: exclusive, truncate: true)
+            let handle = handles.add(.local(fd: fd, path: relative, writable: true))
+            guard let entry = incoming.entry(relative) else { throw .notFound }
+            return (attributes(entry, inode: inodes.lookup(path)), handle)
+        }
         let existing = try entry(at: path)
         if let existing {
             if exclusive { throw .exists }
@@ -102,6 +108,9 @@ extension FileSystem {
     }
 
     public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws(FSError) -> Int {
+        if case .local(let fd, _, true)? = handles.get(handle) {
+            return try FileSystem.writeAll(fd, offset: offset, bytes: bytes)
+        }
         guard case .staged(let file, let fd, true)? = handles.get(handle) else { throw .badHandle }
         var written = 0
         while written < bytes.count {
@@ -116,12 +125,22 @@ extension FileSystem {
 
     /// Every close(2): what was written is on local disk and in the journal when it returns.
     public func flush(_ handle: UInt64) throws(FSError) {
+        if case .local(let fd, let path, true)? = handles.get(handle) {
+            try incoming?.flush(fd, path)
+            return
+        }
         guard case .staged(let file, _, true)? = handles.get(handle), let writeBack else { return }
         try writeBack.record(file)
     }
 
     /// Returns once the file's content is on the server (or with the upload's error).
     public func fsync(_ handle: UInt64) throws(FSError) {
+        if case .local(let fd, let path, _)? = handles.get(handle) {
+            // Durable locally is all fsync promises here: the upload is the pipeline's, and
+            // its progress shows in the file's user.ncfs.status.
+            try incoming?.flush(fd, path)
+            return
+        }
         guard case .staged(let file, _, let writable)? = handles.get(handle), let writeBack else { return }
         if writable { try writeBack.record(file) }
         try writeBack.waitUploaded(file)
@@ -133,6 +152,14 @@ extension FileSystem {
     /// and ignored (the server has no such thing), so `cp -a` and `rsync -a` succeed.
     public func setattr(_ inode: UInt64, size: Int64?, mtime: Int64?, handle: UInt64?) throws(FSError) -> Attributes {
         let path = try path(of: inode)
+        if let incoming, let relative = incomingRelative(path) {
+            if size != nil || mtime != nil { _ = try requireWritable() }
+            guard let current = incoming.entry(relative) else { throw .notFound }
+            if current.isDirectory && size != nil { throw .isDirectory }
+            try incoming.setattr(relative, size: size, mtime: mtime)
+            guard let updated = incoming.entry(relative) else { throw .notFound }
+            return attributes(updated, inode: inode)
+        }
         guard let current = try entry(at: path) else { throw .notFound }
         if size != nil || mtime != nil {
             let writeBack = try requireWritable()
@@ -183,6 +210,11 @@ extension FileSystem {
         _ = try requireWritable()
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
+        if let incoming, let relative = incomingRelative(path) {
+            try incoming.mkdir(relative)
+            guard let entry = incoming.entry(relative) else { throw .notFound }
+            return attributes(entry, inode: inodes.lookup(path))
+        }
         if try entry(at: path) != nil { throw .exists }
         try checkName(name, in: parentPath)
         try remote { try cache.client.mkcol(path) }
@@ -197,6 +229,14 @@ extension FileSystem {
     public func unlink(parent: UInt64, name: String) throws(FSError) {
         let writeBack = try requireWritable()
         let path = FolderListing.join(try path(of: parent), name)
+        if let incoming, let relative = incomingRelative(path) {
+            guard !relative.isEmpty else { throw .isDirectory }
+            guard let current = incoming.entry(relative) else { throw .notFound }
+            if current.isDirectory { throw .isDirectory }
+            try incoming.unlink(relative)
+            inodes.detach(path)
+            return
+        }
         guard let current = try entry(at: path) else { throw .notFound }
         if current.isDirectory { throw .isDirectory }
         let staged = writeBack.staged(path)
@@ -223,6 +263,13 @@ extension FileSystem {
     public func rmdir(parent: UInt64, name: String) throws(FSError) {
         _ = try requireWritable()
         let path = FolderListing.join(try path(of: parent), name)
+        if let incoming, let relative = incomingRelative(path) {
+            // The folder itself is part of the mount, not a folder of the user's.
+            guard !relative.isEmpty else { throw .busy }
+            try incoming.rmdir(relative)
+            inodes.detach(path)
+            return
+        }
         guard let current = try entry(at: path) else { throw .notFound }
         guard current.isDirectory else { throw .notDirectory }
         guard try listing(at: path).children.isEmpty else { throw .notEmpty }
@@ -239,6 +286,18 @@ extension FileSystem {
         let from = FolderListing.join(try path(of: parent), name)
         let toParent = try path(of: newParent)
         let to = FolderListing.join(toParent, newName)
+        if let incoming {
+            let fromRelative = incomingRelative(from), toRelative = incomingRelative(to)
+            if fromRelative == "" || toRelative == "" { throw .busy }
+            if let fromRelative, let toRelative {
+                if from == to { return }
+                guard incoming.entry(fromRelative) != nil else { throw .notFound }
+                try incoming.rename(fromRelative, to: toRelative, noReplace: noReplace)
+                inodes.rename(from, to: to)
+                return
+            }
+            if fromRelative != nil || toRelative != nil { throw .crossDevice }
+        }
         guard let source = try entry(at: from) else { throw .notFound }
         if from == to { return }
         if to.hasPrefix(from + "/") { throw .invalid }
@@ -313,6 +372,7 @@ extension FileSystem {
     /// The entry at `path` with this mount's changes applied ("" is the root).
     func entry(at path: String) throws(FSError) -> RemoteEntry? {
         if path.isEmpty { return try remote { try cache.listing("") }.folder }
+        if let incoming, let relative = incomingRelative(path) { return incoming.entry(relative) }
         let (parent, name) = MetadataCache.split(path)
         let listing = try remote { try cache.listing(parent) }
         if let known = overlay.lookup(path, listing: listing) { return known }
@@ -321,6 +381,37 @@ extension FileSystem {
 
     /// The listing of `path` with this mount's changes applied.
     func listing(at path: String) throws(FSError) -> FolderListing {
-        overlay.merge(try remote { try cache.listing(path) })
+        if let incoming, let relative = incomingRelative(path) { return try incoming.listing(relative, mountPath: path) }
+        let listing = overlay.merge(try remote { try cache.listing(path) })
+        guard path.isEmpty, let incoming, let folder = incoming.entry("") else { return listing }
+        // incoming/ sits at the root, over a server folder of the same name if there is one.
+        return FolderListing(path: "", folder: listing.folder,
+                             children: listing.children.filter { $0.name != incoming.name } + [folder], fetchedAt: listing.fetchedAt)
+    }
+
+    /// `path` relative to the incoming folder ("" for the folder itself), or nil outside it.
+    func incomingRelative(_ path: String) -> String? {
+        guard let incoming else { return nil }
+        if path == incoming.name { return "" }
+        guard path.hasPrefix(incoming.name + "/") else { return nil }
+        return String(path.dropFirst(incoming.name.count + 1))
+    }
+
+    /// Shows `folder` as incoming/ at the mount root. Call once, before mounting, after
+    /// `enableWrites` (the folder is writable only on a writable mount).
+    public func enableIncoming(_ folder: IncomingFolder) {
+        incoming = folder
+    }
+
+    /// pwrite of all of `bytes`.
+    static func writeAll(_ fd: Int32, offset: Int64, bytes: UnsafeRawBufferPointer) throws(FSError) -> Int {
+        var written = 0
+        while written < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
+            if n > 0 { written += n } else if n < 0 && Glibc.errno == EINTR { continue } else {
+                throw .cacheFailure("writing: \(FileSystem.lastErrorText())")
+            }
+        }
+        return written
     }
 }

@@ -3,6 +3,8 @@ import RemoteCache
 extension FileSystem {
     /// The server properties offered as read-only extended attributes.
     public static let xattrNames = ["user.nextcloud.fileid", "user.nextcloud.etag", "user.nextcloud.permissions", "user.nextcloud.size"]
+    /// Files in incoming/ carry the pipeline's view of them instead (`user.ncfs.status`, …).
+    public static let incomingXattrPrefix = "user.ncfs."
 
     /// getxattr/listxattr answer either the value's size (the caller asked with capacity 0)
     /// or the value itself.
@@ -13,6 +15,11 @@ extension FileSystem {
 
     public func getxattr(_ inode: UInt64, name: String, capacity: Int) throws(FSError) -> XattrReply {
         let path = try path(of: inode)
+        if let relative = incomingRelative(path) {
+            guard incoming?.entry(relative) != nil else { throw .notFound }
+            guard let value = incoming?.observer?.attributes(relative)[name] else { throw .noAttribute }
+            return try fit(Array(value.utf8), capacity: capacity)
+        }
         guard let entry = try entry(at: path) else { throw .notFound }
         let text: String
         switch name {
@@ -29,6 +36,10 @@ extension FileSystem {
     public func listxattr(_ inode: UInt64, capacity: Int) throws(FSError) -> XattrReply {
         _ = try getattr(inode)
         var bytes: [UInt8] = []
+        if let relative = incomingRelative(try path(of: inode)) {
+            for name in (incoming?.observer?.attributes(relative).keys.sorted() ?? []) { bytes += Array(name.utf8) + [0] }
+            return try fit(bytes, capacity: capacity)
+        }
         for name in FileSystem.xattrNames { bytes += Array(name.utf8) + [0] }
         return try fit(bytes, capacity: capacity)
     }

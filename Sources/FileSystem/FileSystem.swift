@@ -71,6 +71,8 @@ public final class FileSystem: @unchecked Sendable {
     /// Set once by `enableWrites`, before the filesystem is mounted (and so before any other
     /// thread reads it); nil keeps the mount read-only.
     var writeBack: WriteBack?
+    /// Set once by `enableIncoming`, before the filesystem is mounted; nil: no incoming/ folder.
+    public internal(set) var incoming: IncomingFolder?
     private let observerLock = NSLock()
     private weak var _invalidationObserver: (any InvalidationObserver)?
 
@@ -139,7 +141,7 @@ public final class FileSystem: @unchecked Sendable {
                     return attributes(current, inode: inode)
                 }
                 return attributes(stream.entry, inode: inode)
-            case .directory?, nil:
+            case .directory?, .local?, nil:
                 break
             }
         }

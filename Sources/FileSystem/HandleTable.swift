@@ -12,6 +12,8 @@ final class HandleTable: @unchecked Sendable {
         /// A file with a staged local version, read (and maybe written) through its own
         /// descriptor of the staging file.
         case staged(StagedFile, fd: Int32, writable: Bool)
+        /// A file of `incoming/`: a local file, `path` relative to the incoming folder.
+        case local(fd: Int32, path: String, writable: Bool)
     }
 
     private let lock = NSLock()

@@ -1,0 +1,303 @@
+import FileSystem
+import Foundation
+import Glibc
+import HTTPTransport
+import WebDAV
+
+/// The steps of one item, each ending in a committed state.
+extension IngestService {
+    /// A failure retrying cannot fix: the item is marked `failed` at once.
+    struct PermanentFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// The name the item wanted is taken on the server by other content: choose again.
+    struct NameTaken: Error {}
+
+    /// Works `item` until it reaches a final state, or records why it could not.
+    func process(_ start: IngestItem) {
+        var item = start
+        do {
+            while true {
+                switch item.state {
+                case .pending: item = try prepare(item)
+                case .uploading: item = try uploadOriginal(item)
+                case .deriving: item = try deriveAndUpload(item)
+                case .succeeded, .duplicate:
+                    finish(item)
+                    return
+                case .failed, .quarantined:
+                    return
+                }
+            }
+        } catch {
+            recordFailure(item, error)
+        }
+    }
+
+    // MARK: pending → uploading (or duplicate)
+
+    private func prepare(_ start: IngestItem) throws -> IngestItem {
+        var item = start
+        guard let staged = item.stagingPath else { throw PermanentFailure(description: "the staged copy is gone") }
+        let local = folder.localPath(staged)
+        var st = stat()
+        guard lstat(local, &st) == 0 else { throw PermanentFailure(description: "the staged copy incoming/\(staged) is gone") }
+        let (hex, size) = try ContentHash.sha256(ofFile: local)
+        item.sha256 = hex
+        item.size = size
+        item.sourceMtime = Int64(st.st_mtim.tv_sec)
+
+        if item.originalPath == nil, let holder = try catalog.holder(sha256: hex, excluding: item.id) {
+            item.state = .duplicate
+            item.duplicateOf = holder.id
+            item.finishedAt = Date()
+            try catalog.update(item)
+            logger.info("ingest: incoming/\(staged) has the content of item \(holder.id) (\(holder.originalPath ?? "?")): recorded as a duplicate")
+            return item
+        }
+
+        if item.day == nil {
+            var date = Date()
+            if settings.dateSource == .exif, let taken = try derivation(for: item).captureDate.flatMap(captureDay) {
+                date = taken
+            }
+            item.day = Self.dayPath(date, in: settings.timeZone)
+        }
+        if item.originalPath == nil {
+            item.originalPath = try reserveName(for: item)
+            item.originalURL = url(for: item.originalPath!)
+        }
+        item.state = .uploading
+        try catalog.update(item)
+        return item
+    }
+
+    /// Picks `name`, `name (2)`, … in the item's original folder: the first name no other item
+    /// has reserved and the server does not hold with other content. Reserving is the commit of
+    /// the caller (the catalog's unique index settles a race between two workers).
+    private func reserveName(for item: IngestItem) throws -> String {
+        let folder = originalFolder(item)
+        let onServer: [String: [String]]
+        do {
+            onServer = Dictionary(try client.list(folder, properties: .listing).children.map { ($0.name, $0.checksums) },
+                                  uniquingKeysWith: { a, _ in a })
+        } catch let error as DAVError where error.kind == .notFound {
+            onServer = [:]
+        }
+        let ours = "SHA256:" + (item.sha256 ?? "")
+        for n in 1...10_000 {
+            let name = n == 1 ? item.name : Self.numbered(item.name, n)
+            let path = folder + "/" + name
+            if try catalog.isReserved(originalPath: path, excluding: item.id) { continue }
+            if let checksums = onServer[name], !checksums.contains(where: { $0.uppercased() == ours.uppercased() }) { continue }
+            return path
+        }
+        throw PermanentFailure(description: "no free name for \(item.name) in \(folder)")
+    }
+
+    // MARK: uploading → deriving
+
+    private func uploadOriginal(_ start: IngestItem) throws -> IngestItem {
+        var item = start
+        guard let staged = item.stagingPath, let path = item.originalPath, let sha = item.sha256 else {
+            throw PermanentFailure(description: "item \(item.id) is uploading without a staged copy, a path or a checksum")
+        }
+        let local = folder.localPath(staged)
+        let checksum = "SHA256:" + sha
+        try ensureFolder(originalFolder(item))
+        do {
+            try put(local, to: path, size: item.size, mtime: item.sourceMtime, checksum: checksum, conditions: .init(createOnly: true))
+        } catch let error as DAVError where error.kind == .preconditionFailed {
+            // The name exists. Ours from an attempt whose answer was lost (or a crash right
+            // after it), a broken copy of ours, or someone else's file.
+            let existing = try client.stat(path, properties: .listing)
+            let isOurs = existing.checksums.contains { $0.uppercased() == checksum.uppercased() }
+            if isOurs && existing.size == item.size {
+                logger.info("ingest: /\(path) is already on the server with this content")
+            } else if isOurs, let etag = existing.etag {
+                logger.warning("ingest: /\(path) on the server has \(existing.size ?? -1) bytes of \(item.size); uploading again")
+                try put(local, to: path, size: item.size, mtime: item.sourceMtime, checksum: checksum, conditions: .init(ifMatch: etag))
+            } else {
+                logger.info("ingest: /\(path) was taken on the server meanwhile; choosing another name")
+                item.originalPath = nil
+                item.originalURL = nil
+                item.state = .pending
+                try catalog.update(item)
+                return item
+            }
+        } catch let error as DAVError where error.kind == .conflict {
+            forgetFolder(originalFolder(item))
+            throw error
+        }
+        // Trust but verify: the server must hold every byte (a proxy or a full disk can turn a
+        // short write into a 201).
+        let stored = try client.stat(path, properties: .listing)
+        guard stored.size == item.size else {
+            throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored.size ?? -1) of \(item.size) bytes")
+        }
+        if settings.shareLinks && item.shareURL == nil {
+            do { item.shareURL = try client.createPublicShare(path).url } catch {
+                logger.warning("ingest: public link for /\(path): \(error)")
+            }
+        }
+        item.state = .deriving
+        try catalog.update(item)
+        return item
+    }
+
+    private func put(_ local: String, to path: String, size: Int64, mtime: Int64, checksum: String,
+                     conditions: WebDAVClient.WriteConditions) throws {
+        let date = Date(timeIntervalSince1970: TimeInterval(mtime))
+        if size > settings.chunkThreshold {
+            var options = WebDAVClient.ChunkedUploadOptions()
+            options.chunkSize = settings.chunkThreshold
+            try client.uploadChunked(local, to: path, mtime: date, conditions: conditions, options: options)
+        } else {
+            try client.put(path, body: .file(path: local, length: size), mtime: date, conditions: conditions, checksum: checksum)
+        }
+    }
+
+    // MARK: deriving → succeeded
+
+    private func deriveAndUpload(_ start: IngestItem) throws -> IngestItem {
+        var item = start
+        let result = try derivation(for: item)
+        item.isImage = result.isImage
+        item.format = result.format
+        item.width = result.width
+        item.height = result.height
+        item.captureDate = result.captureDate
+        item.palette = result.palette ?? []
+        item.derivativeError = result.notImage.map { "not an image: \($0)" } ?? result.error
+        var stored: [StoredDerivative] = []
+        let dayFolder = settings.prefix + "/" + (item.day ?? "")
+        for derivative in result.derivatives ?? [] {
+            let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
+            let remote = dayFolder + "/" + derivative.relativePath
+            try ensureFolder(String(remote[..<(remote.lastIndex(of: "/") ?? remote.endIndex)]))
+            // Derivatives are made from the original again on a retry; replacing is right.
+            try client.put(remote, body: .file(path: local, length: derivative.bytes))
+            stored.append(StoredDerivative(kind: derivative.kind, path: remote, url: url(for: remote), width: derivative.width,
+                                           height: derivative.height, bytes: derivative.bytes, mimeType: derivative.mimeType))
+        }
+        item.derivatives = stored
+        item.state = .succeeded
+        item.persistError = nil
+        item.finishedAt = Date()
+        try catalog.update(item)
+        logger.info("ingest: \(item.name) → /\(item.originalPath ?? "?") with \(stored.count) derivative(s)\(item.derivativeError.map { " (\($0))" } ?? "")")
+        return item
+    }
+
+    // MARK: Final
+
+    /// The item left incoming/: its staged file and work folder go, and the folders it wrote
+    /// to are relisted on their next use.
+    func finish(_ start: IngestItem) {
+        var item = start
+        let staged = item.stagingPath
+        if let staged {
+            locked { _ = unlink(folder.localPath(staged)) }
+            item.stagingPath = nil
+            do { try catalog.update(item) } catch { logger.error("ingest: clearing item \(item.id)'s staged path: \(error)") }
+        }
+        try? FileManager.default.removeItem(at: workFolder(item))
+        var folders: [String] = []
+        if let path = item.originalPath, item.state == .succeeded {
+            folders.append(originalFolder(item))
+            folders += item.derivatives.map { String($0.path[..<($0.path.lastIndex(of: "/") ?? $0.path.endIndex)]) }
+            folders.append(settings.prefix + "/" + (item.day ?? ""))
+            _ = path
+        }
+        onFinished(Array(Set(folders)), staged)
+    }
+
+    private func recordFailure(_ start: IngestItem, _ error: any Error) {
+        var item = start
+        // The catalog's own state is the truth: re-read it, the failed step did not commit.
+        if let current = try? catalog.item(item.id) { item = current }
+        item.attempts += 1
+        let text = Self.describe(error)
+        let permanent = Self.isPermanent(error)
+        if permanent || item.attempts >= settings.maxAttempts {
+            item.state = .failed
+            item.persistError = permanent ? text : "\(text) (gave up after \(item.attempts) attempts)"
+            logger.error("ingest: item \(item.id) (\(item.name)) failed: \(item.persistError!)")
+        } else {
+            item.persistError = text
+            let delay = min(settings.retryCap, settings.retryBase * pow(2, Double(item.attempts - 1))) * Double.random(in: 0.75...1.25)
+            item.nextAttemptAt = Date().addingTimeInterval(delay)
+            logger.warning("ingest: item \(item.id) (\(item.name)), attempt \(item.attempts): \(text); next in \(Int(delay.rounded())) s")
+        }
+        do { try catalog.update(item) } catch { logger.error("ingest: recording item \(item.id)'s failure: \(error)") }
+    }
+
+    static func isPermanent(_ error: any Error) -> Bool {
+        switch error {
+        case is PermanentFailure: return true
+        case let error as DAVError:
+            switch error.kind {
+            case .unauthorized, .forbidden, .invalidName, .badRequest, .unsupported: return true
+            default: return false
+            }
+        default: return false
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? DAVError { return error.description }
+        return "\(error)"
+    }
+
+    // MARK: Paths
+
+    func originalFolder(_ item: IngestItem) -> String {
+        settings.prefix + "/" + (item.day ?? "") + "/original"
+    }
+
+    func workFolder(_ item: IngestItem) -> URL {
+        settings.workDirectory.appendingPathComponent(String(item.id))
+    }
+
+    /// `YYYY/MM_DD` of `date` in `zone`.
+    static func dayPath(_ date: Date, in zone: TimeZone) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let c = calendar.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d/%02d_%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
+    }
+
+    /// "IMG_1.jpg", 2 → "IMG_1 (2).jpg"; names without an extension (or dotfiles) get the
+    /// suffix at the end.
+    static func numbered(_ name: String, _ n: Int) -> String {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "\(name) (\(n))" }
+        return "\(name[..<dot]) (\(n))\(name[dot...])"
+    }
+
+    /// The camera's local time as a date: the capture day is the one the camera showed, so it
+    /// is read in the configured zone (EXIF has no zone of its own in most files).
+    private func captureDay(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = settings.timeZone
+        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+        return formatter.date(from: String(text.prefix(19)))
+    }
+
+    /// The public URL of `path` through the share, or its WebDAV URL without one.
+    func url(for path: String) -> String {
+        guard let share = settings.publicShare else { return client.location.url(path) }
+        let root = share.sharePath.isEmpty ? "" : share.sharePath + "/"
+        guard path.hasPrefix(root) else { return client.location.url(path) }
+        let relative = path.dropFirst(root.count).split(separator: "/").map { component in
+            String(component).addingPercentEncoding(withAllowedCharacters: Self.pathCharacters) ?? String(component)
+        }.joined(separator: "/")
+        return share.base + "/public.php/dav/files/" + share.token + "/" + relative
+    }
+
+    private static let pathCharacters: CharacterSet = {
+        // RFC 3986 pchar, ASCII only (CharacterSet.alphanumerics would let "é" through raw).
+        CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@")
+    }()
+}

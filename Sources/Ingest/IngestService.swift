@@ -1,0 +1,322 @@
+import FileSystem
+import Foundation
+public import Logging
+public import WebDAV
+
+/// The pipeline behind `incoming/`: takes each file once its writer closed it and it has been
+/// quiet for `quietDelay`, enters it in the catalog, and works every item to a final state:
+///
+///     pending ──hash, duplicate check, date path reserved──▶ uploading
+///     uploading ──original PUT (If-None-Match: *), verified──▶ deriving
+///     deriving ──ncfs-derive, derivatives PUT──▶ succeeded
+///
+/// Each state is committed before the step it names starts, and every step can run again
+/// after a crash without writing anything twice: the original's path is reserved in the
+/// catalog before its PUT, the PUT only creates, and a 412 is resolved by comparing the
+/// server's checksum with the item's. A failing step is retried with exponential backoff and
+/// the item marked `failed` after `maxAttempts` (or at once for failures retrying cannot fix).
+///
+/// Threads: one scheduler thread (candidates, due items) and `workers` worker threads, one
+/// item each at a time. `lock` guards the scheduler's state; the filesystem's changes to a
+/// file (`permitChange`) run under it too, which is what makes "a file being processed never
+/// changes" hold.
+public final class IngestService: IncomingObserver, @unchecked Sendable {
+    // @unchecked: mutable state is guarded by `condition`'s lock (`candidates`, `inFlight`,
+    // `stopped`) or by `foldersLock` (`knownFolders`); the rest is immutable after init.
+
+    public enum DateSource: String, Sendable, CaseIterable {
+        /// The day the file was ingested.
+        case ingest
+        /// The photo's EXIF capture date where it has one, else the ingest day.
+        case exif
+    }
+
+    /// Public URLs through a share link: `<base>/public.php/dav/files/<token>/<path under sharePath>`.
+    public struct PublicShare: Sendable {
+        public var token: String
+        /// Scheme and host (and any path Nextcloud lives under), no trailing slash.
+        public var base: String
+        /// The shared folder, relative to the mount root.
+        public var sharePath: String
+        public init(token: String, base: String, sharePath: String) {
+            self.token = token
+            self.base = base
+            self.sharePath = sharePath
+        }
+    }
+
+    public struct Settings: Sendable {
+        /// Where originals and derivatives go, relative to the mount root.
+        public var prefix = "pindeck/media-uploads"
+        public var timeZone = TimeZone.current
+        public var dateSource = DateSource.ingest
+        /// Seconds a closed file must stay untouched before it is taken.
+        public var quietDelay: Double = 2
+        /// Items worked on at once (each runs one `ncfs-derive` process at a time).
+        public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        public var maxAttempts = 8
+        /// Backoff after the n-th failure: min(cap, base × 2^(n-1)) seconds, ±25 % jitter.
+        public var retryBase: Double = 2
+        public var retryCap: Double = 300
+        /// The `ncfs-derive` executable.
+        public var deriveTool: URL
+        public var deriveTimeout: Double = 600
+        public var previewEdge = 2048
+        /// Derivatives are made here (`<id>/`) and kept until the item succeeded, so a resumed
+        /// item uploads the same files.
+        public var workDirectory: URL
+        public var publicShare: PublicShare?
+        /// Also create a public link per original through the OCS share API.
+        public var shareLinks = false
+        /// Originals above this go up in chunks.
+        public var chunkThreshold: Int64 = 10 << 20
+
+        public init(deriveTool: URL, workDirectory: URL) {
+            self.deriveTool = deriveTool
+            self.workDirectory = workDirectory
+        }
+    }
+
+    public let settings: Settings
+    public let catalog: any Catalog
+    let folder: IncomingFolder
+    let client: WebDAVClient
+    let logger: Logger
+    /// Told the remote folders a finished item wrote to (to drop their cached listings) and
+    /// the incoming path it left (to drop the kernel's entry).
+    let onFinished: @Sendable (_ remoteFolders: [String], _ leftIncoming: String?) -> Void
+
+    private let condition = NSCondition()
+    /// Staged files waiting to be quiet: path → when they may be taken.
+    private var candidates: [String: Date] = [:]
+    /// Items a worker holds: id → staging path.
+    private var inFlight: [Int64: String] = [:]
+    private var stopped = false
+    private var scheduler: Thread?
+    private let pool: WorkerPool
+    private let foldersLock = NSLock()
+    /// Remote folders known to exist (MKCOL once each).
+    private var knownFolders: Set<String> = []
+
+    public init(settings: Settings, catalog: any Catalog, folder: IncomingFolder, client: WebDAVClient, logger: Logger,
+                onFinished: @escaping @Sendable ([String], String?) -> Void) throws {
+        self.settings = settings
+        self.catalog = catalog
+        self.folder = folder
+        self.client = client
+        self.logger = logger
+        self.onFinished = onFinished
+        pool = WorkerPool(threads: settings.workers, name: "ingest")
+        try FileManager.default.createDirectory(at: settings.workDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+    }
+
+    /// Tidies what a previous run left (finished items whose staged file is still there),
+    /// makes every untaken staged file a candidate, and starts the scheduler.
+    public func start() {
+        recover()
+        folder.observer = self
+        let thread = Thread { [self] in schedule() }
+        thread.name = "ingest-scheduler"
+        scheduler = thread
+        thread.start()
+    }
+
+    /// Stops taking new work; items in flight finish their current step (their state is in the
+    /// catalog either way, so the next start resumes them).
+    public func stop(timeout: Double) -> Int {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        let deadline = Date().addingTimeInterval(timeout)
+        while !inFlight.isEmpty && condition.wait(until: deadline) {}
+        let left = inFlight.count
+        condition.unlock()
+        pool.stop()
+        return left
+    }
+
+    // MARK: IncomingObserver
+
+    public func permitChange<T>(_ paths: [String], _ change: () throws(FSError) -> T) throws(FSError) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        let busy = Set(inFlight.values)
+        for path in paths where busy.contains(path) { throw .busy }
+        return try change()
+    }
+
+    public func changed(_ path: String) {
+        let name = String(path.split(separator: "/").last ?? "")
+        guard !IncomingFolder.isTemporaryName(name) else { return }
+        condition.lock()
+        candidates[path] = Date().addingTimeInterval(settings.quietDelay)
+        condition.signal()
+        condition.unlock()
+    }
+
+    public func removed(_ path: String) {
+        condition.lock()
+        defer { condition.unlock() }
+        candidates[path] = nil
+        do {
+            guard var item = try catalog.inIncoming(stagingPath: path) else { return }
+            if item.state == .pending && item.originalPath == nil {
+                try catalog.remove(item.id)
+                logger.info("ingest: incoming/\(path) removed before it was persisted; item \(item.id) dropped")
+            } else {
+                // It may have reached the server already: keep the record, without its file.
+                item.stagingPath = nil
+                item.state = .failed
+                item.persistError = (item.persistError.map { $0 + "; " } ?? "") + "the staged copy was deleted from incoming/"
+                try catalog.update(item)
+            }
+        } catch {
+            logger.error("ingest: recording the removal of incoming/\(path): \(error)")
+        }
+    }
+
+    public func attributes(_ path: String) -> [String: String] {
+        let name = String(path.split(separator: "/").last ?? "")
+        if IncomingFolder.isTemporaryName(name) { return ["user.ncfs.status": "temporary"] }
+        guard let item = try? catalog.inIncoming(stagingPath: path) else { return ["user.ncfs.status": "waiting"] }
+        var attributes = ["user.ncfs.status": item.state.rawValue, "user.ncfs.id": String(item.id)]
+        if let error = item.persistError ?? item.derivativeError { attributes["user.ncfs.error"] = error }
+        if let remote = item.originalPath { attributes["user.ncfs.remote_path"] = remote }
+        return attributes
+    }
+
+    // MARK: Scheduling
+
+    private func recover() {
+        do {
+            for var item in try catalog.finishedWithStagedFile() {
+                if let staged = item.stagingPath, matches(item, stagedAt: staged) {
+                    unlink(folder.localPath(staged))
+                }
+                item.stagingPath = nil
+                try catalog.update(item)
+            }
+        } catch {
+            logger.error("ingest: tidying finished items: \(error)")
+        }
+        let now = Date()
+        let taken = Set(((try? catalog.allInIncoming()) ?? []).compactMap(\.stagingPath))
+        for path in (try? FileManager.default.subpathsOfDirectory(atPath: folder.root.path)) ?? [] {
+            var st = stat()
+            guard lstat(folder.localPath(path), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, !taken.contains(path),
+                  !IncomingFolder.isTemporaryName(String(path.split(separator: "/").last ?? "")) else { continue }
+            candidates[path] = now
+        }
+        if !candidates.isEmpty { logger.info("ingest: \(candidates.count) staged file(s) from an earlier run to take") }
+    }
+
+    /// Whether the staged file still is the one the item describes (size and mtime).
+    func matches(_ item: IngestItem, stagedAt path: String) -> Bool {
+        var st = stat()
+        return lstat(folder.localPath(path), &st) == 0 && Int64(st.st_size) == item.size && Int64(st.st_mtim.tv_sec) == item.sourceMtime
+    }
+
+    private func schedule() {
+        condition.lock()
+        while !stopped {
+            let now = Date()
+            takeQuietCandidates(now: now)
+            dispatchDueItems(now: now)
+            var wake = now.addingTimeInterval(1)
+            if let next = candidates.values.min(), next < wake { wake = next }
+            if inFlight.count < settings.workers, let due = try? catalog.nextDue(), due < wake { wake = max(due, now.addingTimeInterval(0.05)) }
+            _ = condition.wait(until: wake)
+        }
+        condition.unlock()
+    }
+
+    /// Enters quiet candidates in the catalog. Called with the lock held.
+    private func takeQuietCandidates(now: Date) {
+        for (path, readyAt) in candidates where readyAt <= now {
+            if folder.isOpenForWriting(path) {
+                candidates[path] = now.addingTimeInterval(settings.quietDelay)
+                continue
+            }
+            candidates[path] = nil
+            var st = stat()
+            guard lstat(folder.localPath(path), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            let size = Int64(st.st_size), mtime = Int64(st.st_mtim.tv_sec)
+            do {
+                if var item = try catalog.inIncoming(stagingPath: path) {
+                    guard item.state == .pending || item.state == .failed else { continue }
+                    guard item.size != size || item.sourceMtime != mtime || item.state == .failed else { continue }
+                    // Rewritten before it was persisted: start over with the new content.
+                    item.size = size
+                    item.sourceMtime = mtime
+                    item.sha256 = nil
+                    item.state = .pending
+                    item.attempts = 0
+                    item.persistError = nil
+                    item.nextAttemptAt = now
+                    try catalog.update(item)
+                } else {
+                    let name = String(path.split(separator: "/").last ?? "")
+                    let item = try catalog.add(name: name, stagingPath: path, bucket: settings.prefix, size: size, sourceMtime: mtime, now: now)
+                    logger.debug("ingest: took incoming/\(path) as item \(item.id)")
+                }
+            } catch {
+                logger.error("ingest: taking incoming/\(path): \(error); trying again shortly")
+                candidates[path] = now.addingTimeInterval(settings.quietDelay)
+            }
+        }
+    }
+
+    /// Hands due items to free workers. Called with the lock held.
+    private func dispatchDueItems(now: Date) {
+        let free = settings.workers - inFlight.count
+        guard free > 0 else { return }
+        let items: [IngestItem]
+        do { items = try catalog.due(now: now, limit: free, excluding: Set(inFlight.keys)) } catch {
+            logger.error("ingest: reading due items: \(error)")
+            return
+        }
+        for item in items {
+            // Still being written, or rewritten and waiting to be quiet: not now.
+            if let path = item.stagingPath, candidates[path] != nil || folder.isOpenForWriting(path) { continue }
+            inFlight[item.id] = item.stagingPath ?? ""
+            pool.submit { [self] in
+                process(item)
+                condition.lock()
+                inFlight[item.id] = nil
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+    }
+
+    // MARK: Shared with the steps
+
+    /// Runs `body` with the lock held (the steps' moments that must not overlap a change).
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return try body()
+    }
+
+    /// MKCOL of `path` and its missing parents, each at most once per run.
+    func ensureFolder(_ path: String) throws {
+        if foldersLock.withLock({ knownFolders.contains(path) }) { return }
+        var prefix = ""
+        for component in path.split(separator: "/") {
+            prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
+            if foldersLock.withLock({ knownFolders.contains(prefix) }) { continue }
+            do {
+                try client.mkcol(prefix)
+            } catch let error as DAVError where error.kind == .alreadyExists {
+                // There already (or made by a retried request): either way it exists.
+            }
+            foldersLock.withLock { _ = knownFolders.insert(prefix) }
+        }
+    }
+
+    /// A remote folder we thought existed is gone (a 409 on PUT): ask again next time.
+    func forgetFolder(_ path: String) {
+        foldersLock.withLock { knownFolders = knownFolders.filter { $0 != path && !$0.hasPrefix(path + "/") } }
+    }
+}
