@@ -198,3 +198,17 @@ public final class IncomingFolder: @unchecked Sendable {
         }
     }
 }
+
+extension FileSystem {
+    /// The pipeline removed `relative` from incoming/ (its item is persisted): the kernel
+    /// forgets the name now rather than when its entry times out.
+    public func incomingFileLeft(_ relative: String) {
+        guard let incoming else { return }
+        let path = FolderListing.join(incoming.name, relative)
+        let (parent, name) = MetadataCache.split(path)
+        guard let folder = inodes.existing(parent) else { return }
+        var items: [Invalidation] = [.entry(parent: folder, name: name), .inode(folder)]
+        if let inode = inodes.existing(path) { items.append(.inode(inode)) }
+        invalidationObserver?.invalidate(items)
+    }
+}

@@ -3,6 +3,7 @@ import FUSEBridge
 import FileSystem
 import Foundation
 import HTTPTransport
+import Ingest
 import Logging
 import RemoteCache
 import WebDAV
@@ -21,7 +22,8 @@ struct Mount: ParsableCommand {
             read_timeout=SECONDS, dirsize=zero (folders report size 0 instead of their recursive size), \
             user=LOGIN, password_file=PATH, config=PATH, cache_dir=PATH, cache_size=SIZE, \
             log=PATH (where --background sends the daemon's messages), state_dir=PATH, upload_delay=SECONDS, \
-            drain_timeout=SECONDS, ro (read-only), allow_other, and other libfuse mount options. A password is \
+            drain_timeout=SECONDS, incoming=NAME, noincoming, upload_prefix=PATH, ingest_delay=SECONDS, \
+            ro (read-only), allow_other, and other libfuse mount options. A password is \
             never accepted in -o (password= is refused). Options mount(8) and fstab add (rw, dev, suid, \
             _netdev, noauto, nofail, user, defaults, comment=, x-*, …) are accepted and ignored. Unmount with \
             `fusermount3 -u MOUNTPOINT`; pending uploads are drained first (exit 9 if some remain).
@@ -29,6 +31,8 @@ struct Mount: ParsableCommand {
     )
 
     @OptionGroup var connection: ConnectionOptions
+
+    @OptionGroup(title: "Ingest (incoming/)") var ingest: IngestOptions
 
     @Argument(help: ArgumentHelp("The WebDAV URL (optional: the form mount(8) uses; or --url), then an existing empty folder.",
                                  valueName: "url-and-mountpoint"))
@@ -73,6 +77,8 @@ struct Mount: ParsableCommand {
         /// nil: a read-only mount.
         var writes: FileSystem.WriteOptions?
         var drainTimeout: Double
+        /// nil: no incoming/ folder.
+        var ingest: IngestSetup?
         var fuseOptions: [String]
         var log: String?
     }
@@ -129,6 +135,9 @@ struct Mount: ParsableCommand {
             var writes = FileSystem.WriteOptions(directory: try Mount.preparePrivateFolder(state))
             if let delay = options.uploadDelay { writes.settleDelay = delay }
             setup.writes = writes
+            let sources = try SettingSources(config: connection.config, environment: ProcessInfo.processInfo.environment)
+            setup.ingest = try Mount.ingestSetup(ingest, mountOptions: options, state: writes.directory, sources: sources,
+                                                 baseURL: resolved.baseURL)
         }
         return setup
     }
@@ -169,6 +178,14 @@ struct Mount: ParsableCommand {
             // Uploads get the patient client: a PUT may wait out a 423 or a brute-force delay.
             try fs.enableWrites(writes, client: metadata)
         }
+        var ingestService: IngestService?
+        if let ingest = setup.ingest {
+            do {
+                ingestService = try Mount.startIngest(ingest, fs: fs, cache: cache, client: metadata, logger: logger)
+            } catch {
+                throw CLIError(message: "cannot start the ingest pipeline: \(error)", code: 1)
+            }
+        }
         var mountOptions = FUSEMount.Options()
         mountOptions.fuseOptions = setup.fuseOptions
         let mount = FUSEMount(fileSystem: fs, mountpoint: setup.mountpoint, options: mountOptions, logger: logger)
@@ -177,6 +194,11 @@ struct Mount: ParsableCommand {
             SystemdNotify.send("READY=1\nSTATUS=mounted on \(setup.mountpoint)")
         })
         cache.stopPolling()
+        if let ingestService {
+            // Items keep their state in the catalog; a step cut short resumes at the next start.
+            let left = ingestService.stop(timeout: min(setup.drainTimeout, 30))
+            if left > 0 { logger.notice("unmounted with \(left) ingest item(s) mid-step; they resume at the next mount") }
+        }
         let pending = fs.pendingUploads
         if pending.count > 0 {
             logger.notice("unmounted; waiting up to \(Int(setup.drainTimeout)) s for \(pending.count) pending upload(s)")

@@ -24,6 +24,11 @@ struct MountOptions {
     var readOnly = false
     var uploadDelay: Double?
     var drainTimeout: Double?
+    /// The ingest folder's name (`incoming=NAME`), or none at all (`noincoming`).
+    var incoming: String?
+    var noIncoming = false
+    var uploadPrefix: String?
+    var ingestDelay: Double?
     /// Where `--background` sends the daemon's messages.
     var log: String?
     var fuse: [String] = []
@@ -86,6 +91,10 @@ struct MountOptions {
             case "ro": readOnly = true
             case "upload_delay": uploadDelay = try seconds()
             case "drain_timeout": drainTimeout = try seconds()
+            case "incoming": incoming = try text()
+            case "noincoming": noIncoming = true
+            case "upload_prefix": uploadPrefix = try text()
+            case "ingest_delay": ingestDelay = try seconds()
             case _ where MountOptions.isIgnored(key): continue
             default: fuse.append(option)
             }
