@@ -46,6 +46,7 @@ extension IngestService {
         let (hex, size) = try ContentHash.sha256(ofFile: local)
         item.sha256 = hex
         item.size = size
+        item.bucket = settings.prefix
         item.sourceMtime = Int64(st.st_mtim.tv_sec)
 
         if item.originalPath == nil, let holder = try catalog.holder(sha256: hex, excluding: item.id) {

@@ -2,52 +2,40 @@ import ArgumentParser
 import Foundation
 import Journal
 
-/// `ncfs status`: the mount's pending uploads, read from its journal (read-only, so it works
-/// while the daemon runs, and after it stopped with uploads left).
+/// `ncfs status`: the mount's pending uploads, read from its journal, and its ingest progress,
+/// read from its catalog (both read-only, so it works while the daemon runs, and after it
+/// stopped with work left).
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "List the uploads a mount has not finished (files, bytes, age, errors).",
+        abstract: "List the uploads a mount has not finished and its ingest progress (counts, bytes, rate, ETA).",
         discussion: """
-            The journal is found like `ncfs mount` finds it: --state-dir, else the default state \
+            The journal and the catalog are found like `ncfs mount` finds them: --state-dir, else the default state \
             folder for the configured URL and login. No request is made and no password is needed.
             """
     )
 
-    @Option(name: .long, help: "WebDAV URL (env NEXTCLOUD_WEBDAV_BASE_URL).")
-    var url: String?
+    @OptionGroup var location: StateLocation
 
-    @Option(name: .long, help: "Login name (env NEXTCLOUD_WEBDAV_USER).")
-    var user: String?
-
-    @Option(name: .long, help: "Config file of NAME=value lines (default: $XDG_CONFIG_HOME/ncfs/ncfs.conf).")
-    var config: String?
-
-    @Option(name: .long, help: "The mount's state folder (as given to `ncfs mount --state-dir`).")
-    var stateDir: String?
-
-    @Flag(name: .long, help: "One JSON object: totals and every pending upload.")
+    @Flag(name: .long, help: "One JSON object: totals, every pending upload, and the ingest counts.")
     var json = false
 
+    @Flag(name: .long, help: "Redraw the ingest progress every second until nothing is left to do (a progress bar on a terminal).")
+    var watch = false
+
     func run() throws {
-        let folder: URL
-        if let stateDir {
-            folder = URL(fileURLWithPath: stateDir)
-        } else {
-            let sources: SettingSources
-            do {
-                sources = try SettingSources(config: config, environment: ProcessInfo.processInfo.environment)
-            } catch {
-                throw fail(error)
-            }
-            guard let url = sources.value(url, "NEXTCLOUD_WEBDAV_BASE_URL") else {
-                throw CLIError(message: "no WebDAV URL configured: pass --url (or --state-dir), as for `ncfs mount`", code: 3)
-            }
-            folder = Mount.defaultFolder(.state, baseURL: url, user: sources.value(user, "NEXTCLOUD_WEBDAV_USER"))
-        }
+        let folder = try location.folder()
+        if watch { return try IngestProgress.watch(folder: folder) }
         let path = folder.appendingPathComponent("journal.sqlite").path
         guard FileManager.default.fileExists(atPath: path) else {
-            if json { print(#"{"pending":0,"bytes":0,"failed":0,"uploads":[]}"#) } else { print("no journal at \(path): nothing pending (this mount never wrote)") }
+            if json {
+                let summary: [String: Any] = ["pending": 0, "bytes": 0, "failed": 0, "uploads": [Any](),
+                                              "ingest": try IngestProgress.read(folder: folder).json]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print("no journal at \(path): nothing pending (this mount never wrote)")
+                try IngestProgress.read(folder: folder).printSummary()
+            }
             return
         }
         let uploads: [PendingUpload]
@@ -66,13 +54,15 @@ struct Status: ParsableCommand {
                 return item
             }
             let summary: [String: Any] = ["pending": uploads.count, "bytes": uploads.reduce(Int64(0)) { $0 + $1.size },
-                                          "failed": uploads.filter { $0.state == .failed }.count, "uploads": items]
+                                          "failed": uploads.filter { $0.state == .failed }.count, "uploads": items,
+                                          "ingest": try IngestProgress.read(folder: folder).json]
             let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
         }
         if uploads.isEmpty {
             print("nothing pending")
+            try IngestProgress.read(folder: folder).printSummary()
             return
         }
         let total = uploads.reduce(Int64(0)) { $0 + $1.size }
@@ -84,6 +74,7 @@ struct Status: ParsableCommand {
             if let error = upload.lastError { line += "\n          \(error)" }
             print(line)
         }
+        try IngestProgress.read(folder: folder).printSummary()
     }
 
     static func age(_ seconds: Int) -> String {

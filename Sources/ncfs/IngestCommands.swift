@@ -1,0 +1,325 @@
+import ArgumentParser
+import FileSystem
+import Foundation
+import Ingest
+import WebDAV
+
+/// Finds a mount's state folder (journal, catalog, staged files) the way `ncfs mount` does:
+/// --state-dir, else the default folder for the configured URL and login.
+struct StateLocation: ParsableArguments {
+    @Option(name: .long, help: "WebDAV URL (env NEXTCLOUD_WEBDAV_BASE_URL).")
+    var url: String?
+
+    @Option(name: .long, help: "Login name (env NEXTCLOUD_WEBDAV_USER).")
+    var user: String?
+
+    @Option(name: .long, help: "Config file of NAME=value lines (default: $XDG_CONFIG_HOME/ncfs/ncfs.conf).")
+    var config: String?
+
+    @Option(name: .long, help: "The mount's state folder (as given to `ncfs mount --state-dir`).")
+    var stateDir: String?
+
+    func folder() throws -> URL {
+        try Self.folder(url: url, user: user, config: config, stateDir: stateDir)
+    }
+
+    static func folder(url: String?, user: String?, config: String?, stateDir: String?) throws -> URL {
+        if let stateDir { return URL(fileURLWithPath: stateDir) }
+        let sources: SettingSources
+        do {
+            sources = try SettingSources(config: config, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw fail(error)
+        }
+        guard let url = sources.value(url, "NEXTCLOUD_WEBDAV_BASE_URL") else {
+            throw CLIError(message: "no WebDAV URL configured: pass --url (or --state-dir), as for `ncfs mount`", code: 3)
+        }
+        return Mount.defaultFolder(.state, baseURL: url, user: sources.value(user, "NEXTCLOUD_WEBDAV_USER"))
+    }
+}
+
+/// The catalog's totals plus the staged files not taken yet, for `ncfs status`.
+struct IngestProgress {
+    var counts = IngestCounts()
+    /// Files in incoming/ the pipeline has not taken yet (still being written, or quiet for
+    /// less than the ingest delay, or left by a crash before they were taken).
+    var staged = 0
+
+    static func catalogPath(_ folder: URL) -> String { folder.appendingPathComponent("catalog.sqlite").path }
+    static func stagingFolder(_ folder: URL) -> URL { folder.appendingPathComponent("incoming") }
+
+    static func read(folder: URL) throws -> IngestProgress {
+        var progress = IngestProgress()
+        let path = catalogPath(folder)
+        var inIncoming: Set<String> = []
+        if FileManager.default.fileExists(atPath: path) {
+            do {
+                let catalog = try SQLiteCatalog(readOnlyPath: path)
+                progress.counts = try catalog.counts(now: Date(), rateWindow: 300)
+                inIncoming = Set(try catalog.allInIncoming().compactMap(\.stagingPath))
+            } catch {
+                throw CLIError(message: "cannot read the catalog \(path): \(error)", code: 1)
+            }
+        }
+        progress.staged = untakenFiles(in: stagingFolder(folder), taken: inIncoming).count
+        return progress
+    }
+
+    /// Regular files under `staging` with real names that no item holds.
+    static func untakenFiles(in staging: URL, taken: Set<String>) -> [String] {
+        ((try? FileManager.default.subpathsOfDirectory(atPath: staging.path)) ?? []).filter { path in
+            var st = stat()
+            return lstat(staging.appendingPathComponent(path).path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+                && !taken.contains(path) && !IncomingFolder.isTemporaryName(String(path.split(separator: "/").last ?? ""))
+        }
+    }
+
+    var active: Int { counts[.pending] + counts[.uploading] + counts[.deriving] }
+    var activeBytes: Int64 { [.pending, .uploading, .deriving].reduce(Int64(0)) { $0 + (counts.bytes[$1] ?? 0) } }
+    var done: Int { counts[.succeeded] + counts[.duplicate] }
+    /// Bytes per second over the last five minutes of finished items.
+    var rate: Double? { counts.recentSeconds > 0 && counts.recentBytes > 0 ? Double(counts.recentBytes) / counts.recentSeconds : nil }
+    var eta: Double? { rate.map { Double(activeBytes) / $0 } }
+
+    var json: [String: Any] {
+        var result: [String: Any] = ["staged": staged]
+        for state in IngestItem.State.allCases { result[state.rawValue] = counts[state] }
+        var bytes: [String: Any] = [:]
+        for state in IngestItem.State.allCases { bytes[state.rawValue] = counts.bytes[state] ?? 0 }
+        result["bytes"] = bytes
+        if let rate { result["rate_bytes_per_second"] = Int(rate) }
+        if let eta { result["eta_seconds"] = Int(eta.rounded(.up)) }
+        return result
+    }
+
+    func printSummary() {
+        let total = counts.count.values.reduce(0, +) + staged
+        guard total > 0 else { return }
+        var line = "ingest: \(done) done (\(counts[.succeeded]) persisted, \(counts[.duplicate]) duplicates)"
+        line += ", \(active) in progress (\(counts[.pending]) pending, \(counts[.uploading]) uploading, \(counts[.deriving]) deriving)"
+        if staged > 0 { line += ", \(staged) waiting in incoming/" }
+        if counts[.failed] > 0 { line += ", \(counts[.failed]) failed (ncfs items --status failed)" }
+        if counts[.quarantined] > 0 { line += ", \(counts[.quarantined]) quarantined" }
+        print(line)
+        if active > 0 {
+            var detail = "        \(Format.size(activeBytes, human: true)) to go"
+            if let rate { detail += " at \(Format.size(Int64(rate), human: true))/s" }
+            if let eta { detail += ", about \(Status.age(Int(eta.rounded(.up)))) left" }
+            print(detail)
+        }
+    }
+
+    /// `ncfs status --watch`: one line redrawn every second on a terminal (a line per second
+    /// otherwise) until nothing is in progress or waiting.
+    static func watch(folder: URL) throws {
+        let tty = isatty(STDOUT_FILENO) == 1
+        var first: IngestProgress?
+        while true {
+            let now = try read(folder: folder)
+            if first == nil { first = now }
+            let remaining = now.active + now.staged
+            let started = max(1, (first!.active + first!.staged) + (now.done - first!.done) + (now.counts[.failed] - first!.counts[.failed]))
+            let finished = started - remaining
+            let width = 30
+            let filled = min(width, width * finished / started)
+            var line = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
+            line += "\(finished)/\(started)  \(now.counts[.uploading]) uploading, \(now.counts[.deriving]) deriving"
+            if now.counts[.failed] > 0 { line += ", \(now.counts[.failed]) failed" }
+            if let rate = now.rate { line += "  \(Format.size(Int64(rate), human: true))/s" }
+            if let eta = now.eta, remaining > 0 { line += "  ETA \(Status.age(Int(eta.rounded(.up))))" }
+            if tty {
+                FileHandle.standardOutput.write(Data(("\r\u{1B}[2K" + line).utf8))
+            } else {
+                print(line)
+            }
+            if remaining == 0 {
+                if tty { print("") }
+                return
+            }
+            sleep(1)
+        }
+    }
+}
+
+/// `ncfs items`: the catalog's items with their paths, URLs and errors.
+struct Items: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "items",
+        abstract: "List ingested items (newest first) with their state, paths, URLs and errors.")
+
+    @OptionGroup var location: StateLocation
+
+    @Option(name: .long, help: "Only items in this state (pending, uploading, deriving, succeeded, failed, duplicate, quarantined); repeatable.")
+    var status: [String] = []
+
+    @Option(name: .long, help: "At most this many items (default 100; 0 = all).")
+    var limit = 100
+
+    @Flag(name: .long, help: "A JSON array of full records.")
+    var json = false
+
+    func run() throws {
+        var states: Set<IngestItem.State> = []
+        for name in status {
+            guard let state = IngestItem.State(rawValue: name) else {
+                throw CLIError(message: "--status \(name): expected one of \(IngestItem.State.allCases.map(\.rawValue).joined(separator: ", "))", code: 2)
+            }
+            states.insert(state)
+        }
+        let path = IngestProgress.catalogPath(try location.folder())
+        guard FileManager.default.fileExists(atPath: path) else {
+            if json { print("[]") } else { print("no catalog at \(path): nothing was ingested by this mount yet") }
+            return
+        }
+        let items: [IngestItem]
+        do {
+            items = try SQLiteCatalog(readOnlyPath: path).items(states: states, limit: limit == 0 ? nil : limit)
+        } catch {
+            throw CLIError(message: "cannot read the catalog \(path): \(error)", code: 1)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            encoder.dateEncodingStrategy = .iso8601
+            print(String(decoding: try encoder.encode(items), as: UTF8.self))
+            return
+        }
+        for item in items {
+            var line = "\(String(item.id).padding(toLength: 6, withPad: " ", startingAt: 0)) \(item.state.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(Format.size(item.size, human: true).padding(toLength: 7, withPad: " ", startingAt: 0)) \(item.name)"
+            if let path = item.originalPath { line += "\n         → /\(path)" }
+            if let of = item.duplicateOf { line += "\n         duplicate of item \(of)" }
+            if let url = item.originalURL, item.state == .succeeded { line += "\n         \(url)" }
+            if !item.derivatives.isEmpty { line += "\n         \(item.derivatives.count) derivatives: " + item.derivatives.map { "\($0.kind) \($0.width)×\($0.height)" }.joined(separator: ", ") }
+            if let error = item.persistError { line += "\n         error: \(error)" }
+            if let error = item.derivativeError { line += "\n         derivatives: \(error)" }
+            if let reason = item.quarantineReason { line += "\n         quarantined: \(reason)" }
+            print(line)
+        }
+    }
+}
+
+/// `ncfs backfill`: failed items back to pending, and staged files no item holds entered.
+struct Backfill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backfill",
+        abstract: "Reschedule failed items (and files left in incoming/ that were never taken).",
+        discussion: """
+            Works on the catalog directly, so it is the same while the mount runs (the daemon \
+            picks the items up within a second) and while it does not (the next mount does).
+            """)
+
+    @OptionGroup var location: StateLocation
+
+    @Option(name: .long, help: "At most this many failed items.")
+    var limit = 50
+
+    @Option(name: .long, help: "A file in incoming/ counts as left behind once untouched this many seconds.")
+    var staleAfter: Double = 60
+
+    func run() throws {
+        guard limit >= 1 else { throw CLIError(message: "--limit takes 1 or more", code: 2) }
+        let folder = try location.folder()
+        let path = IngestProgress.catalogPath(folder)
+        guard FileManager.default.fileExists(atPath: path) else {
+            print("no catalog at \(path): nothing to backfill")
+            return
+        }
+        do {
+            let catalog = try SQLiteCatalog(path: path)
+            let items = try catalog.reschedule(limit: limit, now: Date())
+            for item in items { print("rescheduled item \(item.id) \(item.name)") }
+            let staging = IngestProgress.stagingFolder(folder)
+            let taken = Set(try catalog.allInIncoming().compactMap(\.stagingPath))
+            var entered = 0
+            for relative in IngestProgress.untakenFiles(in: staging, taken: taken) {
+                var st = stat()
+                guard lstat(staging.appendingPathComponent(relative).path, &st) == 0,
+                      Date().timeIntervalSince1970 - Double(st.st_mtim.tv_sec) >= staleAfter else { continue }
+                do {
+                    let item = try catalog.add(name: String(relative.split(separator: "/").last ?? ""), stagingPath: relative,
+                                               bucket: "", size: Int64(st.st_size), sourceMtime: Int64(st.st_mtim.tv_sec), now: Date())
+                    print("entered incoming/\(relative) as item \(item.id)")
+                    entered += 1
+                } catch CatalogError.conflict {
+                    // Taken by the daemon meanwhile.
+                }
+            }
+            print("\(items.count) failed item(s) rescheduled, \(entered) left-behind file(s) entered")
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError(message: "backfill: \(error)", code: 1)
+        }
+    }
+}
+
+/// `ncfs quarantine`: succeeded items whose files are gone or wrong on the server.
+struct Quarantine: RemoteCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quarantine",
+        abstract: "Check succeeded items against the server; mark those with missing or wrong files quarantined.",
+        discussion: """
+            Each original and derivative must exist with the size recorded at upload. One \
+            PROPFIND per date folder touched. Quarantined items keep their record; re-ingest the \
+            file (or restore it from the trash) to repair them.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(name: .long, help: "The mount's state folder (as given to `ncfs mount --state-dir`).")
+    var stateDir: String?
+
+    @Flag(name: .long, help: "Only report; change nothing.")
+    var dryRun = false
+
+    @Option(name: .long, help: "Check at most this many items (newest first; 0 = all).")
+    var limit = 0
+
+    func run(client: WebDAVClient) throws {
+        let folder = try StateLocation.folder(url: connection.url, user: connection.user, config: connection.config, stateDir: stateDir)
+        let path = IngestProgress.catalogPath(folder)
+        guard FileManager.default.fileExists(atPath: path) else {
+            print("no catalog at \(path): nothing to check")
+            return
+        }
+        let catalog = try SQLiteCatalog(path: path)
+        let items = try catalog.items(states: [.succeeded], limit: limit == 0 ? nil : limit)
+        var listings: [String: [String: Int64]?] = [:]
+        func size(of remote: String) throws -> Int64?? {
+            let parent = remote.lastIndex(of: "/").map { String(remote[..<$0]) } ?? ""
+            if listings[parent] == nil {
+                do {
+                    let children = try client.list(parent, properties: .listing).children
+                    listings[parent] = Dictionary(children.map { ($0.name, $0.size ?? $0.contentLength ?? -1) }, uniquingKeysWith: { a, _ in a })
+                } catch let error as DAVError where error.kind == .notFound {
+                    listings[parent] = .some(nil)
+                }
+            }
+            guard let listing = listings[parent]!, let found = listing[String(remote.split(separator: "/").last ?? "")] else { return .some(nil) }
+            return .some(found)
+        }
+        var broken = 0
+        for var item in items {
+            var problems: [String] = []
+            var files: [(String, Int64)] = []
+            if let original = item.originalPath { files.append((original, item.size)) }
+            files += item.derivatives.map { ($0.path, $0.bytes) }
+            for (remote, expected) in files {
+                switch try size(of: remote) {
+                case .some(.none): problems.append("missing /\(remote)")
+                case .some(.some(let actual)) where actual != expected: problems.append("/\(remote) has \(actual) bytes, expected \(expected)")
+                default: break
+                }
+            }
+            guard !problems.isEmpty else { continue }
+            broken += 1
+            print("item \(item.id) \(item.name): " + problems.joined(separator: "; "))
+            if !dryRun {
+                item.state = .quarantined
+                item.quarantineReason = problems.joined(separator: "; ")
+                try catalog.update(item)
+            }
+        }
+        print("\(items.count) item(s) checked, \(broken) broken\(dryRun ? " (dry run: nothing marked)" : broken > 0 ? ", marked quarantined" : "")")
+    }
+}
