@@ -221,7 +221,15 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         condition.lock()
         while !stopped {
             let now = Date()
-            takeQuietCandidates(now: now)
+            let ready = quietCandidates(now: now)
+            if !ready.isEmpty {
+                // Catalog commits (an fsync each) run without the lock: the FUSE threads take
+                // it on every close and open for writing.
+                condition.unlock()
+                let retry = take(ready, now: now)
+                condition.lock()
+                for path in retry where candidates[path] == nil { candidates[path] = now.addingTimeInterval(settings.quietDelay) }
+            }
             dispatchDueItems(now: now)
             var wake = now.addingTimeInterval(1)
             if let next = candidates.values.min(), next < wake { wake = next }
@@ -231,14 +239,26 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Enters quiet candidates in the catalog. Called with the lock held.
-    private func takeQuietCandidates(now: Date) {
+    /// Candidates quiet long enough and not open for writing, removed from `candidates`.
+    /// Called with the lock held.
+    private func quietCandidates(now: Date) -> [String] {
+        var ready: [String] = []
         for (path, readyAt) in candidates where readyAt <= now {
             if folder.isOpenForWriting(path) {
                 candidates[path] = now.addingTimeInterval(settings.quietDelay)
-                continue
+            } else {
+                candidates[path] = nil
+                ready.append(path)
             }
-            candidates[path] = nil
+        }
+        return ready
+    }
+
+    /// Enters quiet files in the catalog (a file changed again meanwhile is back among the
+    /// candidates, and `dispatchDueItems` waits for it). Returns the paths to try again.
+    private func take(_ paths: [String], now: Date) -> [String] {
+        var retry: [String] = []
+        for path in paths.sorted() {
             var st = stat()
             guard lstat(folder.localPath(path), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
             let size = Int64(st.st_size), mtime = Int64(st.st_mtim.tv_sec)
@@ -262,9 +282,10 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
                 }
             } catch {
                 logger.error("ingest: taking incoming/\(path): \(error); trying again shortly")
-                candidates[path] = now.addingTimeInterval(settings.quietDelay)
+                retry.append(path)
             }
         }
+        return retry
     }
 
     /// Hands due items to free workers. Called with the lock held.

@@ -13,7 +13,8 @@ final class MountedServer: @unchecked Sendable {
 
     static var binary: String { TestServer.repositoryRoot.appendingPathComponent(".build/debug/ncfs").path }
 
-    init(_ server: TestServer, options: [String] = []) throws {
+    /// `options` go in as `-o` options, `arguments` as they are (flags such as `--time-zone UTC`).
+    init(_ server: TestServer, options: [String] = [], arguments: [String] = [], environment: [String: String] = [:]) throws {
         self.server = server
         mountpoint = server.dataDir.appendingPathComponent("mnt")
         log = server.dataDir.appendingPathComponent("mount.log")
@@ -23,13 +24,14 @@ final class MountedServer: @unchecked Sendable {
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: MountedServer.binary)
-        p.arguments = ["mount", "--url", server.baseURL, "--user", server.user, mountpoint.path] + options.flatMap { ["-o", $0] }
+        p.arguments = ["mount", "--url", server.baseURL, "--user", server.user, mountpoint.path] + options.flatMap { ["-o", $0] } + arguments
             + (ProcessInfo.processInfo.environment["NCFS_TEST_VERBOSE"] != nil ? ["--verbose"] : [])
         var env = ProcessInfo.processInfo.environment
         env["NEXTCLOUD_WEBDAV_APP_PASSWORD"] = server.password
         env["XDG_CONFIG_HOME"] = server.dataDir.path
         env["XDG_CACHE_HOME"] = server.dataDir.path
         env["XDG_STATE_HOME"] = server.dataDir.path
+        env.merge(environment) { _, new in new }
         p.environment = env
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
@@ -95,17 +97,20 @@ struct MountError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// Runs a program with a time limit (SIGKILL after `timeout`); returns status and stdout.
-func run(_ program: String, _ args: [String], timeout: Double = 60) -> (status: Int32, out: String) {
+/// Runs a program with a time limit (SIGKILL after `timeout`); returns status and stdout (with
+/// stderr after it when `errors`). `environment` is added to this process's.
+func run(_ program: String, _ args: [String], timeout: Double = 60, environment: [String: String] = [:],
+         errors: Bool = false) -> (status: Int32, out: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: program)
     p.arguments = args
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-run-\(UUID().uuidString)")
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: out) }
     guard let handle = try? FileHandle(forWritingTo: out) else { return (-1, "") }
     p.standardOutput = handle
-    p.standardError = FileHandle.nullDevice
+    p.standardError = errors ? handle : FileHandle.nullDevice
     do { try p.run() } catch { return (-1, "\(error)") }
     let deadline = Date().addingTimeInterval(timeout)
     while p.isRunning && Date() < deadline { usleep(10_000) }
