@@ -40,6 +40,9 @@ public protocol Catalog: Sendable {
     /// Whether another item than `excluding` has reserved `originalPath`.
     func isReserved(originalPath: String, excluding: Int64) throws -> Bool
 
+    /// The file names other items than `excluding` reserved in the folder `folder`.
+    func reservedNames(in folder: String, excluding: Int64) throws -> [String]
+
     /// Items in `states` (all when empty), newest first.
     func items(states: Set<IngestItem.State>, limit: Int?) throws -> [IngestItem]
 

@@ -38,7 +38,7 @@ extension IngestService {
     func derivation(for item: IngestItem) throws -> Derivation {
         guard let staged = item.stagingPath else { throw PermanentFailure(description: "the staged copy is gone") }
         let name = item.originalPath.map { String($0.split(separator: "/").last ?? "") } ?? item.name
-        let stem = name.lastIndex(of: ".").map { $0 == name.startIndex ? name : String(name[..<$0]) } ?? name
+        let stem = Self.stem(name)
         let work = workFolder(item)
         let record = work.appendingPathComponent("result.json")
         if let data = try? Data(contentsOf: record), let kept = try? JSONDecoder().decode(KeptDerivation.self, from: data),

@@ -75,24 +75,33 @@ extension IngestService {
     }
 
     /// Picks `name`, `name (2)`, … in the item's original folder: the first name no other item
-    /// has reserved and the server does not hold with other content. Reserving is the commit of
+    /// has reserved and the server does not hold with other content, whose stem is also free
+    /// (derivatives are named by stem: `photo.webp` next to `photo.avif` would share
+    /// `photo-w320.webp`, so the second becomes `photo (2).avif`). Reserving is the commit of
     /// the caller (the catalog's unique index settles a race between two workers).
     private func reserveName(for item: IngestItem) throws -> String {
         let folder = originalFolder(item)
         let onServer: [String: [String]]
         do {
-            onServer = Dictionary(try client.list(folder, properties: .listing).children.map { ($0.name, $0.checksums) },
+            onServer = Dictionary(try client.list(folder, properties: .withChecksums).children.map { ($0.name, $0.checksums) },
                                   uniquingKeysWith: { a, _ in a })
         } catch let error as DAVError where error.kind == .notFound {
             onServer = [:]
         }
         let ours = "SHA256:" + (item.sha256 ?? "")
+        let reserved = Set(try catalog.reservedNames(in: folder, excluding: item.id))
+        let reservedStems = Set(reserved.map(Self.stem))
         for n in 1...10_000 {
             let name = n == 1 ? item.name : Self.numbered(item.name, n)
-            let path = folder + "/" + name
-            if try catalog.isReserved(originalPath: path, excluding: item.id) { continue }
-            if let checksums = onServer[name], !checksums.contains(where: { $0.uppercased() == ours.uppercased() }) { continue }
-            return path
+            let stem = Self.stem(name)
+            if reserved.contains(name) || reservedStems.contains(stem) { continue }
+            if let checksums = onServer[name] {
+                // Our own upload from an earlier run whose record was lost: take it over.
+                if checksums.contains(where: { $0.uppercased() == ours.uppercased() }) { return folder + "/" + name }
+                continue
+            }
+            if onServer.keys.contains(where: { Self.stem($0) == stem }) { continue }
+            return folder + "/" + name
         }
         throw PermanentFailure(description: "no free name for \(item.name) in \(folder)")
     }
@@ -112,7 +121,7 @@ extension IngestService {
         } catch let error as DAVError where error.kind == .preconditionFailed {
             // The name exists. Ours from an attempt whose answer was lost (or a crash right
             // after it), a broken copy of ours, or someone else's file.
-            let existing = try client.stat(path, properties: .listing)
+            let existing = try client.stat(path, properties: .withChecksums)
             let isOurs = existing.checksums.contains { $0.uppercased() == checksum.uppercased() }
             if isOurs && existing.size == item.size {
                 logger.info("ingest: /\(path) is already on the server with this content")
@@ -267,6 +276,12 @@ extension IngestService {
         calendar.timeZone = zone
         let c = calendar.dateComponents([.year, .month, .day], from: date)
         return String(format: "%04d/%02d_%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
+    }
+
+    /// The name without its extension (derivatives are named after it).
+    static func stem(_ name: String) -> String {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return name }
+        return String(name[..<dot])
     }
 
     /// "IMG_1.jpg", 2 → "IMG_1 (2).jpg"; names without an extension (or dotfiles) get the

@@ -174,6 +174,15 @@ public final class SQLiteCatalog: Catalog {
         return !rows.isEmpty
     }
 
+    public func reservedNames(in folder: String, excluding: Int64) throws -> [String] {
+        // A range on the index: every path that starts with "folder/" ("0" follows "/").
+        let rows = try run { () throws(SQLiteError) in
+            try database.query("SELECT original_path FROM items WHERE original_path >= ?1 AND original_path < ?2 AND id != ?3",
+                               [.text(folder + "/"), .text(folder + "0"), .integer(excluding)])
+        }
+        return rows.compactMap { $0[0].string }.map { String($0.dropFirst(folder.count + 1)) }.filter { !$0.contains("/") }
+    }
+
     public func items(states: Set<IngestItem.State>, limit: Int?) throws -> [IngestItem] {
         var clause = ""
         if !states.isEmpty {

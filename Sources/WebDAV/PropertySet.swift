@@ -20,6 +20,9 @@ public struct PropertySet: Sendable {
     /// The listing set plus quota (asked only on the mount root: quota is costly per folder).
     public static let withQuota = PropertySet(listing.properties + [(dav, "quota-used-bytes"), (dav, "quota-available-bytes")])
 
+    /// The listing set plus `oc:checksums` (ingest: is the file on the server ours?).
+    public static let withChecksums = PropertySet(listing.properties + [(oc, "checksums")])
+
     /// Only the ETag and size: what revalidation and `ncfs du` need.
     public static let etagAndSize = PropertySet([(dav, "resourcetype"), (dav, "getetag"), (oc, "size")])
 
