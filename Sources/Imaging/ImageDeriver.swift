@@ -40,7 +40,7 @@ public enum ImageDeriver {
     /// libvips is process-wide state: started once, and its error buffer is shared by all
     /// threads. The mutex guards the started flag and serialises derivations so that one
     /// derivation's error text cannot end up in another's result.
-    private static let started = Mutex(false)
+    static let started = Mutex(false)
 
     /// Starts libvips for this process; later calls only change `concurrency`.
     ///
@@ -54,7 +54,7 @@ public enum ImageDeriver {
         }
     }
 
-    private static func start(_ isStarted: inout Bool) throws(ImagingError) {
+    static func start(_ isStarted: inout Bool) throws(ImagingError) {
         guard !isStarted else { return }
         guard ncfs_vips_init("ncfs") == 0 else {
             throw .startFailed(Vips.takeError("vips_init failed"))
