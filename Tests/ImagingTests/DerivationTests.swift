@@ -104,6 +104,16 @@ struct DerivationTests {
         #expect(try ImageDeriver.pixel(in: url, x: 1, y: 1).last == 0)
     }
 
+    @Test("alpha is flattened onto white for a JPEG preview, and kept in the WebP sizes")
+    func flattenedForJPEG() throws {
+        let (preview, url) = try #require(fixture.derivative("alpha.tiff", .preview))
+        #expect(preview.mimeType == "image/jpeg")
+        #expect(try ImageDeriver.inspect(url).bands == 3)
+        #expect(isWhite(try ImageDeriver.pixel(in: url, x: 1, y: 1)))
+        let (_, small) = try #require(fixture.derivative("alpha.tiff", .w320))
+        #expect(try ImageDeriver.inspect(small).hasAlpha)
+    }
+
     @Test("a CMYK JPEG comes out as 3-band sRGB")
     func cmyk() throws {
         for derivative in try #require(fixture.results["cmyk.jpg"]).derivatives {

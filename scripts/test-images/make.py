@@ -18,7 +18,7 @@ OUTDIR/manifest.json, which says for every file name what the tests should expec
 - optional: orientation, captureDate ("YYYY-MM-DDTHH:MM:SS"), alpha, frames, colour
             (the first frame's colour, for animations), mode (Pillow mode written)
 
-The edge cases: EXIF orientation 6 and 3, PNG and WebP with alpha, a CMYK JPEG without
+The edge cases: EXIF orientation 6 and 3, PNG, WebP and TIFF with alpha, a CMYK JPEG without
 an ICC profile, animated GIF and WebP (first frame red, then green, then blue), 1x1 PNG,
 a 10000x100 panorama, a truncated JPEG (first half of a real photo), a zero-byte
 empty.jpg, a text file named notes.jpg, TIFF, WebP, AVIF, greyscale, and names with
@@ -132,6 +132,9 @@ def edge_cases(w):
     w.manifest["alpha.png"].update(alpha=True)
     w.image("alpha.webp", rgba, "alpha", format="WEBP", quality=80)
     w.manifest["alpha.webp"].update(alpha=True)
+    # Its preview is a JPEG: transparent areas must come out white, not black.
+    w.image("alpha.tiff", rgba, "alpha", format="TIFF", compression="tiff_deflate")
+    w.manifest["alpha.tiff"].update(alpha=True)
 
     # Pillow writes CMYK JPEGs with an Adobe marker and no ICC profile, the case in which
     # libvips must fall back to its built-in CMYK profile.
