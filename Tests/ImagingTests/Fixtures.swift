@@ -56,6 +56,7 @@ enum Fixtures {
     }
 
     private static func make() -> Result<Fixture, FixtureError> {
+        removeLeftovers()
         let root = FileManager.default.temporaryDirectory
             .appendingPathComponent("ncfs-imaging-tests-\(getpid())-\(UUID().uuidString.prefix(8))", isDirectory: true)
         let images = root.appendingPathComponent("images", isDirectory: true)
@@ -78,11 +79,26 @@ enum Fixtures {
         }
     }
 
+    /// swift-testing has no end-of-run hook, so each run's images stay behind; a later run
+    /// removes those of test processes that have exited.
+    private static func removeLeftovers() {
+        let temporary = FileManager.default.temporaryDirectory
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? [] {
+            let parts = name.split(separator: "-")
+            guard name.hasPrefix("ncfs-imaging-tests-"), parts.count >= 5, let pid = Int32(parts[3]) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(at: temporary.appendingPathComponent(name))
+            }
+        }
+    }
+
     /// Runs a program to completion. `output` is stdout then stderr, for messages; stderr
     /// goes through a file so that neither stream can fill a pipe while the other is read.
     static func run(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String, stdout: Data) {
         let errors = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-imaging-stderr-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        guard FileManager.default.createFile(atPath: errors.path, contents: nil) else {
+            throw FixtureError(description: "cannot create \(errors.path)")
+        }
         defer { try? FileManager.default.removeItem(at: errors) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
