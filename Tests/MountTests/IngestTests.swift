@@ -31,11 +31,19 @@ struct IngestTests {
         #expect(temporaryPuts.isEmpty, "rsync temp names uploaded: \(temporaryPuts.map(\.path))")
 
         let day = h.today
+        // Derivatives are named by stem, so of two sources sharing one (photo.webp, photo.avif)
+        // the later gets "photo (2).ext"; every other name is kept.
+        let stems = Dictionary(grouping: files, by: IngestHarness.stem)
+        let finals = items.compactMap { ($0["originalPath"] as? String)?.split(separator: "/").last.map(String.init) }
+        #expect(Set(finals.map(IngestHarness.stem)).count == finals.count, "two originals share a stem: their derivatives collide")
         for item in items {
             let name = item["name"] as! String
             let source = h.source.appendingPathComponent(name)
             let original = item["originalPath"] as? String ?? ""
-            #expect(original == "pindeck/media-uploads/\(day)/original/\(name)", "\(name) → \(original)")
+            let final = String(original.split(separator: "/").last ?? "")
+            let shared = (stems[IngestHarness.stem(name)]?.count ?? 0) > 1
+            #expect(original == "pindeck/media-uploads/\(day)/original/\(final)" && (final == name || shared && final == IngestHarness.numbered(name, 2)),
+                    "\(name) → \(original)")
             #expect(try IngestHarness.sha256(h.server.filesDir.appendingPathComponent(original)) == IngestHarness.sha256(source),
                     "\(name): the server's original differs from the source")
             let derivatives = item["derivatives"] as? [[String: Any]] ?? []
@@ -50,11 +58,11 @@ struct IngestTests {
                     switch kind {
                     case "preview":
                         #expect(max(w, h2) == min(2048, max(width, height)), "\(name) preview \(w)×\(h2) of \(width)×\(height)")
-                        #expect(path == "pindeck/media-uploads/\(day)/preview/\(IngestHarness.stem(name))-preview.\(IngestHarness.previewExtension(name))", "\(path)")
+                        #expect(path == "pindeck/media-uploads/\(day)/preview/\(IngestHarness.stem(final))-preview.\(IngestHarness.previewExtension(name))", "\(path)")
                     default:
                         let target = Int(kind.dropFirst())!
                         #expect(w == min(target, width), "\(name) \(kind): \(w) wide of \(width)")
-                        #expect(path.hasSuffix("/\(IngestHarness.stem(name))-\(kind).webp"))
+                        #expect(path.hasSuffix("/\(IngestHarness.stem(final))-\(kind).webp"), "\(path)")
                         #expect(path.contains(target == 320 ? "/low/" : "/high/"))
                     }
                     // Orientation applied, aspect kept (within rounding) and never upscaled.
@@ -93,13 +101,13 @@ struct IngestTests {
         try Data(contentsOf: h.source.appendingPathComponent("alpha.png")).write(to: URL(fileURLWithPath: incoming + "/same.png"))
         #expect(IngestHarness.xattr(incoming + "/same.png", "user.ncfs.status") != nil)
         try h.waitUntilDone(total: 1, timeout: 60)
-        try Data(contentsOf: h.source.appendingPathComponent("tiny.png")).write(to: URL(fileURLWithPath: incoming + "/same.png"))
+        try Data(contentsOf: h.source.appendingPathComponent("one-pixel.png")).write(to: URL(fileURLWithPath: incoming + "/same.png"))
         try h.waitUntilDone(total: 2, timeout: 60)
         let folder = h.server.filesDir.appendingPathComponent("pindeck/media-uploads/\(h.today)/original")
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
         #expect(names == ["same (2).png", "same.png"], "\(names)")
         #expect(try IngestHarness.sha256(folder.appendingPathComponent("same.png")) == IngestHarness.sha256(h.source.appendingPathComponent("alpha.png")))
-        #expect(try IngestHarness.sha256(folder.appendingPathComponent("same (2).png")) == IngestHarness.sha256(h.source.appendingPathComponent("tiny.png")))
+        #expect(try IngestHarness.sha256(folder.appendingPathComponent("same (2).png")) == IngestHarness.sha256(h.source.appendingPathComponent("one-pixel.png")))
         let derivatives = h.server.filesDir.appendingPathComponent("pindeck/media-uploads/\(h.today)/low")
         #expect(FileManager.default.fileExists(atPath: derivatives.appendingPathComponent("same (2)-w320.webp").path))
     }
@@ -194,7 +202,7 @@ struct IngestTests {
 
         // While its original is being uploaded (stalled), the file cannot change.
         try h.server.control("fault", ["method": "PUT", "path_contains": "busy.png", "action": "stall", "seconds": 8, "count": 1])
-        try Data(contentsOf: h.source.appendingPathComponent("tiny.png")).write(to: URL(fileURLWithPath: incoming + "/busy.png"))
+        try Data(contentsOf: h.source.appendingPathComponent("one-pixel.png")).write(to: URL(fileURLWithPath: incoming + "/busy.png"))
         try h.waitUntil(timeout: 30) { ($0["uploading"] as? Int ?? 0) == 1 }
         #expect(open(incoming + "/busy.png", O_WRONLY) == -1 && errno == EBUSY)
         #expect(unlink(incoming + "/busy.png") == -1 && errno == EBUSY)
@@ -367,6 +375,11 @@ final class IngestHarness: @unchecked Sendable {
             throw MountError("vipsheader \(url.path): \(w.out) \(h.out)")
         }
         return (width, height)
+    }
+
+    static func numbered(_ name: String, _ n: Int) -> String {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "\(name) (\(n))" }
+        return "\(name[..<dot]) (\(n))\(name[dot...])"
     }
 
     static func stem(_ name: String) -> String {
