@@ -112,6 +112,44 @@ struct IngestTests {
         #expect(FileManager.default.fileExists(atPath: derivatives.appendingPathComponent("same (2)-w320.webp").path))
     }
 
+    @Test("--date-source exif files a photo under its capture day; public URLs through the share token fetch the same bytes; --share-links stores a link; rsync --inplace works")
+    func exifDatesAndPublicURLs() throws {
+        let token = "Sh4reT0ken"
+        let h = try IngestHarness(photos: 0, arguments: ["--date-source", "exif", "--share-links"],
+                                  serverArguments: ["--share", "\(token)=pindeck/media-uploads"],
+                                  environment: ["NEXTCLOUD_PUBLIC_SHARE_TOKEN": token])
+        defer { h.stop() }
+        let names = ["rotated-6.jpg", "alpha.png", "café é.jpg"]
+        let list = h.server.dataDir.appendingPathComponent("names.txt")
+        try names.joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
+        let copy = run("/usr/bin/rsync", ["-a", "--inplace", "--files-from=\(list.path)", h.source.path + "/", h.mount.path("incoming") + "/"], timeout: 60)
+        #expect(copy.status == 0, "\(copy.out)")
+        try h.waitUntilDone(total: names.count, timeout: 120)
+        let items = Dictionary(try h.items().map { ($0["name"] as! String, $0) }, uniquingKeysWith: { a, _ in a })
+        for name in names {
+            let item = try #require(items[name], "\(name) was not ingested")
+            #expect(item["state"] as? String == "succeeded")
+            let captured = h.manifest[name]?["captureDate"] as? String
+            let day = captured.map { "\($0.prefix(4))/\($0.dropFirst(5).prefix(2))_\($0.dropFirst(8).prefix(2))" } ?? h.today
+            let original = item["originalPath"] as? String
+            #expect(original == "pindeck/media-uploads/\(day)/original/\(name)", "\(name) → \(original ?? "nil")")
+            let encoded = name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "é")))!
+            let url = item["originalURL"] as? String
+            #expect(url == "\(h.server.origin)/public.php/dav/files/\(token)/\(day)/original/\(encoded)", "\(url ?? "nil")")
+            // The public URL serves exactly the original, without credentials.
+            let fetched = h.server.dataDir.appendingPathComponent("fetched")
+            let get = run("/usr/bin/curl", ["-sf", "-o", fetched.path, url ?? ""], timeout: 30)
+            #expect(get.status == 0, "GET \(url ?? "")")
+            #expect(try IngestHarness.sha256(fetched) == IngestHarness.sha256(h.source.appendingPathComponent(name)))
+            for derivative in item["derivatives"] as? [[String: Any]] ?? [] {
+                let u = derivative["url"] as? String ?? ""
+                #expect(u.hasPrefix("\(h.server.origin)/public.php/dav/files/\(token)/\(day)/"), "\(u)")
+                #expect(run("/usr/bin/curl", ["-sf", "-o", "/dev/null", u], timeout: 30).status == 0, "GET \(u)")
+            }
+            #expect(item["shareURL"] as? String != nil, "--share-links made no link for \(name)")
+        }
+    }
+
     @Test("kill -9 while uploading, while deriving, and at random moments of a 200-file ingest: after restarts every item succeeded exactly once, nothing orphaned or duplicated, no row stuck, catalog intact")
     func crashes() throws {
         let h = try IngestHarness(photos: 0, generated: 200)
@@ -238,6 +276,7 @@ final class IngestHarness: @unchecked Sendable {
     let generated: URL
     let manifest: [String: [String: Any]]
     private let arguments: [String]
+    private let environment: [String: String]
 
     static var python: String { TestServer.repositoryRoot.appendingPathComponent(".venv/bin/python3").path }
     static var deriveTool: String { TestServer.repositoryRoot.appendingPathComponent(".build/debug/ncfs-derive").path }
@@ -251,12 +290,14 @@ final class IngestHarness: @unchecked Sendable {
         return nil
     }
 
-    init(photos: Int, generated count: Int = 0, arguments: [String] = []) throws {
-        server = try populatedServer { _ in }
+    init(photos: Int, generated count: Int = 0, arguments: [String] = [], serverArguments: [String] = [],
+         environment: [String: String] = [:]) throws {
+        server = try TestServer(arguments: serverArguments)
         state = server.dataDir.appendingPathComponent("state")
         source = server.dataDir.appendingPathComponent("images")
         generated = server.dataDir.appendingPathComponent("generated")
         self.arguments = arguments
+        self.environment = environment
         let make = run(Self.python, [TestServer.repositoryRoot.appendingPathComponent("scripts/test-images/make.py").path, source.path]
                        + (photos > 0 ? ["--photos", String(photos)] : []), timeout: 300)
         guard make.status == 0 else { server.stop(); throw MountError("make.py failed: \(make.out)") }
@@ -279,16 +320,16 @@ final class IngestHarness: @unchecked Sendable {
             let made = run(Self.python, ["-c", script, generated.path, String(count)], timeout: 120)
             guard made.status == 0 else { server.stop(); throw MountError("generating images failed: \(made.out)") }
         }
-        mount = try Self.mount(server, state: state, arguments: arguments)
+        mount = try Self.mount(server, state: state, arguments: arguments, environment: environment)
     }
 
-    private static func mount(_ server: TestServer, state: URL, arguments: [String]) throws -> MountedServer {
+    private static func mount(_ server: TestServer, state: URL, arguments: [String], environment: [String: String]) throws -> MountedServer {
         try MountedServer(server, options: ["state_dir=\(state.path)", "ingest_delay=0.3"],
-                          arguments: ["--time-zone", "UTC"] + arguments)
+                          arguments: ["--time-zone", "UTC"] + arguments, environment: environment)
     }
 
     func remount() throws {
-        mount = try Self.mount(server, state: state, arguments: arguments)
+        mount = try Self.mount(server, state: state, arguments: arguments, environment: environment)
     }
 
     func stop() {

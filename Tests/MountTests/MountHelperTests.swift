@@ -27,7 +27,7 @@ struct MountHelperTests {
         let result = site.run("/bin/sh", [MountHelperTests.helper, server.baseURL, site.mountpoint, "-n", "-o", options])
         #expect(result.status == 0, "\(result.err)")
         #expect(MountedServer.isMounted(site.mountpoint), "mounted when the helper returns: \(site.logText)")
-        #expect(run("/bin/ls", [site.mountpoint]).out.split(separator: "\n") == ["a.txt", "sub"])
+        #expect(run("/bin/ls", [site.mountpoint]).out.split(separator: "\n") == ["a.txt", "incoming", "sub"], "a writable mount shows incoming/ at its root")
         #expect(run("/bin/cat", [site.mountpoint + "/a.txt"]).out == "hello")
         let mountOptions = site.mountEntry?.options ?? []
         #expect(mountOptions.contains("default_permissions") && !mountOptions.contains("allow_other"), "\(mountOptions)")

@@ -77,7 +77,7 @@ struct WriteTests {
 
         // readdir after the changes.
         let names = try FileManager.default.contentsOfDirectory(atPath: root).sorted()
-        #expect(names == ["a.txt", "dir2", "keep", "sparse.bin"], "\(names)")
+        #expect(names == ["a.txt", "dir2", "incoming", "keep", "sparse.bin"], "\(names)")
 
         // utimens sticks; chmod and chown are accepted (and change nothing on the server).
         var times = [timespec(tv_sec: 1_000_000_000, tv_nsec: 0), timespec(tv_sec: 1_000_000_000, tv_nsec: 0)]
