@@ -11,6 +11,16 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// glib's include folders, which <vips/vips.h> needs (Debian's multiarch layout).
+#if arch(arm64)
+let multiarch = "aarch64-linux-gnu"
+#else
+let multiarch = "x86_64-linux-gnu"
+#endif
+let vipsHeaders: [SwiftSetting] = [
+    .unsafeFlags(["-Xcc", "-I/usr/include/glib-2.0", "-Xcc", "-I/usr/lib/\(multiarch)/glib-2.0/include"]),
+]
+
 let package = Package(
     name: "ncfs",
     products: [
@@ -26,7 +36,9 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
-        .systemLibrary(name: "CVips", pkgConfig: "vips", providers: [.apt(["libvips-dev"])]),
+        // libvips without pkgConfig: its .pc pulls in glib's `-pthread`, which SwiftPM drops with a
+        // warning on every build. Its headers need only glib's include folders (`vipsHeaders`).
+        .systemLibrary(name: "CVips", providers: [.apt(["libvips-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
@@ -66,7 +78,8 @@ let package = Package(
         .target(
             name: "Imaging",
             dependencies: ["CVips"],
-            swiftSettings: strict
+            swiftSettings: strict + vipsHeaders,
+            linkerSettings: [.linkedLibrary("gobject-2.0"), .linkedLibrary("glib-2.0")]
         ),
         .executableTarget(
             name: "ncfs-derive",
