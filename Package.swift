@@ -139,7 +139,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IngestTests",
-            dependencies: ["Ingest", "Journal", "TestSupport"],
+            dependencies: ["Ingest", "Journal", "FileSystem", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
