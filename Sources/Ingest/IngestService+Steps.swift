@@ -81,13 +81,7 @@ extension IngestService {
     /// the caller (the catalog's unique index settles a race between two workers).
     private func reserveName(for item: IngestItem) throws -> String {
         let folder = originalFolder(item)
-        let onServer: [String: [String]]
-        do {
-            onServer = Dictionary(try client.list(folder, properties: .withChecksums).children.map { ($0.name, $0.checksums) },
-                                  uniquingKeysWith: { a, _ in a })
-        } catch let error as DAVError where error.kind == .notFound {
-            onServer = [:]
-        }
+        let onServer = try originals(in: folder)
         let ours = "SHA256:" + (item.sha256 ?? "")
         let reserved = Set(try catalog.reservedNames(in: folder, excluding: item.id))
         let reservedStems = Set(reserved.map(Self.stem))
@@ -130,6 +124,7 @@ extension IngestService {
                 try put(local, to: path, size: item.size, mtime: item.sourceMtime, checksum: checksum, conditions: .init(ifMatch: etag))
             } else {
                 logger.info("ingest: /\(path) was taken on the server meanwhile; choosing another name")
+                noteOriginal(String(path.split(separator: "/").last ?? ""), in: originalFolder(item), checksums: existing.checksums)
                 item.originalPath = nil
                 item.originalURL = nil
                 item.state = .pending
@@ -146,6 +141,7 @@ extension IngestService {
         guard stored.size == item.size else {
             throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored.size ?? -1) of \(item.size) bytes")
         }
+        noteOriginal(String(path.split(separator: "/").last ?? ""), in: originalFolder(item), checksums: [checksum])
         if settings.shareLinks && item.shareURL == nil {
             do { item.shareURL = try client.createPublicShare(path).url } catch {
                 logger.warning("ingest: public link for /\(path): \(error)")

@@ -97,6 +97,10 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     private let foldersLock = NSLock()
     /// Remote folders known to exist (MKCOL once each).
     private var knownFolders: Set<String> = []
+    /// What each original folder holds on the server (name → checksums), listed once per run
+    /// and kept up to date with this run's own uploads. Someone else's upload after the listing
+    /// is caught by the PUT's If-None-Match (412) instead.
+    private var originalsOnServer: [String: [String: [String]]] = [:]
 
     public init(settings: Settings, catalog: any Catalog, folder: IncomingFolder, client: WebDAVClient, logger: Logger,
                 onFinished: @escaping @Sendable ([String], String?) -> Void) throws {
@@ -338,6 +342,28 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
 
     /// A remote folder we thought existed is gone (a 409 on PUT): ask again next time.
     func forgetFolder(_ path: String) {
-        foldersLock.withLock { knownFolders = knownFolders.filter { $0 != path && !$0.hasPrefix(path + "/") } }
+        foldersLock.withLock {
+            knownFolders = knownFolders.filter { $0 != path && !$0.hasPrefix(path + "/") }
+            originalsOnServer[path] = nil
+        }
+    }
+
+    /// The names (with their checksums) in the original folder `folder` on the server.
+    func originals(in folder: String) throws -> [String: [String]] {
+        if let known = foldersLock.withLock({ originalsOnServer[folder] }) { return known }
+        var listed: [String: [String]] = [:]
+        do {
+            for child in try client.list(folder, properties: .withChecksums).children { listed[child.name] = child.checksums }
+            foldersLock.withLock { _ = knownFolders.insert(folder) }
+        } catch let error as DAVError where error.kind == .notFound {
+            // Not there yet: empty (the upload creates it).
+        }
+        foldersLock.withLock { originalsOnServer[folder] = listed }
+        return listed
+    }
+
+    /// Notes a name taken on the server (by this run's upload, or found by a 412).
+    func noteOriginal(_ name: String, in folder: String, checksums: [String]) {
+        foldersLock.withLock { originalsOnServer[folder]?[name] = checksums }
     }
 }
