@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-public import RemoteCache
+import RemoteCache
 
 /// What the ingest pipeline tells the `incoming/` folder, and is told by it. Paths are relative
 /// to the incoming folder ("photos/a.jpg").

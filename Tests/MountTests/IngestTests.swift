@@ -391,7 +391,7 @@ final class IngestHarness: @unchecked Sendable {
     static func randomFile(_ url: URL, bytes: Int) throws {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))
         defer { try? handle.close() }
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         let out = try FileHandle(forWritingTo: url)
         defer { try? out.close() }
         var left = bytes
