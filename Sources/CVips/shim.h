@@ -28,6 +28,12 @@ static inline int ncfs_vips_thumbnail(const char *filename, VipsImage **out, int
                           "fail_on", (VipsFailOn) fail_on, NULL);
 }
 
+/// vips_thumbnail_image is variadic. The same thumbnail of an image already in memory
+/// (the decoded preview), so the smaller derivatives do not decode the file again.
+static inline int ncfs_vips_thumbnail_image(VipsImage *in, VipsImage **out, int width, int height) {
+    return vips_thumbnail_image(in, out, width, "height", height, "size", VIPS_SIZE_DOWN, NULL);
+}
+
 /// vips_flatten is variadic and takes its background as a VipsArrayDouble: JPEG has no
 /// alpha, so transparent pixels become white rather than black.
 static inline int ncfs_vips_flatten_white(VipsImage *in, VipsImage **out) {

@@ -53,8 +53,17 @@ struct Derivation {
         let targets = targets(previewFormat: OutputFormat.preview(forLoaderFamily: format))
         try prepareSubfolders(Set(targets.map(\.subfolder)))
         do {
+            // The preview is decoded from the file once and kept in memory; each smaller size
+            // is made from it when it is at least as wide as that size needs (never when the
+            // preview's edge bound made it narrower, as for a tall panorama), so a format
+            // without shrink-on-load (PNG, WebP, TIFF) is decoded once instead of four times.
+            var decoded: VipsImage?
             for target in targets {
-                result.derivatives.append(try write(target, from: opened.vipsPath, colourManaged: header.needsColourManagement))
+                let base = decoded.flatMap { $0.width >= min(target.width, header.width) ? $0 : nil }
+                let (derivative, image) = try write(target, from: opened.vipsPath, base: base,
+                                                    colourManaged: header.needsColourManagement)
+                result.derivatives.append(derivative)
+                if target.kind == .preview { decoded = image }
             }
         } catch {
             // All or nothing: a half set of derivatives would look like a complete one.
@@ -113,18 +122,28 @@ struct Derivation {
         }
     }
 
-    /// Thumbnails the source for `target` and writes it under a temporary name, renamed
-    /// into place when complete, so a reader never sees half a file.
-    private func write(_ target: Target, from sourcePath: String, colourManaged: Bool) throws(Vips.Failure) -> Derivative {
+    /// Thumbnails the source (or `base`, an already decoded, upright, sRGB image of it) for
+    /// `target` and writes it under a temporary name, renamed into place when complete, so a
+    /// reader never sees half a file. Returns the derivative and its pixels, held in memory.
+    private func write(_ target: Target, from sourcePath: String, base: VipsImage?,
+                       colourManaged: Bool) throws(Vips.Failure) -> (Derivative, VipsImage) {
         let relative = relativePath(of: target)
         let destination = url(of: relative)
         let temporary = destination.deletingLastPathComponent()
             .appendingPathComponent(".\(destination.lastPathComponent).part").path
         var thumbnail: UnsafeMutablePointer<CVips.VipsImage>?
-        try Vips.check(ncfs_vips_thumbnail(sourcePath, &thumbnail, Int32(target.width), Int32(target.height),
-                                           colourManaged ? "srgb" : nil, Self.failOn),
-                       "thumbnail failed")
-        let image = try Vips.image(thumbnail, "thumbnail failed")
+        if let base {
+            try Vips.check(ncfs_vips_thumbnail_image(base.pointer, &thumbnail, Int32(target.width), Int32(target.height)),
+                           "thumbnail failed")
+        } else {
+            try Vips.check(ncfs_vips_thumbnail(sourcePath, &thumbnail, Int32(target.width), Int32(target.height),
+                                               colourManaged ? "srgb" : nil, Self.failOn),
+                           "thumbnail failed")
+        }
+        let lazy = try Vips.image(thumbnail, "thumbnail failed")
+        // Computed once into memory: saving and the next thumbnails then read these pixels
+        // instead of running the decode pipeline again.
+        let image = try Vips.image(vips_image_copy_memory(lazy.pointer), "thumbnail failed")
         do {
             try target.format.save(image, to: temporary, quality: options.quality)
         } catch {
@@ -138,8 +157,8 @@ struct Derivation {
         }
         var info = stat()
         let bytes = stat(destination.path, &info) == 0 ? Int(info.st_size) : 0
-        return Derivative(kind: target.kind, relativePath: relative, width: image.width, height: image.height,
-                          bytes: bytes, mimeType: target.format.mimeType)
+        return (Derivative(kind: target.kind, relativePath: relative, width: image.width, height: image.height,
+                           bytes: bytes, mimeType: target.format.mimeType), image)
     }
 }
 
