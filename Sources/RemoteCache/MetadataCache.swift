@@ -167,7 +167,9 @@ public final class MetadataCache: @unchecked Sendable {
     /// The root's quota properties (`PropertySet.withQuota`), cached for the freshness window.
     public func quotaInfo() throws -> DAVResource {
         condition.lock()
-        if let q = quota, MetadataCache.now() &- q.at < MetadataCache.nanoseconds(configuration.effectiveFreshness) {
+        // df figures need not be exact: kept a minute (or the freshness window, if longer).
+        let lifetime = max(MetadataCache.nanoseconds(configuration.effectiveFreshness), 60_000_000_000)
+        if let q = quota, MetadataCache.now() &- q.at < lifetime {
             condition.unlock()
             return q.value
         }

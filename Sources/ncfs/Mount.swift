@@ -174,6 +174,9 @@ struct Mount: ParsableCommand {
         // server is unreachable or the credentials are wrong.
         if let problem = fs.contentCacheProblem { throw CLIError(message: problem, code: 1) }
         _ = try cache.listing("")
+        // statfs is answered from the quota, fetched here once rather than by the first `df`,
+        // `find` or file manager after mounting (then at most once a minute).
+        _ = try? cache.quotaInfo()
         if let writes = setup.writes {
             // Uploads get the patient client: a PUT may wait out a 423 or a brute-force delay.
             try fs.enableWrites(writes, client: metadata)

@@ -31,8 +31,8 @@ struct IngestTests {
         #expect(temporaryPuts.isEmpty, "rsync temp names uploaded: \(temporaryPuts.map(\.path))")
 
         let day = h.today
-        // Derivatives are named by stem, so of two sources sharing one (photo.webp, photo.avif)
-        // the later gets "photo (2).ext"; every other name is kept.
+        // Derivatives are named by stem, so of n sources sharing one (alpha.png, alpha.webp,
+        // alpha.tiff) the later ones get "alpha (2).ext" … "alpha (n).ext"; other names are kept.
         let stems = Dictionary(grouping: files, by: IngestHarness.stem)
         let finals = items.compactMap { ($0["originalPath"] as? String)?.split(separator: "/").last.map(String.init) }
         #expect(Set(finals.map(IngestHarness.stem)).count == finals.count, "two originals share a stem: their derivatives collide")
@@ -41,8 +41,9 @@ struct IngestTests {
             let source = h.source.appendingPathComponent(name)
             let original = item["originalPath"] as? String ?? ""
             let final = String(original.split(separator: "/").last ?? "")
-            let shared = (stems[IngestHarness.stem(name)]?.count ?? 0) > 1
-            #expect(original == "pindeck/media-uploads/\(day)/original/\(final)" && (final == name || shared && final == IngestHarness.numbered(name, 2)),
+            let sharing = stems[IngestHarness.stem(name)]?.count ?? 1
+            #expect(original == "pindeck/media-uploads/\(day)/original/\(final)"
+                    && (final == name || (2...max(2, sharing)).contains { final == IngestHarness.numbered(name, $0) }),
                     "\(name) → \(original)")
             #expect(try IngestHarness.sha256(h.server.filesDir.appendingPathComponent(original)) == IngestHarness.sha256(source),
                     "\(name): the server's original differs from the source")
