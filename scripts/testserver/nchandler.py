@@ -163,6 +163,7 @@ class State:
         self.faults = FaultList()
         self.maintenance = False
         self.port = 0
+        self.scheme = "http"      # "https" with --tls-cert
         self.stats_lock = threading.Lock()
         self.requests = 0
         self.by_method = {}
@@ -2302,7 +2303,7 @@ class Handler(BaseHTTPRequestHandler):
                 "item_source": n.fileid, "file_source": n.fileid, "file_parent": n.parent.fileid if n.parent else None,
                 "file_target": "/" + n.name, "share_with": None, "share_with_displayname": None,
                 "password": None, "send_password_by_talk": False,
-                "url": "http://127.0.0.1:%d/index.php/s/%s" % (st.port, s["token"]),
+                "url": "%s://127.0.0.1:%d/index.php/s/%s" % (st.scheme, st.port, s["token"]),
                 "mail_send": 0, "hide_download": 0, "attributes": None}
 
     def ocs_create_share(self, version):

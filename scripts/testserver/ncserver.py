@@ -8,6 +8,7 @@ import argparse
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -24,6 +25,19 @@ class NCServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
+
+    def finish_request(self, request, client_address):
+        # TLS: the listening socket hands out SSLSockets whose handshake has not run yet
+        # (do_handshake_on_connect=False), so it runs here, in the connection's own thread, with a
+        # time limit: a client that never speaks cannot stall accept() for everyone else. A
+        # handshake the client aborts (it refused our certificate) just ends the connection.
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(30)
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address):
         # Connection-level errors (client vanished) are routine in fault tests.
@@ -54,6 +68,9 @@ def parse_args(argv):
     p.add_argument("--verify-checksums", action="store_true",
                    help="reject a PUT / final MOVE whose OC-Checksum does not match the content (400); "
                         "Nextcloud itself stores the header verbatim without checking")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    p.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     return p.parse_args(argv)
 
 
@@ -106,6 +123,9 @@ def seed_demo(store):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        sys.stderr.write("ncserver: --tls-cert and --tls-key go together\n")
+        return 2
     password = args.password
     if password is None:
         password = os.environ.get("NCSERVER_PASSWORD", "testpass")
@@ -130,6 +150,16 @@ def main(argv=None):
                             display_name=args.display_name)
     handler = type("BoundHandler", (nchandler.Handler,), {"state": state})
     server = NCServer(("127.0.0.1", args.port), handler)
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as e:
+            sys.stderr.write("ncserver: cannot load --tls-cert/--tls-key: %s\n" % e)
+            server.server_close()
+            return 2
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        state.scheme = "https"
     port = server.server_address[1]
     state.port = port
     if args.port_file:
@@ -141,7 +171,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("ncserver listening on http://127.0.0.1:%d" % port, flush=True)
+    print("ncserver listening on %s://127.0.0.1:%d" % (state.scheme, port), flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

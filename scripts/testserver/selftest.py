@@ -18,6 +18,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -1223,6 +1224,63 @@ def t_big_folder(tmp):
 
 
 # ===================================================================== main
+def t_tls(tmp):
+    """--tls-cert/--tls-key: HTTPS on the same endpoints (needs the openssl CLI for the cert)."""
+    if shutil.which("openssl") is None:
+        print("  skip: no openssl CLI to make a certificate")
+        return
+    d = os.path.join(tmp, "tls-certs")
+    os.makedirs(d)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    srv = Server(os.path.join(tmp, "tls"), "--tls-cert", cert, "--tls-key", key,
+                 "--share", "tlstoken=tlsshare").start()
+    try:
+        check(srv.banner == "ncserver listening on https://127.0.0.1:%d" % srv.port, "tls: banner says https")
+        auth = Client(srv.port).auth()
+        trusted = ssl.create_default_context(cafile=cert)
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=30, context=trusted)
+        try:
+            conn.request("PROPFIND", "/remote.php/dav/files/%s/" % USER, headers={"Authorization": auth, "Depth": "0"})
+            r = conn.getresponse()
+            r.read()
+            check(r.status == 207, "tls: PROPFIND over HTTPS -> 207")
+            conn.request("POST", "/ocs/v2.php/apps/files_sharing/api/v1/shares?format=json",
+                         body="path=/tlsshare&shareType=3",
+                         headers={"Authorization": auth, "OCS-APIRequest": "true",
+                                  "Content-Type": "application/x-www-form-urlencoded"})
+            r = conn.getresponse()
+            url = json.loads(r.read())["ocs"]["data"]["url"]
+            check(url.startswith("https://127.0.0.1:%d/index.php/s/" % srv.port), "tls: share URLs say https (%s)" % url)
+        finally:
+            conn.close()
+        untrusted = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=30,
+                                                context=ssl.create_default_context())
+        try:
+            untrusted.request("GET", "/status.php")
+            untrusted.getresponse().read()
+            check(False, "tls: a client without the certificate is refused")
+        except ssl.SSLCertVerificationError:
+            check(True, "tls: a client without the certificate is refused")
+        finally:
+            untrusted.close()
+        # A failed handshake leaves the server serving.
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=30, context=trusted)
+        try:
+            conn.request("GET", "/status.php")
+            r = conn.getresponse()
+            check(r.status == 200 and json.loads(r.read())["installed"] is True, "tls: serving after a refused handshake")
+        finally:
+            conn.close()
+    finally:
+        srv.stop()
+    only_cert = subprocess.run([sys.executable, SERVER, "--data", os.path.join(tmp, "tls2"), "--tls-cert", cert],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    check(only_cert.returncode == 2, "tls: --tls-cert without --tls-key -> exit 2")
+
+
 def main():
     global VERBOSE
     ap = argparse.ArgumentParser()
@@ -1261,7 +1319,7 @@ def main():
                 c.close()
         c.close()
         main_srv.stop()
-        for t in (t_quota, t_restart, t_generic, t_big_folder):
+        for t in (t_quota, t_restart, t_generic, t_tls, t_big_folder):
             if args.k and args.k not in t.__name__:
                 continue
             print("%s" % t.__name__, flush=True)
