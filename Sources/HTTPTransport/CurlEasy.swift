@@ -12,14 +12,24 @@ private let curlGlobalInit: Void = {
 /// across `curl_easy_reset`, so reusing handles is what reuses TCP/TLS connections.
 final class CurlEasy {
     let handle: UnsafeMutableRawPointer
+    /// libcurl's CURLOPT_ERRORBUFFER: the specific reason behind a CURLcode ("SSL certificate
+    /// problem: certificate has expired", "no alternative certificate subject name matches
+    /// target host name …") where `curl_easy_strerror` only says "SSL peer certificate … was not
+    /// OK". Owned by the handle and freed after it, since libcurl may write to it until cleanup.
+    private let errorBuffer: UnsafeMutablePointer<CChar>
 
     init() {
         _ = curlGlobalInit
         guard let h = curl_easy_init() else { fatalError("curl_easy_init failed (out of memory)") }
         handle = h
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
     }
 
-    deinit { curl_easy_cleanup(handle) }
+    deinit {
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
 
     /// Runs one attempt of `request`. Throws `HTTPError` for transport failures and rethrows what
     /// a `.stream` sink threw; any HTTP status is a successful return.
@@ -45,6 +55,8 @@ final class CurlEasy {
             headerList = curl_slist_append(headerList, "Expect:")
         }
 
+        errorBuffer[0] = 0
+        _ = ncfs_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
         try check(ncfs_curl_setopt_string(handle, CURLOPT_URL, request.url))
         _ = ncfs_curl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         // 256 KiB receive buffer (default 16 KiB): a sixteenth of the write callbacks on bulk
@@ -124,7 +136,8 @@ final class CurlEasy {
     }
 
     private func mapCurlError(_ code: CURLcode, ctx: TransferContext) -> HTTPError {
-        let message = String(cString: curl_easy_strerror(code))
+        let detail = String(cString: errorBuffer).trimmingCharacters(in: .whitespacesAndNewlines)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
         switch code {
         case CURLE_OPERATION_TIMEDOUT:
             return .timedOut(message: message)

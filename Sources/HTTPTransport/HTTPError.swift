@@ -42,6 +42,12 @@ public enum HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
         return false
     }
 
+    /// The server's certificate or host name was refused, or the CA file could not be used.
+    public var isTLSVerification: Bool {
+        if case .tlsVerificationFailed = self { return true }
+        return false
+    }
+
     var isRetryable: Bool {
         switch self {
         case .transport, .timedOut: return true

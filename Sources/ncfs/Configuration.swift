@@ -21,15 +21,27 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "Config file of NAME=value lines (default: $XDG_CONFIG_HOME/ncfs/ncfs.conf).")
     var config: String?
 
-    @Flag(name: .long, help: "Do not verify TLS certificates (only for test servers you control).")
+    @Flag(name: .long, help: "Do not verify TLS certificates or host names (prints a warning; only for test servers you control — for a private CA use --ca-file).")
     var insecure = false
 
-    @Option(name: .long, help: "Extra CA bundle (PEM) to trust.")
+    @Option(name: .long, help: "PEM file of CA certificates to trust, e.g. your private or self-signed CA (it replaces libcurl's default CA bundle).")
     var caFile: String?
 
     @Flag(name: [.short, .long], help: "Log every request (credentials are never logged).")
     var verbose = false
 }
+
+/// `--insecure` is never the default and never quiet: a command that resolves its connection
+/// with it says so on stderr (a mount daemon into its log), once per process, so a forgotten
+/// flag in a unit file or script shows. (A global: Swift runs its initialiser exactly once.)
+private let insecureWarning: Void = {
+    FileHandle.standardError.write(Data("""
+        ncfs: WARNING: --insecure: TLS certificates and host names are NOT verified. Anyone between \
+        you and the server can read and change your files and see your app password. For a private \
+        or self-signed CA, pass its certificate with --ca-file CA.pem instead.
+
+        """.utf8))
+}()
 
 struct ResolvedConnection {
     var baseURL: String
@@ -116,6 +128,11 @@ extension ConnectionOptions {
         case (nil, _?): throw ConfigurationError.missing("user (--user / NEXTCLOUD_WEBDAV_USER)")
         case (_?, nil): throw ConfigurationError.missing("app password (NEXTCLOUD_WEBDAV_APP_PASSWORD or a password file)")
         }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            // libcurl would only say "problem with the SSL CA cert (path? access rights?)".
+            throw ConfigurationError.unreadable(caFile, "the --ca-file does not exist or is not readable")
+        }
+        if insecure { _ = insecureWarning }
         return ResolvedConnection(baseURL: url, credentials: credentials, verifyTLS: !insecure,
                                   caFile: caFile, values: values)
     }

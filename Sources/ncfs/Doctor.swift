@@ -47,8 +47,8 @@ struct Doctor: ParsableCommand {
                     warn("no Nextcloud status.php at \(prefix)/status.php (HTTP \(response.status)): treating it as a generic WebDAV server")
                 }
             } catch let error as HTTPError {
-                if case .tlsVerificationFailed = error {
-                    bad("TLS certificate not valid: \(error). Fix the certificate, or pass --ca-file with your CA")
+                if error.isTLSVerification {
+                    bad("TLS certificate not valid: \(error)\n      \(tlsAdvice)")
                 } else {
                     bad("cannot reach \(location.origin): \(error)")
                 }

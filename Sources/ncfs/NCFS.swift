@@ -57,6 +57,14 @@ func makeClient(_ options: ConnectionOptions, retry: RetryPolicy? = nil) throws 
     return try WebDAVClient(baseURL: resolved.baseURL, http: HTTPClient(configuration: config, logger: logger), logger: logger)
 }
 
+/// What to do about a certificate libcurl refused, for every message that reports one.
+let tlsAdvice = """
+    The server's TLS certificate was not accepted. If it is signed by a private CA (or is \
+    self-signed), pass that CA's certificate with --ca-file CA.pem (PEM); otherwise fix the \
+    certificate (expired? issued for another host name?). --insecure turns verification off \
+    entirely and is only for test servers you control.
+    """
+
 /// Prints a message that says what went wrong and what to do, and picks the exit status.
 func fail(_ error: any Error) -> ExitCode {
     let (message, code) = explain(error)
@@ -74,12 +82,16 @@ func explain(_ error: any Error) -> (String, Int32) {
         switch e.kind {
         case .unauthorized:
             return ("\(e)\nThe server refused the login. Use an app password (Settings → Security → Devices & sessions), not the account password; accounts with two-factor authentication only accept app passwords. ncfs does not retry this: repeated failures trigger the server's brute-force throttling.", 4)
+        case .transport where e.transport?.isTLSVerification == true:
+            return ("\(e)\n\(tlsAdvice)", 7)
         case .notFound: return ("\(e)", 5)
         case .alreadyExists, .preconditionFailed, .conflict: return ("\(e)", 6)
         case .transport, .unavailable, .throttled: return ("\(e)", 7)
         case .forbidden, .invalidName, .badRequest, .insufficientStorage, .locked: return ("\(e)", 8)
         case .server, .protocolViolation, .unsupported: return ("\(e)", 1)
         }
+    case let e as HTTPError where e.isTLSVerification:
+        return ("\(e)\n\(tlsAdvice)", 7)
     case let e as CLIError:
         return (e.message, e.code)
     default:
