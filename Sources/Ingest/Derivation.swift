@@ -48,6 +48,8 @@ extension IngestService {
         }
         try? FileManager.default.removeItem(at: work)
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        deriveSlots.wait()
+        defer { deriveSlots.signal() }
         let result = try runDeriveTool(source: folder.localPath(staged), stem: stem, into: work)
         let data = try JSONEncoder().encode(KeptDerivation(stem: stem, result: result))
         try data.write(to: record, options: .atomic)

@@ -52,8 +52,11 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         public var dateSource = DateSource.ingest
         /// Seconds a closed file must stay untouched before it is taken.
         public var quietDelay: Double = 2
-        /// Items worked on at once (each runs one `ncfs-derive` process at a time).
-        public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        /// Items worked on at once: enough that uploads (network) overlap derivations (CPU).
+        public var workers = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)
+        /// `ncfs-derive` processes running at once: the bounded derivative pool, one per core
+        /// by default, so a 10,000-file import never holds more than this many decoded images.
+        public var deriveWorkers = max(1, ProcessInfo.processInfo.activeProcessorCount)
         public var maxAttempts = 8
         /// Backoff after the n-th failure: min(cap, base × 2^(n-1)) seconds, ±25 % jitter.
         public var retryBase: Double = 2
@@ -94,6 +97,8 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     private var stopped = false
     private var scheduler: Thread?
     private let pool: WorkerPool
+    /// Slots of the derivative pool (`deriveWorkers`).
+    let deriveSlots: DispatchSemaphore
     private let foldersLock = NSLock()
     /// Remote folders known to exist (MKCOL once each).
     private var knownFolders: Set<String> = []
@@ -111,6 +116,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         self.logger = logger
         self.onFinished = onFinished
         pool = WorkerPool(threads: settings.workers, name: "ingest")
+        deriveSlots = DispatchSemaphore(value: settings.deriveWorkers)
         try FileManager.default.createDirectory(at: settings.workDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
     }

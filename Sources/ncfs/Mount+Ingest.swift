@@ -24,8 +24,11 @@ struct IngestOptions: ParsableArguments {
     @Option(name: .long, help: "Time zone of the date folders, an IANA name such as Europe/Berlin (env NCFS_TIME_ZONE; default: the system's).")
     var timeZone: String?
 
-    @Option(name: .long, help: "Items processed at once (default: the number of cores).")
+    @Option(name: .long, help: "Items processed at once (default: twice the number of cores, at least 4).")
     var ingestWorkers: Int?
+
+    @Option(name: .long, help: "ncfs-derive processes at once, each holding one decoded image (default: the number of cores).")
+    var deriveWorkers: Int?
 
     @Option(name: .long, help: "Seconds a closed file in incoming/ must stay untouched before it is taken (default 2).")
     var ingestDelay: Double?
@@ -89,6 +92,10 @@ extension Mount {
         if let workers = flags.ingestWorkers {
             guard (1...64).contains(workers) else { throw CLIError(message: "--ingest-workers takes 1 to 64", code: 2) }
             settings.workers = workers
+        }
+        if let derive = flags.deriveWorkers {
+            guard (1...64).contains(derive) else { throw CLIError(message: "--derive-workers takes 1 to 64", code: 2) }
+            settings.deriveWorkers = derive
         }
         if let delay = flags.ingestDelay ?? mountOptions.ingestDelay {
             guard delay >= 0 else { throw CLIError(message: "--ingest-delay must not be negative", code: 2) }
