@@ -179,13 +179,10 @@ struct SecretsTests {
 
         // The mount: -o password_file= of an open file is refused before mounting; password= always.
         chmod(file.path, 0o644)
-        let mountpoint = server.dataDir.appendingPathComponent("mnt-refused")
-        try FileManager.default.createDirectory(at: mountpoint, withIntermediateDirectories: true)
         for option in ["password_file=\(file.path)", "password=\(server.password)"] {
-            let result = run(MountedServer.binary, ["mount"] + base + [mountpoint.path, "-o", option], timeout: 30, environment: env, errors: true)
-            let mounted = MountedServer.isMounted(mountpoint.path)
-            if mounted { _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10) }
-            #expect(result.status != 0 && !mounted, "-o \(option.prefix(14))…: \(result.out)")
+            let result = mountExpectingRefusal(base + ["-o", option], mountpoint: server.dataDir.appendingPathComponent("mnt-refused"),
+                                               environment: env)
+            #expect(result.status != 0 && !result.mounted, "-o \(option.prefix(14))…: \(result.out)")
             #expect(!result.out.contains(server.password), "-o \(option.prefix(14))…: the password is in the message: \(result.out)")
         }
     }

@@ -204,15 +204,18 @@ struct TLSServer {
         return (result.status, result.out, (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 
-    /// `ncfs mount` in the foreground, expected to fail before mounting. Should it mount after
-    /// all, the time limit kills it and the mount is detached, so nothing is left behind.
     func refusedMount(_ extra: [String]) -> (status: Int32, out: String, mounted: Bool) {
-        let mountpoint = server.dataDir.appendingPathComponent("mnt-refused")
-        try? FileManager.default.createDirectory(at: mountpoint, withIntermediateDirectories: true)
-        let result = run(MountedServer.binary, ["mount", "--url", url, "--user", server.user] + extra + [mountpoint.path],
-                         timeout: 30, environment: environment, errors: true)
-        let mounted = MountedServer.isMounted(mountpoint.path)
-        if mounted { _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10) }
-        return (result.status, result.out, mounted)
+        mountExpectingRefusal(["--url", url, "--user", server.user] + extra,
+                              mountpoint: server.dataDir.appendingPathComponent("mnt-refused"), environment: environment)
     }
+}
+
+/// `ncfs mount ARGS MOUNTPOINT` in the foreground, expected to fail before mounting. Should it
+/// mount after all, the time limit kills it and the mount is detached, so nothing is left behind.
+func mountExpectingRefusal(_ args: [String], mountpoint: URL, environment: [String: String]) -> (status: Int32, out: String, mounted: Bool) {
+    try? FileManager.default.createDirectory(at: mountpoint, withIntermediateDirectories: true)
+    let result = run(MountedServer.binary, ["mount"] + args + [mountpoint.path], timeout: 30, environment: environment, errors: true)
+    let mounted = MountedServer.isMounted(mountpoint.path)
+    if mounted { _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10) }
+    return (result.status, result.out, mounted)
 }
