@@ -65,12 +65,16 @@ extension IngestService {
             }
             item.day = Self.dayPath(date, in: settings.timeZone)
         }
-        if item.originalPath == nil {
-            item.originalPath = try reserveName(for: item)
-            item.originalURL = url(for: item.originalPath!)
-        }
         item.state = .uploading
-        try catalog.update(item)
+        if item.originalPath == nil {
+            try reservationLock.withLock {
+                item.originalPath = try reserveName(for: item)
+                item.originalURL = url(for: item.originalPath!)
+                try catalog.update(item)
+            }
+        } else {
+            try catalog.update(item)
+        }
         return item
     }
 

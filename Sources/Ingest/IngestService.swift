@@ -100,6 +100,9 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     /// Slots of the derivative pool (`deriveWorkers`).
     let deriveSlots: DispatchSemaphore
     private let foldersLock = NSLock()
+    /// Held while a worker picks a name and commits its reservation: names are unique by the
+    /// catalog's index, but stems (which derivatives are named by) only by this.
+    let reservationLock = NSLock()
     /// Remote folders known to exist (MKCOL once each).
     private var knownFolders: Set<String> = []
     /// What each original folder holds on the server (name → checksums), listed once per run

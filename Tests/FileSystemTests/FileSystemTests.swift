@@ -5,7 +5,9 @@ import TestSupport
 import Testing
 import WebDAV
 
-@Suite("FileSystem against the test server (no FUSE)", .timeLimit(.minutes(2)))
+// 5 minutes: these tests take seconds, but share the machine with the ingest and imaging suites
+// (libvips), which CI runs at the same time; the limit is there to catch a hang.
+@Suite("FileSystem against the test server (no FUSE)", .timeLimit(.minutes(5)))
 struct FileSystemTests {
     @Test("a 1000-entry folder: 1 PROPFIND cold, 0 requests warm; negative lookups free")
     func bigFolder() throws {
@@ -168,20 +170,29 @@ struct FileSystemTests {
 
     @Test("bytes per cached entry with 100k entries")
     func memoryPerEntry() {
-        let before = residentBytes()
-        var entries: [RemoteEntry] = []
-        entries.reserveCapacity(100_000)
-        for i in 0..<100_000 {
-            entries.append(RemoteEntry(name: "IMG_2024\(String(format: "%07d", i)).jpg", isDirectory: false, size: Int64(i) * 1000,
-                                       mtime: 1_700_000_000 + Int64(i), etag: String(format: "%013x", 0x6b03_2dd9_8a37 + i),
-                                       fileID: Int64(i), permissions: Permissions("RGDNVW")))
+        // RSS is the whole process's, and other suites allocate at the same time (libvips in
+        // the imaging tests): their growth can only add to ours. So measure three times,
+        // keeping every listing alive (no attempt reuses another's freed pages), and take the
+        // smallest growth.
+        var kept: [FolderListing] = []
+        var perEntry = Double.infinity
+        for attempt in 0..<3 {
+            let before = residentBytes()
+            var entries: [RemoteEntry] = []
+            entries.reserveCapacity(100_000)
+            for i in 0..<100_000 {
+                entries.append(RemoteEntry(name: "IMG_\(attempt)024\(String(format: "%07d", i)).jpg", isDirectory: false,
+                                           size: Int64(i) * 1000, mtime: 1_700_000_000 + Int64(i),
+                                           etag: String(format: "%013x", 0x6b03_2dd9_8a37 + i),
+                                           fileID: Int64(i), permissions: Permissions("RGDNVW")))
+            }
+            let listing = FolderListing(path: "photos", folder: entries[0], children: entries)
+            entries = []
+            perEntry = min(perEntry, Double(residentBytes() - before) / 100_000)
+            kept.append(listing)
         }
-        let listing = FolderListing(path: "photos", folder: entries[0], children: entries)
-        entries = []
-        let after = residentBytes()
-        let perEntry = Double(after - before) / 100_000
-        print("bytes per cached entry (RSS growth) (100k entries, 23-byte names, 13-char ETags): \(Int(perEntry))")
-        #expect(listing.children.count == 100_000)
+        print("bytes per cached entry (RSS growth, least of 3) (100k entries, 23-byte names, 13-char ETags): \(Int(perEntry))")
+        #expect(kept.allSatisfy { $0.children.count == 100_000 })
         #expect(perEntry < 300)
     }
 }
