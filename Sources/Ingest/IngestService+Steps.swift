@@ -59,11 +59,11 @@ extension IngestService {
         }
 
         if item.day == nil {
-            var date = Date()
-            if settings.dateSource == .exif, let taken = try derivation(for: item).captureDate.flatMap(captureDay) {
-                date = taken
+            if settings.dateSource == .exif, let captured = try derivation(for: item).captureDate.flatMap(Self.captureDay) {
+                item.day = captured
+            } else {
+                item.day = Self.dayPath(Date(), in: settings.timeZone)
             }
-            item.day = Self.dayPath(date, in: settings.timeZone)
         }
         item.state = .uploading
         if item.originalPath == nil {
@@ -291,14 +291,17 @@ extension IngestService {
         return "\(name[..<dot]) (\(n))\(name[dot...])"
     }
 
-    /// The camera's local time as a date: the capture day is the one the camera showed, so it
-    /// is read in the configured zone (EXIF has no zone of its own in most files).
-    private func captureDay(_ text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = settings.timeZone
-        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
-        return formatter.date(from: String(text.prefix(19)))
+    /// `YYYY/MM_DD` of an EXIF capture time ("2021-07-14T09:30:00"): the day the camera's
+    /// clock showed. EXIF times carry no zone in most files, so no zone is applied — a photo
+    /// taken at 23:30 abroad stays on the day it was taken. nil for anything else (a camera
+    /// with an unset clock writes "0000-00-00…").
+    static func captureDay(_ text: String) -> String? {
+        let digits = Array(text.utf8.prefix(10))
+        guard digits.count == 10, digits[4] == UInt8(ascii: "-"), digits[7] == UInt8(ascii: "-"),
+              let year = Int(String(decoding: digits[0..<4], as: UTF8.self)), (1900...2999).contains(year),
+              let month = Int(String(decoding: digits[5..<7], as: UTF8.self)), (1...12).contains(month),
+              let day = Int(String(decoding: digits[8..<10], as: UTF8.self)), (1...31).contains(day) else { return nil }
+        return String(format: "%04d/%02d_%02d", year, month, day)
     }
 
     /// The public URL of `path` through the share, or its WebDAV URL without one.

@@ -27,6 +27,15 @@ struct NamingTests {
         #expect(IngestService.stem(".profile") == ".profile")
     }
 
+    @Test("A capture time files under the camera's own day; unset or malformed clocks give nil (ingest day instead)")
+    func captureDays() {
+        #expect(IngestService.captureDay("2021-07-14T09:30:00") == "2021/07_14")
+        #expect(IngestService.captureDay("2019-02-03T23:59:59") == "2019/02_03")
+        #expect(IngestService.captureDay("0000-00-00T00:00:00") == nil)
+        #expect(IngestService.captureDay("2021:07:14 09:30:00") == nil)
+        #expect(IngestService.captureDay("") == nil)
+    }
+
     @Test("The date folder of an instant depends on the configured zone")
     func dayFolders() throws {
         let instant = Date(timeIntervalSince1970: 1_700_000_000)  // 2023-11-14 22:13:20 UTC
