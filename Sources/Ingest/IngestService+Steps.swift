@@ -214,11 +214,10 @@ extension IngestService {
         }
         try? FileManager.default.removeItem(at: workFolder(item))
         var folders: [String] = []
-        if let path = item.originalPath, item.state == .succeeded {
+        if item.originalPath != nil, item.state == .succeeded {
             folders.append(originalFolder(item))
             folders += item.derivatives.map { String($0.path[..<($0.path.lastIndex(of: "/") ?? $0.path.endIndex)]) }
             folders.append(settings.prefix + "/" + (item.day ?? ""))
-            _ = path
         }
         onFinished(Array(Set(folders)), staged)
     }
