@@ -32,6 +32,12 @@ static inline int cfuse3_reply_fd(fuse_req_t req, int fd, off_t offset, size_t s
 // threads of a mount then keep freed listing memory in many half-empty arenas. Two arenas keep
 // the daemon's footprint close to what its caches really hold. (Swift imports neither
 // `mallopt` nor the M_ARENA_MAX macro.)
+//
+// A fixed mmap threshold as well: glibc raises it after a large block is freed (up to 32 MiB),
+// after which the 1 MiB write buffers of a bulk copy come from the arenas and stay resident
+// once freed (RSS of a 60-photo rsync into incoming/: 82 MiB anonymous). At 256 KiB, larger
+// blocks are always mapped and unmapped, and go back to the system when freed.
 static inline void cfuse3_limit_malloc_arenas(void) {
     mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 }

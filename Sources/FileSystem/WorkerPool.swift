@@ -40,6 +40,10 @@ public final class WorkerPool: @unchecked Sendable {
             while head == jobs.count && !stopped { condition.wait() }
             if head == jobs.count { condition.unlock(); return }
             let job = jobs[head]
+            // Drop the queue's reference now: a finished job's captures (a FUSE write's copied
+            // bytes, up to 1 MiB) must not stay alive until the queue is compacted — that held
+            // 80 MB of a bulk copy's write buffers.
+            jobs[head] = {}
             head += 1
             if head > 1024 && head * 2 > jobs.count {
                 jobs.removeFirst(head)
