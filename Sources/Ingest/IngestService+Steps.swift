@@ -11,9 +11,6 @@ extension IngestService {
         let description: String
     }
 
-    /// The name the item wanted is taken on the server by other content: choose again.
-    struct NameTaken: Error {}
-
     /// Works `item` until it reaches a final state, or records why it could not.
     func process(_ start: IngestItem) {
         var item = start
@@ -49,13 +46,9 @@ extension IngestService {
         item.bucket = settings.prefix
         item.sourceMtime = Int64(st.st_mtim.tv_sec)
 
+        // Duplicate check, first without the lock (cheap, and spares an exif derivation).
         if item.originalPath == nil, let holder = try catalog.holder(sha256: hex, excluding: item.id) {
-            item.state = .duplicate
-            item.duplicateOf = holder.id
-            item.finishedAt = Date()
-            try catalog.update(item)
-            logger.info("ingest: incoming/\(staged) has the content of item \(holder.id) (\(holder.originalPath ?? "?")): recorded as a duplicate")
-            return item
+            return try recordDuplicate(item, of: holder)
         }
 
         if item.day == nil {
@@ -65,16 +58,30 @@ extension IngestService {
                 item.day = Self.dayPath(Date(), in: settings.timeZone)
             }
         }
-        item.state = .uploading
-        if item.originalPath == nil {
-            try reservationLock.withLock {
-                item.originalPath = try reserveName(for: item)
-                item.originalURL = url(for: item.originalPath!)
-                try catalog.update(item)
-            }
-        } else {
+        if item.originalPath != nil {
+            item.state = .uploading
             try catalog.update(item)
+            return item
         }
+        return try reservationLock.withLock {
+            // Again under the lock: two copies of one file taken at the same moment must not
+            // both reserve a name.
+            if let holder = try catalog.holder(sha256: hex, excluding: item.id) { return try recordDuplicate(item, of: holder) }
+            item.state = .uploading
+            item.originalPath = try reserveName(for: item)
+            item.originalURL = url(for: item.originalPath!)
+            try catalog.update(item)
+            return item
+        }
+    }
+
+    private func recordDuplicate(_ start: IngestItem, of holder: IngestItem) throws -> IngestItem {
+        var item = start
+        item.state = .duplicate
+        item.duplicateOf = holder.id
+        item.finishedAt = Date()
+        try catalog.update(item)
+        logger.info("ingest: \(item.name) has the content of item \(holder.id) (\(holder.originalPath ?? "?")): recorded as a duplicate")
         return item
     }
 

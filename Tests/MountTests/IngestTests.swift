@@ -111,6 +111,15 @@ struct IngestTests {
         #expect(try IngestHarness.sha256(folder.appendingPathComponent("same (2).png")) == IngestHarness.sha256(h.source.appendingPathComponent("one-pixel.png")))
         let derivatives = h.server.filesDir.appendingPathComponent("pindeck/media-uploads/\(h.today)/low")
         #expect(FileManager.default.fileExists(atPath: derivatives.appendingPathComponent("same (2)-w320.webp").path))
+
+        // Two copies of one file dropped at the same moment: one is persisted, the other is
+        // recorded as its duplicate (the workers take them in parallel).
+        let twin = try Data(contentsOf: h.source.appendingPathComponent("grey.jpg"))
+        try twin.write(to: URL(fileURLWithPath: incoming + "/twin-a.jpg"))
+        try twin.write(to: URL(fileURLWithPath: incoming + "/twin-b.jpg"))
+        try h.waitUntilDone(total: 4, timeout: 60)
+        let twins = try h.items().filter { ($0["name"] as? String ?? "").hasPrefix("twin-") }.map { $0["state"] as? String ?? "" }.sorted()
+        #expect(twins == ["duplicate", "succeeded"], "\(twins)")
     }
 
     @Test("--date-source exif files a photo under its capture day; public URLs through the share token fetch the same bytes; --share-links stores a link; rsync --inplace works")
