@@ -189,13 +189,7 @@ final class ContentFetcher: Sendable {
 
     /// Writes a received chunk at `offset` of the local file and marks it held.
     private static func store(_ chunk: UnsafeRawBufferPointer, at offset: Int64, in content: CachedContent) throws(FSError) {
-        var written = 0
-        while written < chunk.count {
-            let n = pwrite(content.fd, chunk.baseAddress! + written, chunk.count - written, off_t(offset) + off_t(written))
-            if n > 0 { written += n } else if n < 0 && errno == EINTR { continue } else {
-                throw .cacheFailure("writing the cached copy: \(String(cString: strerror(errno)))")
-            }
-        }
+        let written = try FileSystem.writeAll(content.fd, offset: offset, bytes: chunk, what: "the cached copy")
         content.condition.lock()
         content.held.insert(offset..<offset + Int64(written))
         content.condition.broadcast()
