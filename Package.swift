@@ -73,11 +73,17 @@ let package = Package(
             dependencies: ["CSQLite"],
             swiftSettings: strict
         ),
+        // The JSON `ncfs-derive` prints and the pipeline reads: one definition for both sides,
+        // in a target of its own so the daemon does not link libvips to read it.
+        .target(
+            name: "DerivationFormat",
+            swiftSettings: strict
+        ),
         // Image derivatives with libvips. Runs in its own process (`ncfs-derive`), so a decoder
         // crash or a huge image never takes the mount down, and each worker's memory is its own.
         .target(
             name: "Imaging",
-            dependencies: ["CVips"],
+            dependencies: ["CVips", "DerivationFormat"],
             swiftSettings: strict + vipsHeaders,
             linkerSettings: [.linkedLibrary("gobject-2.0"), .linkedLibrary("glib-2.0")]
         ),
@@ -90,7 +96,7 @@ let package = Package(
         // `ncfs-derive`, so the daemon itself never links libvips), repair.
         .target(
             name: "Ingest",
-            dependencies: ["Journal", "WebDAV", "HTTPTransport", "FileSystem", "CCrypto",
+            dependencies: ["Journal", "WebDAV", "HTTPTransport", "FileSystem", "CCrypto", "DerivationFormat",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
@@ -134,7 +140,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ImagingTests",
-            dependencies: ["Imaging"],
+            dependencies: ["Imaging", "DerivationFormat"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import DerivationFormat
 import Foundation
 internal import CVips
 

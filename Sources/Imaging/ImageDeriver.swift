@@ -1,3 +1,4 @@
+public import DerivationFormat
 import Foundation
 internal import CVips
 import Synchronization

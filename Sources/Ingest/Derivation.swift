@@ -1,41 +1,17 @@
+import DerivationFormat
 import Foundation
-
-/// What `ncfs-derive` reports for one file (its JSON on stdout).
-struct Derivation: Codable, Sendable {
-    struct Derivative: Codable, Sendable {
-        var kind: String
-        var relativePath: String
-        var width: Int
-        var height: Int
-        var bytes: Int64
-        var mimeType: String
-    }
-
-    var isImage: Bool
-    var format: String?
-    var width: Int?
-    var height: Int?
-    var orientation: Int?
-    var captureDate: String?
-    var palette: [String]?
-    var derivatives: [Derivative]?
-    /// The image could not be decoded or derived (corrupt, truncated).
-    var error: String?
-    /// Why it is not an image at all.
-    var notImage: String?
-}
 
 /// A derivation kept in the item's work folder with the stem it was made for, so a resumed
 /// item uploads exactly the files it made (and a renamed one makes them again).
 private struct KeptDerivation: Codable {
     var stem: String
-    var result: Derivation
+    var result: DerivationResult
 }
 
 extension IngestService {
     /// The item's derivation: the one kept in its work folder if it is complete and for the
     /// current stem, else a new run of `ncfs-derive`.
-    func derivation(for item: IngestItem) throws -> Derivation {
+    func derivation(for item: IngestItem) throws -> DerivationResult {
         guard let staged = item.stagingPath else { throw PermanentFailure(description: "the staged copy is gone") }
         let name = item.originalPath.map { String($0.split(separator: "/").last ?? "") } ?? item.name
         let stem = Self.stem(name)
@@ -43,7 +19,7 @@ extension IngestService {
         let record = work.appendingPathComponent("result.json")
         if let data = try? Data(contentsOf: record), let kept = try? JSONDecoder().decode(KeptDerivation.self, from: data),
            kept.stem == stem,
-           (kept.result.derivatives ?? []).allSatisfy({ FileManager.default.fileExists(atPath: work.appendingPathComponent($0.relativePath).path) }) {
+           kept.result.derivatives.allSatisfy({ FileManager.default.fileExists(atPath: work.appendingPathComponent($0.relativePath).path) }) {
             return kept.result
         }
         try? FileManager.default.removeItem(at: work)
@@ -59,7 +35,7 @@ extension IngestService {
     /// Runs `ncfs-derive` in its own process: a decoder crash or an enormous image costs that
     /// process, never the mount. A crash or a timeout is recorded as the item's derivative
     /// error (the original is persisted regardless); a tool that cannot start fails the item.
-    private func runDeriveTool(source: String, stem: String, into work: URL) throws -> Derivation {
+    private func runDeriveTool(source: String, stem: String, into work: URL) throws -> DerivationResult {
         let process = Process()
         process.executableURL = settings.deriveTool
         process.arguments = ["--source", source, "--stem", stem, "--out", work.path, "--preview-edge", String(settings.previewEdge)]
@@ -82,24 +58,16 @@ extension IngestService {
         while !errorData.isSet { usleep(1000) }
         let stderr = String(decoding: errorData.value.prefix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if process.terminationReason == .uncaughtSignal {
-            var failed = Derivation(isImage: true)
-            failed.error = "ncfs-derive ended by signal \(process.terminationStatus)\(stderr.isEmpty ? "" : ": \(stderr)")"
-            return failed
+            return DerivationResult(isImage: true, error: "ncfs-derive ended by signal \(process.terminationStatus)\(stderr.isEmpty ? "" : ": \(stderr)")")
         }
         guard process.terminationStatus == 0 else {
             throw PermanentFailure(description: "ncfs-derive exited with \(process.terminationStatus): \(stderr)")
         }
         do {
-            return try JSONDecoder().decode(Derivation.self, from: data)
+            return try JSONDecoder().decode(DerivationResult.self, from: data)
         } catch {
             throw PermanentFailure(description: "ncfs-derive printed no result (\(error)): \(String(decoding: data.prefix(300), as: UTF8.self))")
         }
-    }
-}
-
-extension Derivation {
-    init(isImage: Bool) {
-        self.isImage = isImage
     }
 }
 

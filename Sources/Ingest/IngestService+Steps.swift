@@ -185,18 +185,18 @@ extension IngestService {
         item.width = result.width
         item.height = result.height
         item.captureDate = result.captureDate
-        item.palette = result.palette ?? []
+        item.palette = result.palette
         item.derivativeError = result.notImage.map { "not an image: \($0)" } ?? result.error
         var stored: [StoredDerivative] = []
         let dayFolder = settings.prefix + "/" + (item.day ?? "")
-        for derivative in result.derivatives ?? [] {
+        for derivative in result.derivatives {
             let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
             let remote = dayFolder + "/" + derivative.relativePath
             try ensureFolder(String(remote[..<(remote.lastIndex(of: "/") ?? remote.endIndex)]))
             // Derivatives are made from the original again on a retry; replacing is right.
-            try client.put(remote, body: .file(path: local, length: derivative.bytes))
-            stored.append(StoredDerivative(kind: derivative.kind, path: remote, url: url(for: remote), width: derivative.width,
-                                           height: derivative.height, bytes: derivative.bytes, mimeType: derivative.mimeType))
+            try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
+            stored.append(StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
+                                           height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType))
         }
         item.derivatives = stored
         item.state = .succeeded

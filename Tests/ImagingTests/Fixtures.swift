@@ -1,3 +1,4 @@
+import DerivationFormat
 import Foundation
 @testable import Imaging
 
