@@ -215,13 +215,18 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         }
         let now = Date()
         let taken = Set(((try? catalog.allInIncoming()) ?? []).compactMap(\.stagingPath))
-        for path in (try? FileManager.default.subpathsOfDirectory(atPath: folder.root.path)) ?? [] {
-            var st = stat()
-            guard lstat(folder.localPath(path), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, !taken.contains(path),
-                  !IncomingFolder.isTemporaryName(String(path.split(separator: "/").last ?? "")) else { continue }
-            candidates[path] = now
-        }
+        for path in Self.untakenFiles(in: folder.root, taken: taken) { candidates[path] = now }
         if !candidates.isEmpty { logger.info("ingest: \(candidates.count) staged file(s) from an earlier run to take") }
+    }
+
+    /// Regular files under the staging folder `root` (relative paths) with real names that no
+    /// item in `taken` holds: what a crash left before it was taken, or what is still waiting.
+    public static func untakenFiles(in root: URL, taken: Set<String>) -> [String] {
+        ((try? FileManager.default.subpathsOfDirectory(atPath: root.path)) ?? []).filter { path in
+            var st = stat()
+            return lstat(root.appendingPathComponent(path).path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+                && !taken.contains(path) && !IncomingFolder.isTemporaryName(String(path.split(separator: "/").last ?? ""))
+        }
     }
 
     /// Whether the staged file still is the one the item describes (size and mtime).

@@ -61,17 +61,8 @@ struct IngestProgress {
                 throw CLIError(message: "cannot read the catalog \(path): \(error)", code: 1)
             }
         }
-        progress.staged = untakenFiles(in: stagingFolder(folder), taken: inIncoming).count
+        progress.staged = IngestService.untakenFiles(in: stagingFolder(folder), taken: inIncoming).count
         return progress
-    }
-
-    /// Regular files under `staging` with real names that no item holds.
-    static func untakenFiles(in staging: URL, taken: Set<String>) -> [String] {
-        ((try? FileManager.default.subpathsOfDirectory(atPath: staging.path)) ?? []).filter { path in
-            var st = stat()
-            return lstat(staging.appendingPathComponent(path).path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
-                && !taken.contains(path) && !IncomingFolder.isTemporaryName(String(path.split(separator: "/").last ?? ""))
-        }
     }
 
     var active: Int { counts[.pending] + counts[.uploading] + counts[.deriving] }
@@ -231,7 +222,7 @@ struct Backfill: ParsableCommand {
             let staging = IngestProgress.stagingFolder(folder)
             let taken = Set(try catalog.allInIncoming().compactMap(\.stagingPath))
             var entered = 0
-            for relative in IngestProgress.untakenFiles(in: staging, taken: taken) {
+            for relative in IngestService.untakenFiles(in: staging, taken: taken) {
                 var st = stat()
                 guard lstat(staging.appendingPathComponent(relative).path, &st) == 0,
                       Date().timeIntervalSince1970 - Double(st.st_mtim.tv_sec) >= staleAfter else { continue }
