@@ -37,9 +37,6 @@ public protocol Catalog: Sendable {
     /// an original on the server: the one a new copy is a duplicate of.
     func holder(sha256: String, excluding: Int64) throws -> IngestItem?
 
-    /// Whether another item than `excluding` has reserved `originalPath`.
-    func isReserved(originalPath: String, excluding: Int64) throws -> Bool
-
     /// The file names other items than `excluding` reserved in the folder `folder`.
     func reservedNames(in folder: String, excluding: Int64) throws -> [String]
 

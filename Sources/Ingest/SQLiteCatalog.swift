@@ -167,13 +167,6 @@ public final class SQLiteCatalog: Catalog {
             """, [.text(sha256), .integer(excluding)]).first
     }
 
-    public func isReserved(originalPath: String, excluding: Int64) throws -> Bool {
-        let rows = try run { () throws(SQLiteError) in
-            try database.query("SELECT 1 FROM items WHERE original_path = ?1 AND id != ?2", [.text(originalPath), .integer(excluding)])
-        }
-        return !rows.isEmpty
-    }
-
     public func reservedNames(in folder: String, excluding: Int64) throws -> [String] {
         // A range on the index: every path that starts with "folder/" ("0" follows "/").
         let rows = try run { () throws(SQLiteError) in

@@ -29,15 +29,16 @@ struct SQLiteCatalogTests {
         #expect(second.id != first.id)
     }
 
-    @Test("Two items never reserve the same original path; isReserved sees the other's reservation, not one's own")
+    @Test("Two items never reserve the same original path; reservedNames shows the other's reservation, not one's own")
     func oneItemPerOriginalPath() throws {
         var a = try catalog.add(name: "x.jpg", stagingPath: "1/x.jpg", bucket: "p", size: 1, sourceMtime: 1, now: Date())
         var b = try catalog.add(name: "x.jpg", stagingPath: "2/x.jpg", bucket: "p", size: 2, sourceMtime: 1, now: Date())
         a.originalPath = "p/2026/01_02/original/x.jpg"
         a.state = .uploading
         try catalog.update(a)
-        #expect(try catalog.isReserved(originalPath: a.originalPath!, excluding: b.id))
-        #expect(try !catalog.isReserved(originalPath: a.originalPath!, excluding: a.id))
+        #expect(try catalog.reservedNames(in: "p/2026/01_02/original", excluding: b.id) == ["x.jpg"])
+        #expect(try catalog.reservedNames(in: "p/2026/01_02/original", excluding: a.id).isEmpty)
+        #expect(try catalog.reservedNames(in: "p/2026/01_02", excluding: b.id).isEmpty, "names of subfolders are not the folder's")
         b.originalPath = a.originalPath
         #expect(throws: CatalogError.self) { try catalog.update(b) }
     }
