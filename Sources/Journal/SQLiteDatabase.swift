@@ -88,11 +88,14 @@ public final class SQLiteDatabase: @unchecked Sendable {
             throw SQLiteError(code: rc, message: "\(path): \(message)", sql: nil)
         }
         sqlite3_busy_timeout(handle, 5000)
-        self.connection = SQLiteConnection(handle: handle)
+        self.connection = SQLiteConnection(handle: handle, statements: StatementCache())
         self.path = path
     }
 
-    deinit { sqlite3_close_v2(connection.handle) }
+    deinit {
+        connection.statements.finalizeAll()
+        sqlite3_close_v2(connection.handle)
+    }
 
     /// Runs one statement in its own transaction; see `SQLiteConnection.execute`.
     @discardableResult
