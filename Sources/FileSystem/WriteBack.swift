@@ -507,6 +507,18 @@ final class WriteBack: @unchecked Sendable {
             case .unconditional: .none
             }
             outcome = .success(try send(stagingPath, to: path, size: size, mtime: mtime, conditions: conditions, file: file, journalID: journalID))
+        } catch let mismatch as StoredMismatch {
+            // Our own attempt left a broken copy (a proxy or server that acknowledged bytes it
+            // did not store): the next attempt replaces exactly that version, by its ETag;
+            // left at the old base it would fail its precondition and go to a conflict copy,
+            // leaving the broken one under the name.
+            if let etag = mismatch.storedETag, !etag.isEmpty {
+                file.lock.lock()
+                if file.path == path { file.base = .etag(etag) }
+                file.lock.unlock()
+                _ = try? journal.setBaseETag(id: journalID, etag: etag)
+            }
+            outcome = .failure(mismatch.error)
         } catch let error as DAVError where error.kind == .preconditionFailed {
             if let same = identicalOnServer(path, stagingPath: stagingPath, size: size, mtime: mtime) {
                 // The server already has exactly these bytes: an earlier attempt of this
@@ -550,10 +562,18 @@ final class WriteBack: @unchecked Sendable {
             result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
         }
         if !result.mtimeAccepted { try? client.setModificationTime(path, date) }
-        let stored = try client.stat(path)
-        guard (stored.contentLength ?? stored.size) == size else {
+        let stored: DAVResource
+        do {
+            stored = try client.stat(path)
+        } catch let error as DAVError where error.kind == .notFound {
+            // Not "the parent is gone": the PUT itself said it stored the file. Retried.
             throw DAVError(.protocolViolation, method: "PUT", path: path,
-                           detail: "the server stored \(stored.contentLength ?? stored.size ?? -1) bytes of \(size)")
+                           detail: "the server acknowledged the upload but has no file there")
+        }
+        guard (stored.contentLength ?? stored.size) == size else {
+            throw StoredMismatch(storedETag: stored.etag,
+                                 error: DAVError(.protocolViolation, method: "PUT", path: path,
+                                                 detail: "the server stored \(stored.contentLength ?? stored.size ?? -1) bytes of \(size)"))
         }
         var entry = RemoteEntry(stored)
         entry.name = MetadataCache.split(path).name
@@ -670,6 +690,13 @@ final class WriteBack: @unchecked Sendable {
         var entry = RemoteEntry(stored)
         entry.name = MetadataCache.split(path).name
         return entry
+    }
+
+    /// An upload acknowledged by the server that left other bytes than were sent: `storedETag`
+    /// names the version it left. Retried like `error`.
+    struct StoredMismatch: Error {
+        var storedETag: String?
+        var error: DAVError
     }
 
     /// `name (conflict 2026-11-22 190102).ext` next to `path`.

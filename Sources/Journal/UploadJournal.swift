@@ -267,6 +267,15 @@ public final class UploadJournal: Sendable {
             """, [.text(state.rawValue), SQLiteValue(error), .real(Self.now()), .integer(id)], durability: .crashSafe) > 0
     }
 
+    /// Sets the base ETag of upload `id` (crash-safe): the version on the server that the next
+    /// attempt may replace, when an attempt of this upload itself left one there. False when
+    /// the row is gone.
+    @discardableResult
+    public func setBaseETag(id: Int64, etag: String) throws(SQLiteError) -> Bool {
+        try database.execute("UPDATE uploads SET base_etag = ?1, updated_at = ?2 WHERE id = ?3",
+                             [.text(etag), .real(Self.now()), .integer(id)], durability: .crashSafe) > 0
+    }
+
     /// Records (or, with nil, forgets) the chunked upload that carries this row's bytes, so a
     /// restart resumes it rather than sending every chunk again. False when the row is gone.
     @discardableResult

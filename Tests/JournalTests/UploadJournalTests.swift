@@ -99,6 +99,10 @@ struct UploadJournalTests {
         #expect(try journal.upload(at: "x")?.chunkUploadID == nil)
         #expect(try journal.setState(id: 999, state: .uploading) == false)
         #expect(try journal.setChunkUploadID(id: 999, uploadID: "c") == false)
+        // An attempt that left a broken copy moves the base on to that copy's ETag.
+        #expect(try journal.setBaseETag(id: u.id, etag: "\"broken\""))
+        #expect(try journal.upload(at: "x")?.baseETag == "\"broken\"")
+        #expect(try journal.setBaseETag(id: 999, etag: "e") == false)
     }
 
     @Test("setMtime makes a new generation of a pending upload and returns it; nil when nothing is pending")
