@@ -3,7 +3,7 @@ import Foundation
 /// Reads the JSON answers of Nextcloud's OCS API and `status.php`: the envelope, and the few
 /// fields ncfs takes from each route.
 ///
-/// Pure functions of the body, apart from the client that fetched it, so the hostile-input
+/// Pure functions of the body, kept apart from the client that fetches it, so the hostile-input
 /// fuzzer (`ncfs-fuzz`) drives exactly what production runs. Every field is typed on the way
 /// in: a value of the wrong JSON type reads as absent, never as a cast failure or a trap, and a
 /// number counts only when it is an exact integer (`1.5`, `1e300` or `true` are not a quota).

@@ -1,7 +1,8 @@
 // Hostile-input fuzzing of the parsers that read server bytes (`ParserInvariants`).
 //
 // Two builds of one target:
-// - `scripts/fuzz` builds it with `--sanitize fuzzer --sanitize address -Xswiftc -DNCFS_LIBFUZZER`.
+// - `scripts/fuzz` builds it with `--sanitize fuzzer -Xswiftc -sanitize=fuzzer,address
+//   -Xswiftc -DNCFS_LIBFUZZER` (its header says why the sanitizers are spelt twice).
 //   libFuzzer's runtime then brings `main` and calls `LLVMFuzzerTestOneInput` below for every
 //   input it generates; coverage comes from the instrumented Swift targets (WebDAV and this
 //   one; libxml2 itself is a system library and not instrumented). SwiftPM, when the fuzzer
