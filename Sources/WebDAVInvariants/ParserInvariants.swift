@@ -66,15 +66,25 @@ public enum ParserInvariants {
             try MultistatusParser.parse(input, requestURL: tree.requestURL, root: tree.root, limits: tree.limits)
         }
         let pieces = Result { () throws(MultistatusError) in try parseInPieces(input, tree) }
+        var parsed: [[DAVResource]] = []
         switch (whole, pieces) {
-        case (.success(let a), .success(let b)) where a != b:
-            fail("chunking", "the same body fed in pieces gave other resources")
-        case (.success, .failure(let error)), (.failure(let error), .success):
-            fail("chunking", "one way of feeding the body failed (\(error)), the other did not")
-        default:
+        case (.success(let a), .success(let b)):
+            if a != b { fail("chunking", "the same body fed in pieces gave other resources") }
+            parsed = [a]
+        case (.success(let resources), .failure(let error)), (.failure(let error), .success(let resources)):
+            // libxml2 2.9.14 runs a declared non-UTF-8 encoding through iconv, and where the
+            // bytes do not fit that encoding, whether the conversion error ends the parse
+            // depends on where the pieces end (found by the fuzzer). Only that case is let
+            // through, and what was accepted still has to pass every check below.
+            if case .malformed = error, declaresOtherEncoding(input) {
+                parsed = [resources]
+            } else {
+                fail("chunking", "one way of feeding the body failed (\(error)), the other did not")
+            }
+        case (.failure, .failure):
             break
         }
-        guard case .success(let resources) = whole else { return found }
+        guard let resources = parsed.first else { return found }
 
         for resource in resources {
             for problem in resourceProblems(resource) { fail("resource", "\(resource.href.debugDescription): \(problem)") }
@@ -112,6 +122,17 @@ public enum ParserInvariants {
         }
         if let failure { throw failure }
         return try parser.finish()
+    }
+
+    /// Whether libxml2 has to convert the document: a byte-order mark or NUL bytes at the start
+    /// (UTF-16/32), or an XML declaration naming an encoding other than UTF-8.
+    static func declaresOtherEncoding(_ input: [UInt8]) -> Bool {
+        let head = input.prefix(256)
+        if head.first.map({ $0 == 0xFE || $0 == 0xFF || $0 == 0 }) == true || head.prefix(4).contains(0) { return true }
+        let text = String(decoding: head, as: UTF8.self).lowercased()
+        guard let declaration = text.range(of: "encoding=") else { return false }
+        let value = text[declaration.upperBound...].dropFirst().prefix { $0 != "\"" && $0 != "'" }
+        return value != "utf-8" && value != "utf8"
     }
 
     /// What is wrong with one parsed resource; empty when nothing is.
