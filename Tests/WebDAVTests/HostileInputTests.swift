@@ -82,6 +82,16 @@ struct HostileCorpusTests {
         for resource in pieces { #expect(ParserInvariants.resourceProblems(resource) == []) }
     }
 
+    /// The same libxml2 behaviour, minimized by `scripts/fuzz` to a 43-byte body.
+    @Test func minimizedBogusEncodingVerdictDependsOnChunking() throws {
+        let bytes = try hostile("fuzz-violation-5aba30d91714.bin")
+        #expect(ParserInvariants.declaresOtherEncoding(bytes))
+        let wholeAccepted = (try? parsePhotos(bytes)) != nil
+        let piecesAccepted = (try? ParserInvariants.parseInPieces(bytes, ParserInvariants.trees[0])) != nil
+        #expect(wholeAccepted != piecesAccepted)
+        #expect(ParserInvariants.violations(in: bytes) == [])
+    }
+
     @Test func corpusIsThere() {
         #expect(Self.hostileFiles.count >= 40)
         #expect(Self.fixtureFiles.contains("propfind-nextcloud-depth1.xml"))
