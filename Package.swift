@@ -26,6 +26,8 @@ let package = Package(
     products: [
         .executable(name: "ncfs", targets: ["ncfs"]),
         .executable(name: "ncfs-derive", targets: ["ncfs-derive"]),
+        // Hostile-input fuzzer (`scripts/fuzz`); a plain build makes it a corpus replay tool.
+        .executable(name: "ncfs-fuzz", targets: ["ncfs-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -110,6 +112,22 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: Hostile input
+        // The invariants every parse of server bytes must keep, shared by the fuzzer and
+        // WebDAVTests' hostile-input suite.
+        .target(
+            name: "WebDAVInvariants",
+            dependencies: ["WebDAV"],
+            swiftSettings: strict
+        ),
+        // libFuzzer entry point when built with `--sanitize fuzzer -Xswiftc -DNCFS_LIBFUZZER`
+        // (only `scripts/fuzz` does, in its own scratch path); otherwise a replay tool.
+        .executableTarget(
+            name: "ncfs-fuzz",
+            dependencies: ["WebDAVInvariants"],
+            swiftSettings: strict
+        ),
+
         // MARK: Tests
         .target(
             name: "TestSupport",
@@ -124,8 +142,8 @@ let package = Package(
         ),
         .testTarget(
             name: "WebDAVTests",
-            dependencies: ["WebDAV", "TestSupport"],
-            resources: [.copy("Fixtures")],
+            dependencies: ["WebDAV", "WebDAVInvariants", "TestSupport"],
+            resources: [.copy("Fixtures"), .copy("Hostile")],
             swiftSettings: strict
         ),
         .testTarget(

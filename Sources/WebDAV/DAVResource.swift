@@ -45,8 +45,11 @@ public struct DAVResource: Sendable, Equatable {
 
     /// The last path component ("" for the root).
     public var name: String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
+        // Searched byte-wise: a slash followed by a combining mark is one Character, which a
+        // search for the Character "/" passes over, leaving a slash inside the name.
+        let bytes = path.utf8
+        guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return path }
+        return String(decoding: bytes[bytes.index(after: slash)...], as: UTF8.self)
     }
 }
 

@@ -36,7 +36,7 @@ struct MultistatusPropertyValues {
         case .permissions: permissions = V.string(text)
         case .trashFilename: trashFilename = V.string(text)
         case .trashOriginalLocation: trashOriginalLocation = V.string(text)
-        case .trashDeletionTime: trashDeletionTime = V.int64(text).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        case .trashDeletionTime: trashDeletionTime = V.int64(text).flatMap(V.unixTime)
         case .resourceType, .checksums: break
         }
     }
@@ -45,7 +45,10 @@ struct MultistatusPropertyValues {
     /// space- or comma-separated inside a single element (`ChecksumList`), so it is split here.
     mutating func addChecksums(text: ArraySlice<UInt8>) {
         let entries = text.split(whereSeparator: { $0 == UInt8(ascii: ",") || MultistatusValues.isSpace($0) })
-        checksums = (checksums ?? []) + entries.map { MultistatusValues.string($0) }
+        // Appended in place: building a new array per element would make a body of many
+        // `oc:checksum` elements quadratic.
+        if checksums == nil { checksums = [] }
+        checksums?.append(contentsOf: entries.lazy.map { MultistatusValues.string($0) })
     }
 
     /// Takes every value `other` reported (a later 200 propstat wins, which never happens on

@@ -96,6 +96,17 @@ enum MultistatusValues {
         return Date(timeIntervalSince1970: TimeInterval(seconds))
     }
 
+    /// Latest second `httpDate` can produce (9999-12-31T23:59:59Z); seconds since 1970 are
+    /// taken only within the same span either side of 1970.
+    static let maxUnixTime: Int64 = 253_402_300_799
+
+    /// Seconds since 1970 as a Date, nil beyond `maxUnixTime` either way. Without the bound a
+    /// value such as Int64.max becomes a Date whose `Int64(timeIntervalSince1970)` traps (the
+    /// Double rounds up past Int64.max) wherever it is turned back into whole seconds.
+    static func unixTime(_ seconds: Int64) -> Date? {
+        (-maxUnixTime...maxUnixTime).contains(seconds) ? Date(timeIntervalSince1970: TimeInterval(seconds)) : nil
+    }
+
     private static func digit(_ byte: UInt8) -> UInt8? {
         (0x30...0x39).contains(byte) ? byte - 0x30 : nil
     }

@@ -20,7 +20,8 @@ extension WebDAVClient {
         let url = location.url(absolutePath: root)
         let all = try multistatus(method: "PROPFIND", url: url, path: "trash", depth: "1",
                                   body: PropertySet.trash.propfindBody, root: root)
-        return all.filter { !$0.path.isEmpty }
+        // Only the bin's direct entries: a deeper path is not an item restore or delete could name.
+        return all.filter { !$0.path.isEmpty && !$0.path.utf8.contains(UInt8(ascii: "/")) }
     }
 
     /// Restores a trash item (by its trash name) to its original location.
@@ -81,11 +82,10 @@ extension WebDAVClient {
         }
         let request = HTTPRequest(method: "GET", url: location.origin + DAVLocation.percentEncodePath(prefix + "/status.php"))
         let response = try send(request, path: "status.php")
-        do {
-            return try JSONDecoder().decode(ServerStatus.self, from: Data(response.body))
-        } catch {
+        guard let status = OCSAnswer.serverStatus(response.body) else {
             throw DAVError(.protocolViolation, method: "GET", path: "status.php", detail: "not Nextcloud's status.php JSON")
         }
+        return status
     }
 
     /// GET/POST on an OCS v2 route, returning `ocs.data`.
@@ -104,8 +104,7 @@ extension WebDAVClient {
         }
         let url = location.origin + DAVLocation.percentEncodePath("\(prefix)/ocs/v2.php/\(route)") + "?format=json"
         let response = try send(HTTPRequest(method: method, url: url, headers: headers, body: body), path: route)
-        guard let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-              let ocs = json["ocs"] as? [String: Any], let data = ocs["data"] else {
+        guard let data = OCSAnswer.data(response.body) else {
             throw DAVError(.protocolViolation, method: method, path: route, detail: "not an OCS JSON answer")
         }
         return data
@@ -113,23 +112,19 @@ extension WebDAVClient {
 
     /// The signed-in user (`cloud/user`): the real user id, which can differ from the login name.
     public func currentUser() throws -> OCSUser {
-        guard let data = try ocs("GET", "cloud/user") as? [String: Any], let id = data["id"] as? String else {
+        guard let user = OCSAnswer.user(try ocs("GET", "cloud/user")) else {
             throw DAVError(.protocolViolation, method: "GET", path: "cloud/user", detail: "no user id in the answer")
         }
-        let quota = data["quota"] as? [String: Any]
-        return OCSUser(id: id, displayName: data["display-name"] as? String ?? data["displayname"] as? String,
-                       quotaUsed: (quota?["used"] as? NSNumber)?.int64Value,
-                       quotaFree: (quota?["free"] as? NSNumber)?.int64Value)
+        return user
     }
 
     /// Reads the capabilities and, from them, the server's name rules (which then apply to
     /// every later request of this client).
     @discardableResult
     public func loadCapabilities() throws -> Capabilities {
-        guard let data = try ocs("GET", "cloud/capabilities") as? [String: Any] else {
+        guard let caps = OCSAnswer.capabilities(try ocs("GET", "cloud/capabilities")) else {
             throw DAVError(.protocolViolation, method: "GET", path: "cloud/capabilities", detail: "no data")
         }
-        let caps = Capabilities(json: data)
         nameRules.value = caps.nameRules
         return caps
     }
@@ -137,11 +132,11 @@ extension WebDAVClient {
     /// Creates a read-only public link share of `path` and returns its token.
     public func createPublicShare(_ path: String) throws -> PublicShare {
         let relative = "/" + location.filesRelative(path)
-        guard let data = try ocs("POST", "apps/files_sharing/api/v1/shares", form: [("path", relative), ("shareType", "3")]) as? [String: Any],
-              let token = data["token"] as? String else {
+        let data = try ocs("POST", "apps/files_sharing/api/v1/shares", form: [("path", relative), ("shareType", "3")])
+        guard let share = OCSAnswer.share(data) else {
             throw DAVError(.protocolViolation, method: "POST", path: "shares", detail: "no share token in the answer")
         }
-        return PublicShare(id: "\(data["id"] ?? "")", token: token, url: data["url"] as? String)
+        return share
     }
 }
 
@@ -191,7 +186,8 @@ public struct Capabilities: Sendable {
         // ".part" is refused by the server whatever the configuration says (reference §8.1).
         if !rules.forbiddenExtensions.contains(where: { $0.lowercased() == ".part" }) { rules.forbiddenExtensions.append(".part") }
         nameRules = rules
-        bruteforceDelayMs = ((caps["bruteforce"] as? [String: Any])?["delay"] as? NSNumber)?.intValue ?? 0
+        // A negative or non-integral delay is not a throttle.
+        bruteforceDelayMs = OCSAnswer.int64((caps["bruteforce"] as? [String: Any])?["delay"]).map { Int(clamping: max(0, $0)) } ?? 0
     }
 }
 

@@ -48,15 +48,34 @@ public final class WebDAVClient: Sendable {
     /// A folder and its children in one `Depth: 1` request.
     public func list(_ path: String, properties: PropertySet = .listing) throws -> (folder: DAVResource, children: [DAVResource]) {
         let p = DAVLocation.normalize(path)
-        var all = try propfind(p, depth: .one, properties: properties)
-        guard let index = all.firstIndex(where: { $0.path == p }) else {
+        return try Self.splitListing(try propfind(p, depth: .one, properties: properties), folder: p)
+    }
+
+    /// Splits the responses of a `Depth: 1` PROPFIND on `folder` (a normalized path) into the
+    /// folder and its children.
+    ///
+    /// The server is not trusted to answer only what was asked: an entry further down (or
+    /// elsewhere under the root) would otherwise appear as a child under its last name, and a
+    /// name sent twice would appear twice in one directory. Such entries are dropped; of a
+    /// repeated name the first is kept, as for the folder itself.
+    public static func splitListing(_ responses: [DAVResource], folder p: String) throws -> (folder: DAVResource, children: [DAVResource]) {
+        guard let folder = responses.first(where: { $0.path == p }) else {
             throw DAVError(.protocolViolation, method: "PROPFIND", path: p, detail: "the listing does not contain the folder itself")
         }
-        let folder = all.remove(at: index)
         guard folder.isCollection else {
             throw DAVError(.conflict, method: "PROPFIND", path: p, detail: "not a folder")
         }
-        return (folder, all)
+        // Byte-wise, like `DAVResource.name`: a combining mark after a slash makes the two one
+        // Character, which Character comparisons would not take for a slash.
+        let prefix = Array((p.isEmpty ? "" : p + "/").utf8)
+        var seen = Set<String>()
+        let children = responses.filter { child in
+            let path = child.path.utf8
+            guard path.count > prefix.count, path.starts(with: prefix),
+                  !path.dropFirst(prefix.count).contains(UInt8(ascii: "/")) else { return false }
+            return seen.insert(child.name).inserted
+        }
+        return (folder, children)
     }
 
     /// Sends a request whose answer is a multistatus and parses it as it arrives.
