@@ -494,7 +494,10 @@ class Connection:
             self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         data = httpio.decoded_body(self.cfile, framing, LIE_LIMIT)
         rec["req_bytes"] = len(data)
-        fake = [("ETag", '"faultproxy-%x"' % int(time.time() * 1e6)), ("OC-ETag", '"faultproxy-%x"' % int(time.time() * 1e6))]
+        tag = '"faultproxy-%x"' % int(time.time() * 1e6)
+        fake = [("ETag", tag), ("OC-ETag", tag)]
+        if head.get("X-OC-Mtime"):
+            fake.append(("X-OC-MTime", "accepted"))  # as Nextcloud says when it kept the sent mtime
         if rule.forward_bytes is None:
             rec.update(outcome="lied: 0 of %d bytes, request not forwarded" % len(data), status=201)
             return self.answer(201, b"", fake, keep=client_keep)
