@@ -110,13 +110,19 @@ public final class FaultProxy: @unchecked Sendable {
     // MARK: NCFS_TEST_FAULTS
 
     /// Rules from `NCFS_TEST_FAULTS`, or nil when it is unset or empty. The value is a
-    /// comma-separated list of `KIND:RATE[:SEED]`, each one rule on every request:
-    /// `5xx` (500, 502, 503 or 504, drawn with the seed), a status code such as `503` or `429`,
-    /// `reset` (connection reset instead of an answer) or `truncate` (half the body, then close).
+    /// comma-separated list of `KIND:RATE[:SEED]`, each hitting that share of all requests:
+    /// - `5xx`: faults a client is expected to survive. Requests that may be repeated (GET, PUT,
+    ///   PROPFIND, DELETE, …) get 500, 502, 503 or 504 (drawn with the seed); MOVE, COPY, MKCOL,
+    ///   POST, LOCK and UNLOCK get only 503, because after a 500 nobody can tell whether they were
+    ///   applied, and ncfs by design does not repeat them (README: Retries) — the operation fails
+    ///   with EIO, which no fault-free test expects.
+    /// - `5xx-strict`: any of the four on every method.
+    /// - a status code such as `503` or `429`; `reset` (connection reset instead of an answer);
+    ///   `truncate` (half the body, then close).
     /// Example: `NCFS_TEST_FAULTS=5xx:0.1:7` fails 10 % of requests with a 5xx, reproducibly.
     public static func environmentRules() throws -> [[String: Any]]? {
         guard let value = ProcessInfo.processInfo.environment["NCFS_TEST_FAULTS"], !value.isEmpty else { return nil }
-        return try value.split(separator: ",").map { item in
+        return try value.split(separator: ",").flatMap { item -> [[String: Any]] in
             let parts = item.split(separator: ":").map(String.init)
             guard parts.count >= 2, let rate = Double(parts[1]), rate > 0, rate <= 1 else {
                 throw FaultProxyError.control("NCFS_TEST_FAULTS item \(item): expected KIND:RATE[:SEED] with 0 < RATE <= 1")
@@ -124,13 +130,20 @@ public final class FaultProxy: @unchecked Sendable {
             var rule: [String: Any] = ["probability": rate, "count": -1, "seed": parts.count > 2 ? (Int(parts[2]) ?? 1) : 1,
                                        "note": "NCFS_TEST_FAULTS \(item)"]
             switch parts[0] {
-            case "5xx": rule["status"] = [500, 502, 503, 504]
+            case "5xx":
+                let unrepeatable = ["MOVE", "COPY", "MKCOL", "POST", "LOCK", "UNLOCK"]
+                var once = rule
+                once["method"] = unrepeatable
+                once["status"] = 503
+                rule["status"] = [500, 502, 503, 504]
+                return [once, rule]  // tried in order: the unrepeatable methods never reach the second
+            case "5xx-strict": rule["status"] = [500, 502, 503, 504]
             case "reset": rule["action"] = "reset"
             case "truncate": rule["action"] = "truncate"
             case let code where Int(code).map({ (400...599).contains($0) }) == true: rule["status"] = Int(code)!
-            default: throw FaultProxyError.control("NCFS_TEST_FAULTS kind \(parts[0]): expected 5xx, a status code, reset or truncate")
+            default: throw FaultProxyError.control("NCFS_TEST_FAULTS kind \(parts[0]): expected 5xx, 5xx-strict, a status code, reset or truncate")
             }
-            return rule
+            return [rule]
         }
     }
 }
