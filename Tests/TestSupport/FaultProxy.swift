@@ -131,12 +131,14 @@ public final class FaultProxy: @unchecked Sendable {
                                        "note": "NCFS_TEST_FAULTS \(item)"]
             switch parts[0] {
             case "5xx":
-                let unrepeatable = ["MOVE", "COPY", "MKCOL", "POST", "LOCK", "UNLOCK"]
-                var once = rule
-                once["method"] = unrepeatable
-                once["status"] = 503
+                // Two rules by method, not one after the other: a request a rule does not draw
+                // goes on to the next rule, so the second must not match the first's methods.
+                var unrepeatable = rule
+                unrepeatable["method"] = ["MOVE", "COPY", "MKCOL", "POST", "LOCK", "UNLOCK"]
+                unrepeatable["status"] = 503
+                rule["method"] = ["GET", "HEAD", "PUT", "DELETE", "PROPFIND", "PROPPATCH", "SEARCH", "OPTIONS", "REPORT"]
                 rule["status"] = [500, 502, 503, 504]
-                return [once, rule]  // tried in order: the unrepeatable methods never reach the second
+                return [unrepeatable, rule]
             case "5xx-strict": rule["status"] = [500, 502, 503, 504]
             case "reset": rule["action"] = "reset"
             case "truncate": rule["action"] = "truncate"

@@ -609,6 +609,9 @@ def main(argv=None):
         proxy.stopping.set()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A parent may hand down a mask with these blocked (Foundation's Process does, from a
+    # Swift test runner): then SIGTERM would wait for SIGKILL.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     worker = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     worker.start()
     proxy.stopping.wait(args.max_runtime)
