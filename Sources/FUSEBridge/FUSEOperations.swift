@@ -139,20 +139,30 @@ enum FUSEOperations {
                 r.reply(created: attributes, handle: fh, timeout: fs.kernelTimeout)
             }
         }
+        // Writes and flushes are answered on the FUSE thread: they touch only local files (a
+        // staged copy or incoming/) and the journal, never the network, so a hop to the worker
+        // pool would only add two thread switches (and, for a write, a copy of its buffer) to
+        // every one of them. A flush that waits (an fsync, the journal's lock) holds one loop
+        // thread; libfuse starts another for the next request.
         ops.write = { req, _, buf, size, off, fi in
             let fh = fi!.pointee.fh
-            // The buffer dies when this callback returns: copy it before the hop.
-            let bytes = Array(UnsafeRawBufferPointer(start: buf, count: size))
-            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
-                let written = bytes.withUnsafeBytes { raw in Result { () throws(FSError) in try fs.write(fh, offset: Int64(off), bytes: raw) } }
-                fuse_reply_write(r.raw, try written.get())
+            let request = Request(raw: req!)
+            do throws(FSError) {
+                let written = try FUSEOperations.bridge(req).fileSystem.write(fh, offset: Int64(off),
+                                                                               bytes: UnsafeRawBufferPointer(start: buf, count: size))
+                fuse_reply_write(req, written)
+            } catch {
+                request.reply(error: error)
             }
         }
         ops.flush = { req, _, fi in
             let fh = fi!.pointee.fh
-            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
-                try fs.flush(fh)
-                r.replyOK()
+            let request = Request(raw: req!)
+            do throws(FSError) {
+                try FUSEOperations.bridge(req).fileSystem.flush(fh)
+                request.replyOK()
+            } catch {
+                request.reply(error: error)
             }
         }
         ops.fsync = { req, _, _, fi in

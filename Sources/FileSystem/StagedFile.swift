@@ -46,6 +46,9 @@ final class StagedFile: @unchecked Sendable {
     var writers = 0
     /// Changed since the journal last recorded it.
     var dirty = false
+    /// Of those changes, some were to the bytes (or the staging file was replaced), not only
+    /// to the mtime: recording them means making the bytes durable again.
+    var contentChanged = false
     var journalID: Int64?
     /// The journal's generation of the recorded content; `uploadedGeneration` the last one
     /// the server has.

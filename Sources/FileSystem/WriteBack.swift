@@ -8,8 +8,10 @@ import WebDAV
 /// Staged files and their uploads: the write half of the mount.
 ///
 /// The life of a written file: `stage` makes a local staging file (empty, or the server's
-/// content when a writer keeps it); writes go to it; the last close fsyncs it and records it
-/// in the journal (`record`) before returning, so from then on a crash loses nothing; after a
+/// content when a writer keeps it); writes go to it; each close makes it durable and records
+/// it in the journal (`record`) before returning — a small file's bytes in the journal row
+/// itself, one fsync in all; a larger one fsynced in place — so from then on a crash loses
+/// nothing; after a
 /// short settle delay (rsync renames its temp file and sets the mtime right after closing)
 /// an uploader thread sends it — PUT, or chunked above the threshold — with `If-Match` on the
 /// ETag it was based on, checks the size the server stored, and only then drops the journal
@@ -28,6 +30,10 @@ final class WriteBack: @unchecked Sendable {
         var chunkThreshold: Int64 = 10 << 20
         var chunkSize: Int64 = 10 << 20
         var uploaders = 4
+        /// Files up to this size are kept in their journal row when closed, so that the row's
+        /// commit is their close's only fsync (the staging file is rebuilt from it after a
+        /// crash); larger ones have their staging file fsynced.
+        var inlineLimit: Int64 = 256 << 10
         /// How long `fsync` waits for the upload before it fails with EIO.
         var fsyncTimeout: Double = 120
     }
@@ -66,6 +72,11 @@ final class WriteBack: @unchecked Sendable {
         let pending = try journal.all()
         let known = Set(pending.map { URL(fileURLWithPath: $0.stagingFile).lastPathComponent })
         for upload in pending {
+            // Bytes kept in the row are the recorded content; the staging file may have lost
+            // them (it was never fsynced), so it is written anew from the row.
+            if let content = try journal.content(id: upload.id) {
+                try Self.restore(content, to: upload.stagingFile)
+            }
             let file = StagedFile(path: upload.remotePath, stagingPath: upload.stagingFile, size: upload.size, mtime: upload.mtime,
                                   base: StagedFile.Base(journalValue: upload.baseETag), fileID: 0)
             file.journalID = upload.id
@@ -84,6 +95,17 @@ final class WriteBack: @unchecked Sendable {
         if !pending.isEmpty {
             logger.notice("resuming \(pending.count) pending upload(s) from the journal (\(interrupted) interrupted mid-upload)")
         }
+    }
+
+    /// Writes `content` as the whole staging file at `path`, fsynced.
+    private static func restore(_ content: [UInt8], to path: String) throws {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FSError.cacheFailure("restoring the staged copy \(path): \(FileSystem.lastErrorText())") }
+        defer { Glibc.close(fd) }
+        _ = try content.withUnsafeBytes { bytes throws(FSError) in
+            try FileSystem.writeAll(fd, offset: 0, bytes: bytes, what: "the staged copy \(path)")
+        }
+        guard fsync(fd) == 0 else { throw FSError.cacheFailure("fsync of the staged copy \(path): \(FileSystem.lastErrorText())") }
     }
 
     func start() {
@@ -129,6 +151,8 @@ final class WriteBack: @unchecked Sendable {
                     }
                 }
                 file.stagingPath = copy
+                // The journal row names the old staging file: the next record must name this one.
+                file.contentChanged = true
             }
             file.writers += 1
             file.notBefore = .distantFuture
@@ -158,6 +182,8 @@ final class WriteBack: @unchecked Sendable {
                               base: base, fileID: entry?.fileID ?? 0)
         file.writers = 1
         file.dirty = truncate || entry == nil
+        // The server's content, fetched into a new staging file, is not durable here yet.
+        file.contentChanged = true
         condition.lock()
         if let raced = files[path] {
             // Another opener staged it first: use theirs.
@@ -172,35 +198,66 @@ final class WriteBack: @unchecked Sendable {
         return file
     }
 
-    /// Makes the content durable (fsync) and recorded in the journal, if it changed. Called
-    /// by every close (`flush`), so `close` returns only when a crash can no longer lose it.
+    /// Makes the content durable and recorded in the journal, if it changed. Called by every
+    /// close (`flush`), so `close` returns only when a crash can no longer lose it. A change of
+    /// the mtime alone (utimens after close, as rsync does) is recorded without the bytes.
     func record(_ file: StagedFile) throws(FSError) {
         file.lock.lock()
         guard file.dirty else { file.lock.unlock(); return }
-        let stagingPath = file.stagingPath
+        let (stagingPath, size, contentChanged, recorded) = (file.stagingPath, file.size, file.contentChanged, file.journalID != nil)
         file.dirty = false
+        file.contentChanged = false
         file.lock.unlock()
-
-        let fd = Glibc.open(stagingPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0, fsync(fd) == 0 else {
-            let reason = String(cString: strerror(errno))
-            if fd >= 0 { Glibc.close(fd) }
-            file.lock.lock(); file.dirty = true; file.lock.unlock()
-            throw .cacheFailure("fsync of the staged copy of /\(file.path): \(reason)")
+        do throws(FSError) {
+            if !contentChanged && recorded, try recordMtime(file) { return }
+            try recordContent(file, stagingPath: stagingPath, size: size)
+        } catch {
+            // Recorded again, whole, by the next close.
+            file.lock.lock(); file.dirty = true; file.contentChanged = true; file.lock.unlock()
+            throw error
         }
-        Glibc.close(fd)
+    }
+
+    /// Gives the file's journal row its new mtime. False when the row is gone (its upload
+    /// completed meanwhile) or is another's: then the file must be recorded whole.
+    private func recordMtime(_ file: StagedFile) throws(FSError) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        file.lock.lock()
+        let (path, mtime, journalID) = (file.path, file.mtime, file.journalID)
+        file.lock.unlock()
+        let row: PendingUpload?
+        do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { throw .cacheFailure("journal: \(error)") }
+        guard let row, row.id == journalID else { return false }
+        file.lock.lock(); file.generation = row.generation; file.lock.unlock()
+        return true
+    }
+
+    /// Records the staging file's `size` bytes: in the journal row when small, else fsynced
+    /// in place and named by the row.
+    private func recordContent(_ file: StagedFile, stagingPath: String, size: Int64) throws(FSError) {
+        let fd = Glibc.open(stagingPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cacheFailure("opening the staged copy of /\(file.path): \(FileSystem.lastErrorText())") }
+        defer { Glibc.close(fd) }
+        // Short (truncated while we read): fsync in place instead.
+        let content = size <= settings.inlineLimit ? Self.read(fd, count: size) : nil
+        if content == nil && fsync(fd) != 0 {
+            throw .cacheFailure("fsync of the staged copy of /\(file.path): \(FileSystem.lastErrorText())")
+        }
         // Under `condition`, so an upload finishing now (which completes the journal row and
         // moves the base ETag on, also under it) is either wholly before or wholly after.
         condition.lock(); defer { condition.unlock() }
         file.lock.lock()
-        let (path, size, mtime, base) = (file.path, file.size, file.mtime, file.base)
+        let (path, currentSize, mtime, base) = (file.path, file.size, file.mtime, file.base)
         let switched = file.stagingPath != stagingPath
-        if switched { file.dirty = true }
+        if switched { file.dirty = true; file.contentChanged = true }
         file.lock.unlock()
         // Copied on write meanwhile: the writer of the new copy records that one when it closes.
         if switched { return }
+        // A write since `size` was taken has marked the file dirty again, for its own close.
+        let recordedSize = content == nil ? currentSize : size
         do {
-            let row = try journal.upsert(remotePath: path, stagingFile: stagingPath, size: size, mtime: mtime, baseETag: base.journalValue)
+            let row = try journal.upsert(remotePath: path, stagingFile: stagingPath, size: recordedSize, mtime: mtime, baseETag: base.journalValue,
+                                         content: content)
             file.lock.lock()
             // A new row (the previous one completed meanwhile) counts its generations from 1:
             // what was uploaded under the old row says nothing about it.
@@ -209,9 +266,21 @@ final class WriteBack: @unchecked Sendable {
             file.generation = row.generation
             file.lock.unlock()
         } catch {
-            file.lock.lock(); file.dirty = true; file.lock.unlock()
             throw .cacheFailure("journal: \(error)")
         }
+    }
+
+    /// Exactly `count` bytes from the start of `fd`, or nil if it has fewer.
+    private static func read(_ fd: Int32, count: Int64) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: Int(count))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            done += n
+        }
+        return bytes
     }
 
     /// A writer closed (release): once no writer is left, the upload may start after the
@@ -233,6 +302,7 @@ final class WriteBack: @unchecked Sendable {
         if let extend { file.size = max(file.size, extend) }
         file.mtime = mtime ?? (size != nil || extend != nil ? Int64(Date().timeIntervalSince1970) : file.mtime)
         file.dirty = true
+        if size != nil || extend != nil { file.contentChanged = true }
         file.failedPermanently = false
         file.lock.unlock()
     }
@@ -437,6 +507,18 @@ final class WriteBack: @unchecked Sendable {
             case .unconditional: .none
             }
             outcome = .success(try send(stagingPath, to: path, size: size, mtime: mtime, conditions: conditions, file: file, journalID: journalID))
+        } catch let mismatch as StoredMismatch {
+            // Our own attempt left a broken copy (a proxy or server that acknowledged bytes it
+            // did not store): the next attempt replaces exactly that version, by its ETag;
+            // left at the old base it would fail its precondition and go to a conflict copy,
+            // leaving the broken one under the name.
+            if let etag = mismatch.storedETag, !etag.isEmpty {
+                file.lock.lock()
+                if file.path == path { file.base = .etag(etag) }
+                file.lock.unlock()
+                _ = try? journal.setBaseETag(id: journalID, etag: etag)
+            }
+            outcome = .failure(mismatch.error)
         } catch let error as DAVError where error.kind == .preconditionFailed {
             if let same = identicalOnServer(path, stagingPath: stagingPath, size: size, mtime: mtime) {
                 // The server already has exactly these bytes: an earlier attempt of this
@@ -480,10 +562,18 @@ final class WriteBack: @unchecked Sendable {
             result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
         }
         if !result.mtimeAccepted { try? client.setModificationTime(path, date) }
-        let stored = try client.stat(path)
-        guard (stored.contentLength ?? stored.size) == size else {
+        let stored: DAVResource
+        do {
+            stored = try client.stat(path)
+        } catch let error as DAVError where error.kind == .notFound {
+            // Not "the parent is gone": the PUT itself said it stored the file. Retried.
             throw DAVError(.protocolViolation, method: "PUT", path: path,
-                           detail: "the server stored \(stored.contentLength ?? stored.size ?? -1) bytes of \(size)")
+                           detail: "the server acknowledged the upload but has no file there")
+        }
+        guard (stored.contentLength ?? stored.size) == size else {
+            throw StoredMismatch(storedETag: stored.etag,
+                                 error: DAVError(.protocolViolation, method: "PUT", path: path,
+                                                 detail: "the server stored \(stored.contentLength ?? stored.size ?? -1) bytes of \(size)"))
         }
         var entry = RemoteEntry(stored)
         entry.name = MetadataCache.split(path).name
@@ -492,6 +582,11 @@ final class WriteBack: @unchecked Sendable {
 
     private func finish(_ file: StagedFile, outcome: Result<RemoteEntry, DAVError>, uploadedPath: String, originalPath: String,
                         stagingPath: String, generation: Int64, journalID: Int64, attempt: Int) {
+        // Staging files to delete, deleted once `condition` is released (declared first, this
+        // defer runs last): an unlink can take milliseconds (ext4 mounted with `discard`
+        // waits for the device), and every close, create and rename waits for `condition`.
+        var leftovers: [String] = []
+        defer { for path in leftovers { unlink(path) } }
         condition.lock()
         defer { condition.broadcast(); condition.unlock() }
         file.lock.lock()
@@ -505,7 +600,7 @@ final class WriteBack: @unchecked Sendable {
             if removed {
                 // Unlinked while uploading: the name must not reappear on the server.
                 try? client.delete(uploadedPath)
-                unlink(stagingPath)
+                leftovers.append(stagingPath)
                 return
             }
             if movedMeanwhile {
@@ -540,7 +635,7 @@ final class WriteBack: @unchecked Sendable {
                 files[currentPath] = nil
                 overlay.unstage(currentPath, file, replacement: .present(entry, since: Overlay.now()))
             }
-            if stagingPath != file.stagingPath || idle { unlink(stagingPath) }
+            if stagingPath != file.stagingPath || idle { leftovers.append(stagingPath) }
         case .failure(let error):
             let fsError = FSError.remote(error)
             let permanent: Bool
@@ -561,7 +656,7 @@ final class WriteBack: @unchecked Sendable {
             file.lock.unlock()
             _ = try? journal.setState(id: journalID, state: permanent ? .failed : .pending, error: "\(error)")
             logger.warning("upload of /\(originalPath) failed (attempt \(attempt)\(permanent ? ", kept until the file changes" : ", retrying in \(Int(delay)) s")): \(error)")
-            if removed { unlink(stagingPath) }
+            if removed { leftovers.append(stagingPath) }
         }
     }
 
@@ -595,6 +690,13 @@ final class WriteBack: @unchecked Sendable {
         var entry = RemoteEntry(stored)
         entry.name = MetadataCache.split(path).name
         return entry
+    }
+
+    /// An upload acknowledged by the server that left other bytes than were sent: `storedETag`
+    /// names the version it left. Retried like `error`.
+    struct StoredMismatch: Error {
+        var storedETag: String?
+        var error: DAVError
     }
 
     /// `name (conflict 2026-11-22 190102).ext` next to `path`.

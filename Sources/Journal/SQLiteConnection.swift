@@ -5,11 +5,12 @@ internal import CSQLite
 /// statements run through it belong to that transaction. Noncopyable and only ever borrowed,
 /// so it cannot outlive the body, and with it the lock that makes using it safe.
 ///
-/// Each statement is prepared, run and finalized in one call. The journal runs a handful of
-/// statements per file closed, so preparing (microseconds) is noise next to the fsync of every
-/// commit (milliseconds).
+/// Each statement is prepared once and kept (`StatementCache`, keyed by its SQL): the journal
+/// runs a handful of the same statements for every file written, most of them committed
+/// without an fsync, so preparing them again each time would be a large part of their cost.
 public struct SQLiteConnection: ~Copyable {
     let handle: OpaquePointer
+    let statements: StatementCache
 
     /// Runs one statement to completion and returns the number of rows it inserted, updated or
     /// deleted (0 for other statements).
@@ -53,23 +54,36 @@ public struct SQLiteConnection: ~Copyable {
         SQLiteError(code: code, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
     }
 
-    /// Prepares exactly one statement (trailing statements are refused rather than silently
-    /// ignored, which is what `sqlite3_prepare_v2` would do), binds every parameter, runs
-    /// `body`, finalizes.
-    private func withStatement<T>(
-        _ sql: String, _ bindings: [SQLiteValue], _ body: (OpaquePointer) throws(SQLiteError) -> T
-    ) throws(SQLiteError) -> T {
+    /// The prepared statement for `sql`, from the cache or prepared now. Exactly one statement:
+    /// trailing statements are refused rather than silently ignored, which is what
+    /// `sqlite3_prepare_v3` would do.
+    private func prepared(_ sql: String) throws(SQLiteError) -> OpaquePointer {
+        if let statement = statements.byText[sql] { return statement }
         var statement: OpaquePointer?
         let (rc, rest) = sql.withCString { text in
             var tail: UnsafePointer<CChar>?
-            let rc = sqlite3_prepare_v2(handle, text, -1, &statement, &tail)
+            let rc = sqlite3_prepare_v3(handle, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, &tail)
             return (rc, tail.map { String(cString: $0) } ?? "")
         }
-        defer { sqlite3_finalize(statement) }
-        guard rc == SQLITE_OK else { throw error(rc, sql) }
+        guard rc == SQLITE_OK else { sqlite3_finalize(statement); throw error(rc, sql) }
         guard let statement else { throw SQLiteError(code: SQLITE_MISUSE, message: "no statement", sql: sql) }
         guard rest.allSatisfy(\.isWhitespace) else {
+            sqlite3_finalize(statement)
             throw SQLiteError(code: SQLITE_MISUSE, message: "more than one statement", sql: sql)
+        }
+        statements.byText[sql] = statement
+        return statement
+    }
+
+    /// Binds every parameter of the statement for `sql`, runs `body`, then resets the
+    /// statement and clears its bindings for the next use (a blob bound is not kept alive).
+    private func withStatement<T>(
+        _ sql: String, _ bindings: [SQLiteValue], _ body: (OpaquePointer) throws(SQLiteError) -> T
+    ) throws(SQLiteError) -> T {
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
         }
         let parameters = Int(sqlite3_bind_parameter_count(statement))
         guard parameters == bindings.count else {
@@ -131,5 +145,16 @@ public struct SQLiteConnection: ~Copyable {
         default:
             return .null
         }
+    }
+}
+
+/// The prepared statements of one connection, by SQL text. Used only while the connection's
+/// owner holds its lock (like the connection itself); `finalizeAll` runs before it closes.
+final class StatementCache: @unchecked Sendable {
+    var byText: [String: OpaquePointer] = [:]
+
+    func finalizeAll() {
+        for statement in byText.values { sqlite3_finalize(statement) }
+        byText = [:]
     }
 }

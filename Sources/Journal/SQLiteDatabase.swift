@@ -7,10 +7,14 @@ internal import CSQLite
 /// Every database opened for writing runs with
 /// - `journal_mode=WAL`: a commit appends to the `-wal` file instead of rewriting pages, and
 ///   readers in other processes (`ncfs status`) read while the daemon writes, without blocking it;
-/// - `synchronous=FULL`: every commit is fsynced before it returns, so a committed change
-///   survives a crash of the daemon or of the machine (NORMAL, the usual WAL setting, may lose
-///   the last commits on power loss, and a pending upload is exactly what must not be lost);
+/// - `synchronous=FULL` by default: a commit is fsynced before it returns, so a committed change
+///   survives a crash of the daemon or of the machine. A caller may ask for less per statement
+///   (`Durability.crashSafe`: NORMAL, the usual WAL setting) for changes that are cheap to lose
+///   on power loss: they survive a crash of the process, and the next durable commit (or
+///   checkpoint) makes them durable too, since the WAL is synced in order;
 /// - `foreign_keys=ON` (SQLite leaves them off for compatibility);
+/// - `temp_store=MEMORY`: the statement journal of an UPDATE of several rows lives in memory,
+///   not in a temporary file created and deleted for every such statement;
 /// - a 5 s busy timeout: inside one process the lock below serialises all use, so waits come
 ///   only from another process (a checkpoint, a second writer by mistake) and are short.
 ///
@@ -26,6 +30,24 @@ public final class SQLiteDatabase: @unchecked Sendable {
     private let lock = NSLock()
     private let connection: SQLiteConnection
     public let path: String
+    /// The connection's `synchronous` setting now (guarded by `lock`); nil for a read-only one.
+    private var synchronous: Durability?
+
+    /// How far a commit is on disk when it returns.
+    public enum Durability: Sendable {
+        /// fsynced (`synchronous=FULL`): survives power loss.
+        case durable
+        /// Written to the WAL but not synced (`synchronous=NORMAL`): survives a crash of this
+        /// process, not of the machine, until the next durable commit or checkpoint syncs it.
+        case crashSafe
+
+        var pragma: String {
+            switch self {
+            case .durable: "PRAGMA synchronous = FULL"
+            case .crashSafe: "PRAGMA synchronous = NORMAL"
+            }
+        }
+    }
 
     /// Opens (creating if needed) the database at `path` for reading and writing.
     public convenience init(path: String) throws(SQLiteError) {
@@ -44,8 +66,10 @@ public final class SQLiteDatabase: @unchecked Sendable {
         guard mode == "wal" else {
             throw SQLiteError(code: SQLITE_ERROR, message: "journal mode is \(mode ?? "unknown"), not WAL", sql: "PRAGMA journal_mode = WAL")
         }
-        try execute("PRAGMA synchronous = FULL")
+        try execute(Durability.durable.pragma)
+        synchronous = .durable
         try execute("PRAGMA foreign_keys = ON")
+        try execute("PRAGMA temp_store = MEMORY")
     }
 
     /// Opens an existing database only for reading, for a process other than the one that
@@ -64,23 +88,36 @@ public final class SQLiteDatabase: @unchecked Sendable {
             throw SQLiteError(code: rc, message: "\(path): \(message)", sql: nil)
         }
         sqlite3_busy_timeout(handle, 5000)
-        self.connection = SQLiteConnection(handle: handle)
+        self.connection = SQLiteConnection(handle: handle, statements: StatementCache())
         self.path = path
     }
 
-    deinit { sqlite3_close_v2(connection.handle) }
+    deinit {
+        connection.statements.finalizeAll()
+        sqlite3_close_v2(connection.handle)
+    }
 
     /// Runs one statement in its own transaction; see `SQLiteConnection.execute`.
     @discardableResult
-    public func execute(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> Int {
+    public func execute(_ sql: String, _ bindings: [SQLiteValue] = [], durability: Durability = .durable) throws(SQLiteError) -> Int {
         lock.lock(); defer { lock.unlock() }
+        try use(durability)
         return try connection.execute(sql, bindings)
     }
 
     /// Runs one statement in its own transaction; see `SQLiteConnection.query`.
-    public func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> [SQLiteRow] {
+    public func query(_ sql: String, _ bindings: [SQLiteValue] = [], durability: Durability = .durable) throws(SQLiteError) -> [SQLiteRow] {
         lock.lock(); defer { lock.unlock() }
+        try use(durability)
         return try connection.query(sql, bindings)
+    }
+
+    /// Switches the connection's `synchronous` setting for the next commit (caller holds
+    /// `lock`; outside any transaction, where SQLite takes the change).
+    private func use(_ durability: Durability) throws(SQLiteError) {
+        guard let current = synchronous, current != durability else { return }
+        try connection.execute(durability.pragma)
+        synchronous = durability
     }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it (or the
@@ -88,8 +125,10 @@ public final class SQLiteDatabase: @unchecked Sendable {
     /// reads before it writes waits for another writer at its start (busy timeout) instead of
     /// failing halfway with `SQLITE_BUSY_SNAPSHOT`, which WAL gives a read that turns into a write.
     @discardableResult
-    public func transaction<T>(_ body: (borrowing SQLiteConnection) throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+    public func transaction<T>(durability: Durability = .durable,
+                               _ body: (borrowing SQLiteConnection) throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         lock.lock(); defer { lock.unlock() }
+        try use(durability)
         try connection.execute("BEGIN IMMEDIATE")
         do {
             let result = try body(connection)

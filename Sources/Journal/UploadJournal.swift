@@ -7,6 +7,19 @@ internal import CSQLite
 /// the uploader works from these rows and deletes one only when the server holds exactly the
 /// version it describes. So a crash or `kill -9` of the daemon loses nothing: at the next start
 /// `recoverInterrupted` puts interrupted attempts back to pending and every row is uploaded.
+/// A small file's bytes can be kept with its row (table `contents`): then the commit that
+/// records it is the only fsync its close costs, and the staging file is rebuilt from the
+/// journal after a crash. They sit in a table of their own so that the many small updates of
+/// a row (state, mtime, name) never rewrite them.
+///
+/// Durability per change: new content (`upsert`) and forgetting an upload (`remove`,
+/// `removeTree`) are fsynced before they return. A new mtime or name (`setMtime`, `rename`)
+/// and the uploader's bookkeeping (`setState`, `setChunkUploadID`, `complete`) are only
+/// crash-safe: they survive a crash of the daemon, and become durable with the next fsynced
+/// commit. Power loss right after one of them brings back the row as it was, which costs an
+/// upload under the name or mtime before (as a local file system may lose a rename that was
+/// not fsynced), or an upload the server already has (settled by its precondition); never
+/// the content.
 ///
 /// Each change that needs a new upload (new content through `upsert`, a new mtime, a new name)
 /// raises the row's `generation`, puts it back to `pending` and clears its attempts. An upload
@@ -21,7 +34,7 @@ internal import CSQLite
 /// `SQLiteDatabase`); readers in other processes open the file with `init(readOnlyPath:)`.
 public final class UploadJournal: Sendable {
     /// The `user_version` this code writes and reads.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     private let database: SQLiteDatabase
 
@@ -64,6 +77,10 @@ public final class UploadJournal: Sendable {
             switch try db.userVersion() {
             case 0:
                 try Self.createSchema(db)
+            case 1:
+                // Version 2 added `contents`; a version-1 row has all its bytes in its staging file.
+                try Self.createContents(db)
+                try db.setUserVersion(Self.schemaVersion)
             case Self.schemaVersion:
                 break
             case let version:
@@ -100,7 +117,17 @@ public final class UploadJournal: Sendable {
                 updated_at REAL NOT NULL
             ) STRICT
             """)
+        try createContents(db)
         try db.setUserVersion(schemaVersion)
+    }
+
+    private static func createContents(_ db: borrowing SQLiteConnection) throws(SQLiteError) {
+        try db.execute("""
+            CREATE TABLE contents (
+                upload_id INTEGER PRIMARY KEY REFERENCES uploads (id) ON DELETE CASCADE,
+                bytes BLOB NOT NULL
+            ) STRICT
+            """)
     }
 
     private static func unknownSchema(_ version: Int) -> SQLiteError {
@@ -116,11 +143,18 @@ public final class UploadJournal: Sendable {
     /// `pending` with no attempts, error or chunked upload, and keeps its `createdAt` and (when
     /// `baseETag` is nil) its base ETag: the server still holds the version the first change
     /// was based on. The caller deletes a staging file it no longer uses.
+    ///
+    /// `content`, when given, is the file's whole content (`size` bytes), kept in the journal
+    /// so that the caller need not fsync the staging file: `content(id:)` gives it back after
+    /// a crash. Without it the caller has fsynced the staging file, and a content an earlier
+    /// upsert kept is dropped.
     @discardableResult
     public func upsert(remotePath: String, stagingFile: String, size: Int64, mtime: Int64,
-                       baseETag: String? = nil) throws(SQLiteError) -> PendingUpload {
+                       baseETag: String? = nil, content: [UInt8]? = nil) throws(SQLiteError) -> PendingUpload {
+        precondition(content.map { Int64($0.count) == size } ?? true, "the content kept must be the whole file")
         let now = Self.now()
-        let rows = try database.query("""
+        return try database.transaction { db throws(SQLiteError) in
+            let rows = try db.query("""
             INSERT INTO uploads (remote_path, staging_file, size, mtime, base_etag, state, attempts, generation, created_at, updated_at)
             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, 1, ?6, ?6)
             ON CONFLICT (remote_path) DO UPDATE SET
@@ -130,21 +164,34 @@ public final class UploadJournal: Sendable {
                 generation = generation + 1, updated_at = excluded.updated_at
             RETURNING *
             """, [.text(Self.key(remotePath)), .text(stagingFile), .integer(size), .integer(mtime), SQLiteValue(baseETag), .real(now)])
-        guard let row = rows.first else {
-            throw SQLiteError(code: SQLITE_INTERNAL, message: "upsert returned no row", sql: nil)
+            guard let row = rows.first else {
+                throw SQLiteError(code: SQLITE_INTERNAL, message: "upsert returned no row", sql: nil)
+            }
+            let upload = try PendingUpload(row: row)
+            if let content {
+                try db.execute("""
+                    INSERT INTO contents (upload_id, bytes) VALUES (?1, ?2)
+                    ON CONFLICT (upload_id) DO UPDATE SET bytes = excluded.bytes
+                    """, [.integer(upload.id), .blob(content)])
+            } else {
+                try db.execute("DELETE FROM contents WHERE upload_id = ?", [.integer(upload.id)])
+            }
+            return upload
         }
-        return try PendingUpload(row: row)
     }
 
-    /// Sets the mtime of a pending upload (`utimens`, as rsync does after writing). A new
-    /// generation, since an upload already running sends the old mtime. False when the path
-    /// has no pending upload: the caller then changes the mtime on the server instead.
+    /// Sets the mtime of a pending upload (`utimens`, as rsync does after writing); crash-safe.
+    /// A new generation, since an upload already running sends the old mtime. Returns the row
+    /// as changed, or nil when the path has no pending upload: the caller then records the
+    /// file with `upsert`, or changes the mtime on the server.
     @discardableResult
-    public func setMtime(remotePath: String, mtime: Int64) throws(SQLiteError) -> Bool {
-        try database.execute("""
+    public func setMtime(remotePath: String, mtime: Int64) throws(SQLiteError) -> PendingUpload? {
+        try database.query("""
             UPDATE uploads SET mtime = ?1, generation = generation + 1, state = 'pending', attempts = 0, updated_at = ?2
             WHERE remote_path = ?3
-            """, [.integer(mtime), .real(Self.now()), .text(Self.key(remotePath))]) > 0
+            RETURNING *
+            """, [.integer(mtime), .real(Self.now()), .text(Self.key(remotePath))], durability: .crashSafe)
+            .first.map { row throws(SQLiteError) in try PendingUpload(row: row) }
     }
 
     /// Renames the pending upload at `from` and every pending upload below `from/` (a folder
@@ -173,7 +220,7 @@ public final class UploadJournal: Sendable {
         precondition(!from.isEmpty && !to.isEmpty, "the mount root is never renamed")
         if from == to { return RenameOutcome(renamed: 0, replaced: nil) }
         let now = Self.now()
-        return try database.transaction { db throws(SQLiteError) in
+        return try database.transaction(durability: .crashSafe) { db throws(SQLiteError) in
             let replaced = try db.query("DELETE FROM uploads WHERE remote_path = ? RETURNING *", [.text(to)])
                 .first.map { row throws(SQLiteError) in try PendingUpload(row: row) }
             // length() and substr() both count characters, so the new path is `to` followed by
@@ -217,7 +264,16 @@ public final class UploadJournal: Sendable {
             UPDATE uploads SET state = ?1, attempts = attempts + (?1 = 'uploading'), last_error = coalesce(?2, last_error),
                 updated_at = ?3
             WHERE id = ?4
-            """, [.text(state.rawValue), SQLiteValue(error), .real(Self.now()), .integer(id)]) > 0
+            """, [.text(state.rawValue), SQLiteValue(error), .real(Self.now()), .integer(id)], durability: .crashSafe) > 0
+    }
+
+    /// Sets the base ETag of upload `id` (crash-safe): the version on the server that the next
+    /// attempt may replace, when an attempt of this upload itself left one there. False when
+    /// the row is gone.
+    @discardableResult
+    public func setBaseETag(id: Int64, etag: String) throws(SQLiteError) -> Bool {
+        try database.execute("UPDATE uploads SET base_etag = ?1, updated_at = ?2 WHERE id = ?3",
+                             [.text(etag), .real(Self.now()), .integer(id)], durability: .crashSafe) > 0
     }
 
     /// Records (or, with nil, forgets) the chunked upload that carries this row's bytes, so a
@@ -225,7 +281,7 @@ public final class UploadJournal: Sendable {
     @discardableResult
     public func setChunkUploadID(id: Int64, uploadID: String?) throws(SQLiteError) -> Bool {
         try database.execute("UPDATE uploads SET chunk_upload_id = ?1, updated_at = ?2 WHERE id = ?3",
-                             [SQLiteValue(uploadID), .real(Self.now()), .integer(id)]) > 0
+                             [SQLiteValue(uploadID), .real(Self.now()), .integer(id)], durability: .crashSafe) > 0
     }
 
     /// The server now holds generation `generation` of upload `id`, with ETag `serverETag`.
@@ -236,7 +292,7 @@ public final class UploadJournal: Sendable {
     @discardableResult
     public func complete(id: Int64, generation: Int64, serverETag: String?) throws(SQLiteError) -> Bool {
         let now = Self.now()
-        return try database.transaction { db throws(SQLiteError) in
+        return try database.transaction(durability: .crashSafe) { db throws(SQLiteError) in
             if try db.execute("DELETE FROM uploads WHERE id = ? AND generation = ?", [.integer(id), .integer(generation)]) > 0 {
                 return true
             }
@@ -264,6 +320,14 @@ public final class UploadJournal: Sendable {
     /// Every pending upload, oldest first.
     public func all() throws(SQLiteError) -> [PendingUpload] {
         try Self.uploads(database.query("SELECT * FROM uploads ORDER BY created_at, id"))
+    }
+
+    /// The content `upsert` kept for upload `id`: nil when it keeps none (its bytes are in its
+    /// fsynced staging file) or the row is gone.
+    public func content(id: Int64) throws(SQLiteError) -> [UInt8]? {
+        guard case .blob(let bytes)? = try database.query("SELECT bytes FROM contents WHERE upload_id = ?", [.integer(id)]).first?[0]
+        else { return nil }
+        return bytes
     }
 
     public func summary() throws(SQLiteError) -> Summary {

@@ -14,7 +14,11 @@ struct UploadJournalDurabilityTests {
             try journal.upsert(remotePath: "photos/\(i).jpg", stagingFile: "staging/\(i)", size: Int64(i), mtime: Int64(i))
         }
         for i in stride(from: 0, to: 200, by: 3) { try journal.remove(remotePath: "photos/\(i).jpg") }
+        let kept = try journal.upsert(remotePath: "photos/kept.bin", stagingFile: "staging/kept", size: 3, mtime: 1, content: [1, 2, 3])
+        // The crash-safe (not fsynced) changes survive a dying process as well: they are in the WAL.
         _ = try journal.rename(from: "photos", to: "pictures")
+        try journal.setState(id: kept.id, state: .uploading)
+        try #require(try journal.setMtime(remotePath: "pictures/1.jpg", mtime: 77) != nil)
         let committed = try journal.all()
 
         // What a kill -9 or a power cut after these commits leaves on disk: the database file
@@ -32,7 +36,10 @@ struct UploadJournalDurabilityTests {
         #expect(try database.integrityCheck() == "ok")
         let recovered = try UploadJournal(path: crashed.path("journal.sqlite"))
         #expect(try recovered.all() == committed)
-        #expect(committed.count == 133 && committed.allSatisfy { $0.remotePath.hasPrefix("pictures/") })
+        #expect(try recovered.content(id: kept.id) == [1, 2, 3])
+        #expect(committed.count == 134 && committed.allSatisfy { $0.remotePath.hasPrefix("pictures/") })
+        #expect(committed.first { $0.id == kept.id }?.state == .uploading)
+        #expect(committed.first { $0.remotePath == "pictures/1.jpg" }?.mtime == 77)
     }
 
     @Test("rows survive close and reopen; a reader in another process sees the daemon's commits",

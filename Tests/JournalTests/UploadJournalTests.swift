@@ -99,18 +99,77 @@ struct UploadJournalTests {
         #expect(try journal.upload(at: "x")?.chunkUploadID == nil)
         #expect(try journal.setState(id: 999, state: .uploading) == false)
         #expect(try journal.setChunkUploadID(id: 999, uploadID: "c") == false)
+        // An attempt that left a broken copy moves the base on to that copy's ETag.
+        #expect(try journal.setBaseETag(id: u.id, etag: "\"broken\""))
+        #expect(try journal.upload(at: "x")?.baseETag == "\"broken\"")
+        #expect(try journal.setBaseETag(id: 999, etag: "e") == false)
     }
 
-    @Test("setMtime makes a new generation of a pending upload; false when nothing is pending")
+    @Test("setMtime makes a new generation of a pending upload and returns it; nil when nothing is pending")
     func mtime() throws {
         let folder = try TemporaryFolder()
         let journal = try UploadJournal(path: folder.path("j.sqlite"))
-        let u = try journal.upsert(remotePath: ".IMG.jpg.x1Y2z3", stagingFile: "s", size: 1, mtime: 1)
+        let u = try journal.upsert(remotePath: ".IMG.jpg.x1Y2z3", stagingFile: "s", size: 1, mtime: 1, content: [7])
         try journal.setState(id: u.id, state: .uploading)
-        #expect(try journal.setMtime(remotePath: ".IMG.jpg.x1Y2z3", mtime: 1_600_000_000))
+        let returned = try #require(try journal.setMtime(remotePath: ".IMG.jpg.x1Y2z3", mtime: 1_600_000_000))
         let changed = try #require(try journal.upload(at: ".IMG.jpg.x1Y2z3"))
+        #expect(returned == changed)
         #expect(changed.mtime == 1_600_000_000 && changed.generation == 2 && changed.state == .pending && changed.attempts == 0)
-        #expect(try journal.setMtime(remotePath: "not-pending", mtime: 5) == false)
+        #expect(try journal.content(id: u.id) == [7], "a new mtime keeps the bytes kept in the row")
+        #expect(try journal.setMtime(remotePath: "not-pending", mtime: 5) == nil)
+    }
+
+    @Test("a small file's bytes kept in its row: read back by id, replaced or dropped by the next upsert, gone with the row")
+    func keptContent() throws {
+        let folder = try TemporaryFolder()
+        let journal = try UploadJournal(path: folder.path("j.sqlite"))
+        let bytes = (0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let u = try journal.upsert(remotePath: "a.bin", stagingFile: "s1", size: Int64(bytes.count), mtime: 1, content: bytes)
+        #expect(try journal.content(id: u.id) == bytes)
+        #expect(try journal.all() == [u], "listing rows does not need their bytes")
+        let empty = try journal.upsert(remotePath: "empty", stagingFile: "s2", size: 0, mtime: 1, content: [])
+        #expect(try journal.content(id: empty.id) == [], "an empty file keeps an empty content, not none")
+
+        // Grown past the inline size: fsynced in place, and the old bytes must not come back.
+        let v2 = try journal.upsert(remotePath: "a.bin", stagingFile: "s3", size: 5_000_000, mtime: 2)
+        #expect(v2.id == u.id && v2.generation == 2)
+        #expect(try journal.content(id: u.id) == nil)
+        let v3 = try journal.upsert(remotePath: "a.bin", stagingFile: "s4", size: 3, mtime: 3, content: [1, 2, 3])
+        #expect(try journal.content(id: v3.id) == [1, 2, 3])
+
+        _ = try journal.rename(from: "a.bin", to: "b.bin")
+        #expect(try journal.content(id: v3.id) == [1, 2, 3], "the bytes follow a rename")
+        #expect(try journal.complete(id: v3.id, generation: try #require(try journal.upload(at: "b.bin")).generation, serverETag: "e"))
+        #expect(try journal.content(id: v3.id) == nil)
+    }
+
+    @Test("a version-1 journal (no content column) opens as version 2 with its rows intact")
+    func migration() throws {
+        let folder = try TemporaryFolder()
+        let path = folder.path("j.sqlite")
+        do {
+            let old = try SQLiteDatabase(path: path)
+            try old.execute("""
+                CREATE TABLE uploads (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, remote_path TEXT NOT NULL UNIQUE, staging_file TEXT NOT NULL,
+                    size INTEGER NOT NULL, mtime INTEGER NOT NULL, base_etag TEXT,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'uploading', 'failed')), attempts INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT, chunk_upload_id TEXT, generation INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL
+                ) STRICT
+                """)
+            try old.execute("""
+                INSERT INTO uploads (remote_path, staging_file, size, mtime, state, generation, created_at, updated_at)
+                VALUES ('kept.txt', 'staging/1', 5, 9, 'uploading', 3, 1, 1)
+                """)
+            try old.execute("PRAGMA user_version = 1")
+        }
+        let journal = try UploadJournal(path: path)
+        let row = try #require(try journal.upload(at: "kept.txt"))
+        #expect(row.stagingFile == "staging/1" && row.size == 5 && row.generation == 3)
+        #expect(try journal.content(id: row.id) == nil)
+        let next = try journal.upsert(remotePath: "new.txt", stagingFile: "staging/2", size: 2, mtime: 1, content: [1, 2])
+        #expect(try journal.content(id: next.id) == [1, 2])
+        #expect(try SQLiteDatabase(path: path).userVersion() == UploadJournal.schemaVersion)
     }
 
     @Test("paths are stored NFC without outer slashes, whatever spelling a call uses")
@@ -279,9 +338,10 @@ struct UploadJournalTests {
         #expect(try mode(path) == 0o600)
 
         let newer = folder.path("newer.sqlite")
-        try SQLiteDatabase(path: newer).transaction { tx throws(SQLiteError) in try tx.setUserVersion(2) }
+        let future = UploadJournal.schemaVersion + 1
+        try SQLiteDatabase(path: newer).transaction { tx throws(SQLiteError) in try tx.setUserVersion(future) }
         let refused = try #require(throws: SQLiteError.self) { _ = try UploadJournal(path: newer) }
-        #expect(refused.message.contains("user_version 2"))
+        #expect(refused.message.contains("user_version \(future)"))
         #expect(throws: SQLiteError.self) { _ = try UploadJournal(readOnlyPath: newer) }
 
         let empty = folder.path("empty.sqlite")
