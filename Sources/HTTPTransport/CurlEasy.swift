@@ -64,6 +64,13 @@ final class CurlEasy {
         _ = ncfs_curl_setopt_long(handle, CURLOPT_BUFFERSIZE, 256 << 10)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        // libcurl resends a request by itself when a reused connection dies before the first
+        // byte of the answer ("Connection died, retrying a fresh connect"): right for a stale
+        // idle connection, wrong for a MOVE/COPY/MKCOL/POST the server may already have applied
+        // (the copy then answers 404 or 405 for an operation that succeeded, or a POST happens
+        // twice). Such requests get a new connection, on which libcurl never resends; the
+        // connection joins the pool afterwards, so idempotent requests reuse it.
+        if !request.idempotent { _ = ncfs_curl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1) }
         _ = ncfs_curl_setopt_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
         _ = ncfs_curl_setopt_string(handle, CURLOPT_USERAGENT, configuration.userAgent)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeout.milliseconds)

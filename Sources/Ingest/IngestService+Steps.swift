@@ -195,6 +195,12 @@ extension IngestService {
             try ensureFolder(String(remote[..<(remote.lastIndex(of: "/") ?? remote.endIndex)]))
             // Derivatives are made from the original again on a retry; replacing is right.
             try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
+            // Verified like the original: the catalog records these bytes, so a short write
+            // answered 2xx (a proxy, a full disk) must fail the step, not become a record.
+            let onServer = try client.stat(remote, properties: .listing)
+            guard onServer.size == Int64(derivative.bytes) else {
+                throw DAVError(.server, method: "PUT", path: remote, detail: "the server stored \(onServer.size ?? -1) of \(derivative.bytes) bytes")
+            }
             stored.append(StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
                                            height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType))
         }

@@ -73,6 +73,11 @@ import TestSupport
         #expect(throws: HTTPError.self) { try client().perform(move) }
         // The server logs the reset request with status 0; a resend would add a second line.
         #expect(server.requests(since: mark).map(\.status) == [0], "the reset MOVE must not be sent again")
+        // Also on a client whose idle kept-alive connection libcurl would otherwise reuse.
+        try server.fault(method: "MOVE", pathContains: "a.txt", action: "reset", count: 1)
+        let again = server.requests(since: 0).count
+        #expect(throws: HTTPError.self) { try http.perform(move) }
+        #expect(server.requests(since: again).map(\.status) == [0], "the reset MOVE must not be resent on a fresh connection")
 
         // 423 means "not applied": safe to send a MOVE again.
         try server.fault(method: "MOVE", pathContains: "a.txt", status: 423, count: 1)

@@ -4,18 +4,32 @@ import TestSupport
 /// `ncfs mount` of a test server, run as a subprocess (the built `.build/debug/ncfs`) so a
 /// kernel wait can never deadlock the test process. `unmount()` (also from `deinit`) ends it
 /// in every outcome: `fusermount3 -u`, then SIGKILL and a lazy unmount if it lingers.
+///
+/// With a `FaultProxy`, the daemon's requests go through it (`http_proxy`; the URL stays the
+/// server's, so state folder, catalog URLs and `runNCFS` are unchanged). With
+/// `NCFS_TEST_FAULTS` set (see `FaultProxy.environmentRules`), every mount of a plain-HTTP
+/// server that was given no proxy gets one of its own with those rules, stopped with the daemon.
 final class MountedServer: @unchecked Sendable {
-    // @unchecked: `process` is set in init and cleared once in `unmount`, called from the test's thread.
+    // @unchecked: `process` and `ownedProxy` are set in init and cleared once in `unmount`/`kill`,
+    // called from the test's thread.
     let server: TestServer
     let mountpoint: URL
     private var process: Process?
     let log: URL
+    /// The proxy between the daemon and the server, if any.
+    let proxy: FaultProxy?
+    private var ownedProxy: FaultProxy?
 
     static var binary: String { TestServer.repositoryRoot.appendingPathComponent(".build/debug/ncfs").path }
 
     /// `options` go in as `-o` options, `arguments` as they are (flags such as `--time-zone UTC`).
-    init(_ server: TestServer, options: [String] = [], arguments: [String] = [], environment: [String: String] = [:]) throws {
+    init(_ server: TestServer, options: [String] = [], arguments: [String] = [], environment: [String: String] = [:],
+         proxy: FaultProxy? = nil) throws {
         self.server = server
+        if proxy == nil, server.origin.hasPrefix("http://"), let rules = try FaultProxy.environmentRules() {
+            ownedProxy = try FaultProxy(rules: rules)
+        }
+        self.proxy = proxy ?? ownedProxy
         mountpoint = server.dataDir.appendingPathComponent("mnt")
         log = server.dataDir.appendingPathComponent("mount.log")
         try FileManager.default.createDirectory(at: mountpoint, withIntermediateDirectories: true)
@@ -31,6 +45,11 @@ final class MountedServer: @unchecked Sendable {
         env["XDG_CONFIG_HOME"] = server.dataDir.path
         env["XDG_CACHE_HOME"] = server.dataDir.path
         env["XDG_STATE_HOME"] = server.dataDir.path
+        if let through = self.proxy {
+            env["http_proxy"] = through.proxyURL  // libcurl reads only the lower-case name for http
+            env["no_proxy"] = nil
+            env["NO_PROXY"] = nil
+        }
         env.merge(environment) { _, new in new }
         p.environment = env
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -69,9 +88,16 @@ final class MountedServer: @unchecked Sendable {
             Glibc.kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10)
+            stopOwnedProxy()
             return nil
         }
+        stopOwnedProxy()
         return p.terminationStatus
+    }
+
+    private func stopOwnedProxy() {
+        ownedProxy?.stop()
+        ownedProxy = nil
     }
 
     /// Ends the daemon with SIGKILL (a crash), then detaches the dead mount.
@@ -81,6 +107,7 @@ final class MountedServer: @unchecked Sendable {
         Glibc.kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10)
+        stopOwnedProxy()
     }
 
     /// The daemon's last warnings and errors (for failure messages).
