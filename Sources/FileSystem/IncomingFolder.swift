@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import RemoteCache
+import WebDAV
 
 /// What the ingest pipeline tells the `incoming/` folder, and is told by it. Paths are relative
 /// to the incoming folder ("photos/a.jpg").
@@ -71,7 +72,7 @@ public final class IncomingFolder: @unchecked Sendable {
         guard lstat(localPath(relative), &st) == 0 else { return nil }
         let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
         guard isDirectory || (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        let leaf = relative.isEmpty ? name : String(relative.split(separator: "/").last ?? "")
+        let leaf = relative.isEmpty ? name : (PathBytes.components(relative).last ?? "")
         return RemoteEntry(name: leaf, isDirectory: isDirectory, size: isDirectory ? 0 : Int64(st.st_size),
                            mtime: Int64(st.st_mtim.tv_sec), etag: "", fileID: 0, permissions: Permissions("RGDNVCK"))
     }

@@ -1,5 +1,6 @@
 import DerivationFormat
 import Foundation
+import WebDAV
 
 /// A derivation kept in the item's work folder with the stem it was made for, so a resumed
 /// item uploads exactly the files it made (and a renamed one makes them again).
@@ -13,7 +14,7 @@ extension IngestService {
     /// current stem, else a new run of `ncfs-derive`.
     func derivation(for item: IngestItem) throws -> DerivationResult {
         guard let staged = item.stagingPath else { throw PermanentFailure(description: "the staged copy is gone") }
-        let name = item.originalPath.map { String($0.split(separator: "/").last ?? "") } ?? item.name
+        let name = item.originalPath.map { PathBytes.components($0).last ?? "" } ?? item.name
         let stem = Self.stem(name)
         let work = workFolder(item)
         let record = work.appendingPathComponent("result.json")

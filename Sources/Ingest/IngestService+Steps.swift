@@ -135,7 +135,7 @@ extension IngestService {
                 try put(local, to: path, size: item.size, mtime: item.sourceMtime, checksum: checksum, conditions: .init(ifMatch: etag))
             } else {
                 logger.info("ingest: /\(path) was taken on the server meanwhile; choosing another name")
-                noteOriginal(String(path.split(separator: "/").last ?? ""), in: originalFolder(item), checksums: existing.checksums)
+                noteOriginal(PathBytes.lastComponent(path), in: originalFolder(item), checksums: existing.checksums)
                 item.originalPath = nil
                 item.originalURL = nil
                 item.state = .pending
@@ -152,7 +152,7 @@ extension IngestService {
         guard stored.size == item.size else {
             throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored.size ?? -1) of \(item.size) bytes")
         }
-        noteOriginal(String(path.split(separator: "/").last ?? ""), in: originalFolder(item), checksums: [checksum])
+        noteOriginal(PathBytes.lastComponent(path), in: originalFolder(item), checksums: [checksum])
         if settings.shareLinks && item.shareURL == nil {
             do { item.shareURL = try client.createPublicShare(path).url } catch {
                 logger.warning("ingest: public link for /\(path): \(error)")
@@ -192,7 +192,7 @@ extension IngestService {
         for derivative in result.derivatives {
             let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
             let remote = dayFolder + "/" + derivative.relativePath
-            try ensureFolder(String(remote[..<(remote.lastIndex(of: "/") ?? remote.endIndex)]))
+            try ensureFolder(remote.utf8.contains(UInt8(ascii: "/")) ? PathBytes.split(remote).parent : remote)
             // Derivatives are made from the original again on a retry; replacing is right.
             try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
             // Verified like the original: the catalog records these bytes, so a short write
@@ -229,7 +229,7 @@ extension IngestService {
         var folders: [String] = []
         if item.originalPath != nil, item.state == .succeeded {
             folders.append(originalFolder(item))
-            folders += item.derivatives.map { String($0.path[..<($0.path.lastIndex(of: "/") ?? $0.path.endIndex)]) }
+            folders += item.derivatives.map { $0.path.utf8.contains(UInt8(ascii: "/")) ? PathBytes.split($0.path).parent : $0.path }
             folders.append(settings.prefix + "/" + (item.day ?? ""))
         }
         onFinished(Array(Set(folders)), staged)

@@ -1,5 +1,6 @@
 import FileSystem
 import Foundation
+import WebDAV
 public import Logging
 public import WebDAV
 
@@ -160,7 +161,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     }
 
     public func changed(_ path: String) {
-        let name = String(path.split(separator: "/").last ?? "")
+        let name = PathBytes.components(path).last ?? ""
         guard !IncomingFolder.isTemporaryName(name) else { return }
         condition.lock()
         candidates[path] = Date().addingTimeInterval(settings.quietDelay)
@@ -190,7 +191,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     }
 
     public func attributes(_ path: String) -> [String: String] {
-        let name = String(path.split(separator: "/").last ?? "")
+        let name = PathBytes.components(path).last ?? ""
         if IncomingFolder.isTemporaryName(name) { return ["user.ncfs.status": "temporary"] }
         guard let item = try? catalog.inIncoming(stagingPath: path) else { return ["user.ncfs.status": "waiting"] }
         var attributes = ["user.ncfs.status": item.state.rawValue, "user.ncfs.id": String(item.id)]
@@ -225,7 +226,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         ((try? FileManager.default.subpathsOfDirectory(atPath: root.path)) ?? []).filter { path in
             var st = stat()
             return lstat(root.appendingPathComponent(path).path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
-                && !taken.contains(path) && !IncomingFolder.isTemporaryName(String(path.split(separator: "/").last ?? ""))
+                && !taken.contains(path) && !IncomingFolder.isTemporaryName(PathBytes.components(path).last ?? "")
         }
     }
 
@@ -294,7 +295,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
                     item.nextAttemptAt = now
                     try catalog.update(item)
                 } else {
-                    let name = String(path.split(separator: "/").last ?? "")
+                    let name = PathBytes.components(path).last ?? ""
                     let item = try catalog.add(name: name, stagingPath: path, bucket: settings.prefix, size: size, sourceMtime: mtime, now: now)
                     logger.debug("ingest: took incoming/\(path) as item \(item.id)")
                 }
@@ -342,7 +343,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     func ensureFolder(_ path: String) throws {
         if foldersLock.withLock({ knownFolders.contains(path) }) { return }
         var prefix = ""
-        for component in path.split(separator: "/") {
+        for component in PathBytes.components(path) {
             prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
             if foldersLock.withLock({ knownFolders.contains(prefix) }) { continue }
             do {

@@ -1,4 +1,5 @@
 import Foundation
+import WebDAV
 public import Logging
 public import WebDAV
 
@@ -243,7 +244,6 @@ public final class MetadataCache: @unchecked Sendable {
 
     /// ("a/b", "c") for "a/b/c"; ("", "c") for "c".
     public static func split(_ path: String) -> (parent: String, name: String) {
-        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
-        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
+        PathBytes.split(path)
     }
 }

@@ -227,7 +227,7 @@ struct Backfill: ParsableCommand {
                 guard lstat(staging.appendingPathComponent(relative).path, &st) == 0,
                       Date().timeIntervalSince1970 - Double(st.st_mtim.tv_sec) >= staleAfter else { continue }
                 do {
-                    let item = try catalog.add(name: String(relative.split(separator: "/").last ?? ""), stagingPath: relative,
+                    let item = try catalog.add(name: PathBytes.components(relative).last ?? "", stagingPath: relative,
                                                bucket: "", size: Int64(st.st_size), sourceMtime: Int64(st.st_mtim.tv_sec), now: Date())
                     print("entered incoming/\(relative) as item \(item.id)")
                     entered += 1
@@ -277,7 +277,7 @@ struct Quarantine: RemoteCommand {
         let items = try catalog.items(states: [.succeeded], limit: limit == 0 ? nil : limit)
         var listings: [String: [String: Int64]?] = [:]
         func size(of remote: String) throws -> Int64?? {
-            let parent = remote.lastIndex(of: "/").map { String(remote[..<$0]) } ?? ""
+            let parent = PathBytes.split(remote).parent
             if listings[parent] == nil {
                 do {
                     let children = try client.list(parent, properties: .listing).children
@@ -286,7 +286,7 @@ struct Quarantine: RemoteCommand {
                     listings[parent] = .some(nil)
                 }
             }
-            guard let listing = listings[parent]!, let found = listing[String(remote.split(separator: "/").last ?? "")] else { return .some(nil) }
+            guard let listing = listings[parent]!, let found = listing[PathBytes.lastComponent(remote)] else { return .some(nil) }
             return .some(found)
         }
         var broken = 0
