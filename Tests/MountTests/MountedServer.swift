@@ -1,8 +1,8 @@
 import Foundation
 import TestSupport
 
-/// `ncfs mount` of a test server, run as a subprocess (the built `.build/debug/ncfs`) so a
-/// kernel wait can never deadlock the test process. `unmount()` (also from `deinit`) ends it
+/// `ncfs mount` of a test server, run as a subprocess (the built `ncfs` in
+/// `TestServer.buildDirectory`) so a kernel wait can never deadlock the test process. `unmount()` (also from `deinit`) ends it
 /// in every outcome: `fusermount3 -u`, then SIGKILL and a lazy unmount if it lingers.
 final class MountedServer: @unchecked Sendable {
     // @unchecked: `process` is set in init and cleared once in `unmount`, called from the test's thread.
@@ -11,7 +11,7 @@ final class MountedServer: @unchecked Sendable {
     private var process: Process?
     let log: URL
 
-    static var binary: String { TestServer.repositoryRoot.appendingPathComponent(".build/debug/ncfs").path }
+    static var binary: String { TestServer.buildDirectory.appendingPathComponent("ncfs").path }
 
     /// `options` go in as `-o` options, `arguments` as they are (flags such as `--time-zone UTC`).
     init(_ server: TestServer, options: [String] = [], arguments: [String] = [], environment: [String: String] = [:]) throws {
