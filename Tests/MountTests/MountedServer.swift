@@ -71,6 +71,9 @@ final class MountedServer: @unchecked Sendable {
             _ = run("/usr/bin/fusermount3", ["-u", "-z", mountpoint.path], timeout: 10)
             return nil
         }
+        // Already exited, so this returns at once; it is what breaks corelibs Foundation's
+        // Process ↔ run-loop-source cycle (otherwise every mount leaks its Process).
+        p.waitUntilExit()
         return p.terminationStatus
     }
 
