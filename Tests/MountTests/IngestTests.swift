@@ -289,7 +289,7 @@ final class IngestHarness: @unchecked Sendable {
     private let environment: [String: String]
 
     static var python: String { TestServer.repositoryRoot.appendingPathComponent(".venv/bin/python3").path }
-    static var deriveTool: String { TestServer.repositoryRoot.appendingPathComponent(".build/debug/ncfs-derive").path }
+    static var deriveTool: String { TestServer.buildDirectory.appendingPathComponent("ncfs-derive").path }
 
     /// Why the suite cannot run here (nil: it can).
     static var missing: String? {

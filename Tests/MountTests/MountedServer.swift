@@ -1,8 +1,8 @@
 import Foundation
 import TestSupport
 
-/// `ncfs mount` of a test server, run as a subprocess (the built `.build/debug/ncfs`) so a
-/// kernel wait can never deadlock the test process. `unmount()` (also from `deinit`) ends it
+/// `ncfs mount` of a test server, run as a subprocess (the built `ncfs` in
+/// `TestServer.buildDirectory`) so a kernel wait can never deadlock the test process. `unmount()` (also from `deinit`) ends it
 /// in every outcome: `fusermount3 -u`, then SIGKILL and a lazy unmount if it lingers.
 ///
 /// With a `FaultProxy`, the daemon's requests go through it (`http_proxy`; the URL stays the
@@ -20,7 +20,7 @@ final class MountedServer: @unchecked Sendable {
     let proxy: FaultProxy?
     private var ownedProxy: FaultProxy?
 
-    static var binary: String { TestServer.repositoryRoot.appendingPathComponent(".build/debug/ncfs").path }
+    static var binary: String { TestServer.buildDirectory.appendingPathComponent("ncfs").path }
 
     /// `options` go in as `-o` options, `arguments` as they are (flags such as `--time-zone UTC`).
     init(_ server: TestServer, options: [String] = [], arguments: [String] = [], environment: [String: String] = [:],
@@ -91,6 +91,9 @@ final class MountedServer: @unchecked Sendable {
             stopOwnedProxy()
             return nil
         }
+        // Already exited, so this returns at once; it is what breaks corelibs Foundation's
+        // Process ↔ run-loop-source cycle (otherwise every mount leaks its Process).
+        p.waitUntilExit()
         stopOwnedProxy()
         return p.terminationStatus
     }

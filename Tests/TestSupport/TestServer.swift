@@ -22,6 +22,14 @@ public final class TestServer: @unchecked Sendable {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
+    /// The folder holding the built `ncfs` and `ncfs-derive` that mount tests run as subprocesses:
+    /// `NCFS_TEST_BUILD_DIR` when set (scripts/sanitize points it at a sanitized build, such as
+    /// `.build-asan/debug`), else the normal `.build/debug`.
+    public static var buildDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["NCFS_TEST_BUILD_DIR"], !dir.isEmpty { return URL(fileURLWithPath: dir) }
+        return repositoryRoot.appendingPathComponent(".build/debug")
+    }
+
     /// The interpreter: `NCFS_TEST_PYTHON`, else the repository's `.venv`, else `python3`.
     static var python: String {
         // A bare name ("python3") is looked up on PATH through /usr/bin/env, like the default.
