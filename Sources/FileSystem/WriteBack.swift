@@ -48,7 +48,6 @@ final class WriteBack: @unchecked Sendable {
     private var files: [String: StagedFile] = [:]
     private var stopping = false
     private var nextStagingNumber = 0
-    private var threads: [Thread] = []
 
     var stagingDirectory: URL { settings.directory.appendingPathComponent("staging") }
 
@@ -112,8 +111,9 @@ final class WriteBack: @unchecked Sendable {
         for i in 0..<settings.uploaders {
             let thread = Thread { [self] in uploadLoop() }
             thread.name = "ncfs-upload-\(i)"
+            // Not kept: a thread holds its block, which holds `self`; kept here as well, the
+            // three would keep each other (and the journal's connection) alive after the drain.
             thread.start()
-            threads.append(thread)
         }
     }
 
