@@ -50,15 +50,21 @@ extension WebDAVClient {
         }
         let collection = try uploadURL(options.uploadID)
 
-        // Resume: what is on the server already? A missing upload folder means a fresh start.
-        var found: [Int: Int64] = [:]
-        do {
-            let listing = try multistatus(method: "PROPFIND", url: collection + "/", path: "uploads/\(options.uploadID)",
-                                          depth: "1", body: PropertySet.listing.propfindBody,
-                                          root: DAVLocation(baseURL: collection).rootPath)
+        // What the server holds of this upload: chunk number → stored size.
+        let chunksOnServer = { () throws -> [Int: Int64] in
+            var found: [Int: Int64] = [:]
+            let listing = try self.multistatus(method: "PROPFIND", url: collection + "/", path: "uploads/\(options.uploadID)",
+                                               depth: "1", body: PropertySet.listing.propfindBody,
+                                               root: DAVLocation(baseURL: collection).rootPath)
             for entry in listing where !entry.isCollection {
                 if let n = Int(entry.name), let size = entry.contentLength ?? entry.size { found[n] = size }
             }
+            return found
+        }
+        // Resume: what is on the server already? A missing upload folder means a fresh start.
+        var present: [Int: Int64] = [:]
+        do {
+            present = try chunksOnServer()
         } catch let error as DAVError where error.kind == .notFound {
             var headers = HTTPHeaders()
             headers.set("Destination", destination)
@@ -66,8 +72,40 @@ extension WebDAVClient {
             try send(HTTPRequest(method: "MKCOL", url: collection, headers: headers, idempotent: false),
                      path: "uploads/\(options.uploadID)")
         }
+        let length = { (index: Int) -> Int64 in min(options.chunkSize, total - Int64(index) * options.chunkSize) }
+        // Sent, then checked against the server's listing before the MOVE: a chunk the server
+        // acknowledged without storing it whole (a proxy's lie, a full disk) is sent again,
+        // rather than found by the assembly (which fails the whole upload with a 400).
+        var round = 0
+        while true {
+            try sendChunks(localPath, to: p, destination: destination, collection: collection, total: total, chunkCount: chunkCount,
+                           present: present, options: options, progress: progress)
+            present = try chunksOnServer()
+            let wrong = (0..<chunkCount).filter { present[$0 + 1] != length($0) }
+            if wrong.isEmpty { break }
+            round += 1
+            if round == 3 {
+                throw DAVError(.protocolViolation, method: "PUT", path: p,
+                               detail: "\(wrong.count) chunk(s) not stored whole after \(round) rounds (first: \(wrong[0] + 1))")
+            }
+        }
 
-        let present = found
+        var headers = HTTPHeaders()
+        headers.set("Destination", destination)
+        headers.set("OC-Total-Length", String(total))
+        if let mtime { headers.set("X-OC-Mtime", String(Int64(mtime.timeIntervalSince1970.rounded(.down)))) }
+        if let tag = conditions.ifMatch { headers.set("If-Match", Self.quote(tag)) }
+        if conditions.createOnly { headers.set("If-None-Match", "*") }
+        // Assembly of a large file can take minutes on the server: no total timeout here, the
+        // stall detector still applies.
+        let assemble = HTTPRequest(method: "MOVE", url: collection + "/.file", headers: headers, idempotent: false)
+        return Self.putResult(try send(assemble, path: p))
+    }
+
+    /// PUTs every chunk of `localPath` whose size in `present` is not its own, a few at once.
+    private func sendChunks(_ localPath: String, to p: String, destination: String, collection: String, total: Int64, chunkCount: Int,
+                            present: [Int: Int64], options: ChunkedUploadOptions,
+                            progress: (@Sendable (Int64, Int64) -> Void)?) throws {
         // Chunks are numbered from 1 with five digits, so names sort naturally either way.
         let sent = Atomic<Int64>(0)
         let nextChunk = Atomic<Int>(0)
@@ -106,17 +144,6 @@ extension WebDAVClient {
         }
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.parallelism, chunkCount)), execute: work)
         if let error = firstError.withLock({ $0 }) { throw error }
-
-        var headers = HTTPHeaders()
-        headers.set("Destination", destination)
-        headers.set("OC-Total-Length", String(total))
-        if let mtime { headers.set("X-OC-Mtime", String(Int64(mtime.timeIntervalSince1970.rounded(.down)))) }
-        if let tag = conditions.ifMatch { headers.set("If-Match", Self.quote(tag)) }
-        if conditions.createOnly { headers.set("If-None-Match", "*") }
-        // Assembly of a large file can take minutes on the server: no total timeout here, the
-        // stall detector still applies.
-        let assemble = HTTPRequest(method: "MOVE", url: collection + "/.file", headers: headers, idempotent: false)
-        return Self.putResult(try send(assemble, path: p))
     }
 
     /// Abandons an upload and frees the server's space.
