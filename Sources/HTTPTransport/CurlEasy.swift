@@ -82,6 +82,7 @@ final class CurlEasy {
         _ = ncfs_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, configuration.verifyTLS ? 1 : 0)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, configuration.verifyTLS ? 2 : 0)
         if let ca = configuration.caFile { _ = ncfs_curl_setopt_string(handle, CURLOPT_CAINFO, ca) }
+        if let pin = configuration.pinnedPublicKey { _ = ncfs_curl_setopt_string(handle, CURLOPT_PINNEDPUBLICKEY, pin) }
         if request.acceptCompressed { _ = ncfs_curl_setopt_string(handle, CURLOPT_ACCEPT_ENCODING, "") }
         if let credentials = configuration.credentials {
             _ = ncfs_curl_setopt_long(handle, CURLOPT_HTTPAUTH, ncfs_curlauth_basic())
@@ -148,7 +149,7 @@ final class CurlEasy {
         switch code {
         case CURLE_OPERATION_TIMEDOUT:
             return .timedOut(message: message)
-        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM:
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_PINNEDPUBKEYNOTMATCH:
             return .tlsVerificationFailed(message: message)
         case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
             return .invalidURL(message)

@@ -26,6 +26,10 @@ public struct HTTPClientConfiguration: Sendable {
     public var verifyTLS: Bool = true
     /// Extra CA bundle (PEM), e.g. for a self-signed test deployment.
     public var caFile: String?
+    /// Public-key pinning, in libcurl's form: `sha256//BASE64` hashes of the server's
+    /// SubjectPublicKeyInfo, several joined by `;`. A server whose key matches none is refused,
+    /// in addition to the usual verification.
+    public var pinnedPublicKey: String?
     public var connectTimeout: Duration = .seconds(10)
     /// Stall detector: a transfer moving fewer than `lowSpeedBytesPerSecond` for `stallTimeout`
     /// is aborted (and retried per policy). 30 s leaves room for Nextcloud's brute-force delay

@@ -27,6 +27,13 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "PEM file of CA certificates to trust, e.g. your private or self-signed CA (it replaces libcurl's default CA bundle).")
     var caFile: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Refuse a server whose public key is not this one (env NCFS_PINNED_PUBLIC_KEY), on top of certificate checks.",
+        discussion: "sha256//BASE64 of the key's SubjectPublicKeyInfo; several joined with ';' (the current key and the next). "
+            + "Get it with: openssl x509 -in CERT.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+        valueName: "sha256//HASH"))
+    var pinnedPublicKey: String?
+
     @Flag(name: [.short, .long], help: "Log every request (credentials are never logged).")
     var verbose = false
 }
@@ -48,6 +55,7 @@ struct ResolvedConnection {
     var credentials: Credentials?
     var verifyTLS: Bool
     var caFile: String?
+    var pinnedPublicKey: String?
     var values: [String: String]
 }
 
@@ -55,6 +63,7 @@ enum ConfigurationError: Error, CustomStringConvertible {
     case missing(String)
     case unsafePasswordFile(String, mode: mode_t)
     case unreadable(String, String)
+    case badPin(String)
 
     var description: String {
         switch self {
@@ -64,6 +73,8 @@ enum ConfigurationError: Error, CustomStringConvertible {
             return "\(path) is readable by other users (mode \(String(mode & 0o777, radix: 8))); run `chmod 600 \(path)` first"
         case .unreadable(let path, let why):
             return "cannot read \(path): \(why)"
+        case .badPin(let item):
+            return "--pinned-public-key: \"\(item)\" is not sha256// followed by the base64 of a 32-byte hash (several are joined with ';')"
         }
     }
 }
@@ -132,9 +143,22 @@ extension ConnectionOptions {
             // libcurl would only say "problem with the SSL CA cert (path? access rights?)".
             throw ConfigurationError.unreadable(caFile, "the --ca-file does not exist or is not readable")
         }
+        let pin = pinnedPublicKey ?? values["NCFS_PINNED_PUBLIC_KEY"]
+        if let pin { try Self.checkPin(pin) }
         if insecure { _ = insecureWarning }
         return ResolvedConnection(baseURL: url, credentials: credentials, verifyTLS: !insecure,
-                                  caFile: caFile, values: values)
+                                  caFile: caFile, pinnedPublicKey: pin, values: values)
+    }
+
+    /// A pin list libcurl takes: `sha256//` and the base64 of 32 bytes, `;` between several.
+    /// (libcurl would otherwise fail every request with only "SSL: public key does not match".)
+    static func checkPin(_ pin: String) throws {
+        for part in pin.split(separator: ";", omittingEmptySubsequences: false) {
+            let item = part.trimmingCharacters(in: .whitespaces)
+            guard item.hasPrefix("sha256//"), let hash = Data(base64Encoded: String(item.dropFirst(8))), hash.count == 32 else {
+                throw ConfigurationError.badPin(String(item))
+            }
+        }
     }
 
     /// Reads a secret, refusing files that group or others can read.

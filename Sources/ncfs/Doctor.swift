@@ -48,7 +48,7 @@ struct Doctor: ParsableCommand {
                 }
             } catch let error as HTTPError {
                 if error.isTLSVerification {
-                    bad("TLS certificate not valid: \(error)\n      \(tlsAdvice)")
+                    bad("TLS certificate not valid: \(error)\n      \(tlsAdvice(for: "\(error)"))")
                 } else {
                     bad("cannot reach \(location.origin): \(error)")
                 }

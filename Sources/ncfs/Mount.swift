@@ -154,6 +154,7 @@ struct Mount: ParsableCommand {
             var config = HTTPClientConfiguration(credentials: setup.connection.credentials)
             config.verifyTLS = setup.connection.verifyTLS
             config.caFile = setup.connection.caFile
+            config.pinnedPublicKey = setup.connection.pinnedPublicKey
             config.stallTimeout = .milliseconds(Int(stall * 1000))
             config.retry.budget = .milliseconds(Int(budget * 1000))
             return try WebDAVClient(baseURL: setup.connection.baseURL, http: HTTPClient(configuration: config, logger: logger), logger: logger)

@@ -51,11 +51,24 @@ func makeClient(_ options: ConnectionOptions, retry: RetryPolicy? = nil) throws 
     var config = HTTPClientConfiguration(credentials: resolved.credentials)
     config.verifyTLS = resolved.verifyTLS
     config.caFile = resolved.caFile
+    config.pinnedPublicKey = resolved.pinnedPublicKey
     if let retry { config.retry = retry }
     var logger = Logger(label: "ncfs")
     logger.logLevel = options.verbose ? .debug : .warning
     return try WebDAVClient(baseURL: resolved.baseURL, http: HTTPClient(configuration: config, logger: logger), logger: logger)
 }
+
+/// What to do about a TLS refusal `message`: a pinned key that does not match, or a
+/// certificate libcurl refused.
+func tlsAdvice(for message: String) -> String {
+    message.contains("pinned public key") ? pinAdvice : tlsAdvice
+}
+
+let pinAdvice = """
+    The server's public key is not the one given with --pinned-public-key (NCFS_PINNED_PUBLIC_KEY). \
+    Either the server got a new key (pin both the old and the new one, joined with ';', before \
+    changing it) or something between you and the server answers in its place. Nothing was sent.
+    """
 
 /// What to do about a certificate libcurl refused, for every message that reports one.
 let tlsAdvice = """
@@ -83,7 +96,7 @@ func explain(_ error: any Error) -> (String, Int32) {
         case .unauthorized:
             return ("\(e)\nThe server refused the login. Use an app password (Settings → Security → Devices & sessions), not the account password; accounts with two-factor authentication only accept app passwords. ncfs does not retry this: repeated failures trigger the server's brute-force throttling.", 4)
         case .transport where e.transport?.isTLSVerification == true:
-            return ("\(e)\n\(tlsAdvice)", 7)
+            return ("\(e)\n\(tlsAdvice(for: "\(e)"))", 7)
         case .notFound: return ("\(e)", 5)
         case .alreadyExists, .preconditionFailed, .conflict: return ("\(e)", 6)
         case .transport, .unavailable, .throttled: return ("\(e)", 7)
@@ -91,7 +104,7 @@ func explain(_ error: any Error) -> (String, Int32) {
         case .server, .protocolViolation, .unsupported: return ("\(e)", 1)
         }
     case let e as HTTPError where e.isTLSVerification:
-        return ("\(e)\n\(tlsAdvice)", 7)
+        return ("\(e)\n\(tlsAdvice(for: "\(e)"))", 7)
     case let e as CLIError:
         return (e.message, e.code)
     default:

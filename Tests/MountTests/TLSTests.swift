@@ -72,6 +72,43 @@ struct TLSTests {
         }
     }
 
+    @Test("--pinned-public-key: the server's key (alone or beside another) lets ls and mount through; another key is refused with the pin advice, also with the CA trusted; a malformed pin exits 3")
+    func pinnedPublicKey() throws {
+        let certs = try TLSCertificates()
+        defer { certs.remove() }
+        let tls = try TLSServer(certs.pair("good"))
+        defer { tls.stop() }
+        let right = try certs.pin("good"), other = try certs.pin("selfsigned")
+        #expect(right != other)
+        let trusted = ["--ca-file", certs.ca]
+
+        for pins in [right, "\(other);\(right)"] {
+            let ls = tls.ncfs(["ls"] + trusted + ["--pinned-public-key", pins])
+            #expect(ls.status == 0, "\(pins): \(ls.out)")
+        }
+        let refused = tls.ncfs(["ls"] + trusted + ["--pinned-public-key", other])
+        #expect(refused.status == 7, "\(refused.out)")
+        #expect(refused.out.contains("pinned public key") && refused.out.contains("--pinned-public-key") && !refused.out.contains("--ca-file CA.pem"),
+                "the message names the pin, not the CA: \(refused.out)")
+        // The environment variable works like the flag.
+        var environment = tls.environment
+        environment["NCFS_PINNED_PUBLIC_KEY"] = other
+        let byEnvironment = run(MountedServer.binary, ["ls", "--url", tls.url, "--user", tls.server.user] + trusted,
+                                timeout: 60, environment: environment, errors: true)
+        #expect(byEnvironment.status == 7 && byEnvironment.out.contains("pinned public key"), "\(byEnvironment.out)")
+
+        for malformed in ["sha256//tooShort", "md5//AAAA", "\(right);"] {
+            let bad = tls.ncfs(["ls"] + trusted + ["--pinned-public-key", malformed])
+            #expect(bad.status == 3 && bad.out.contains("is not sha256//"), "\(malformed): \(bad.out)")
+        }
+
+        let mountRefused = tls.refusedMount(trusted + ["--pinned-public-key", other])
+        #expect(mountRefused.status != 0 && !mountRefused.mounted && mountRefused.out.contains("pinned public key"), "\(mountRefused.out)")
+        let mount = try MountedServer(tls.server, arguments: ["--url", tls.url] + trusted + ["--pinned-public-key", right])
+        defer { #expect(mount.unmount() == 0, "clean exit after fusermount3 -u") }
+        #expect(FileManager.default.fileExists(atPath: mount.path("incoming")))
+    }
+
     @Test("--insecure: exists, off by default, warns loudly on stderr, and lets ls and mount past a self-signed, an expired and a wrong-host certificate")
     func insecure() throws {
         let help = run(MountedServer.binary, ["ls", "--help"], timeout: 30, errors: true)
@@ -158,6 +195,15 @@ struct TLSCertificates {
     }
 
     func remove() { try? FileManager.default.removeItem(at: dir) }
+
+    /// `sha256//…` of the public key in `name`'s certificate, the way the README says to make it.
+    func pin(_ name: String) throws -> String {
+        let script = "\"$0\" x509 -in \"$1\" -pubkey -noout | \"$0\" pkey -pubin -outform der | \"$0\" dgst -sha256 -binary | base64"
+        let result = run("/bin/sh", ["-c", script, TLSCertificates.openssl ?? "openssl", pair(name).cert], timeout: 30, errors: true)
+        let hash = result.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard result.status == 0, hash.count == 44 else { throw MountError("pin of \(name): \(result.out)") }
+        return "sha256//" + hash
+    }
 
     private func write(_ name: String, _ text: String) throws {
         try Data(text.utf8).write(to: dir.appendingPathComponent(name))
