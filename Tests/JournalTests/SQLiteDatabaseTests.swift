@@ -105,6 +105,26 @@ struct SQLiteDatabaseTests {
         #expect(try SQLiteDatabase(readOnlyPath: path).userVersion() == 7)
     }
 
+    @Test("a crash-safe statement or transaction runs with synchronous=NORMAL; the next default one is FULL again; prepared statements are reused")
+    func durabilityPerStatement() throws {
+        let folder = try TemporaryFolder()
+        let db = try SQLiteDatabase(path: folder.path("d.sqlite"))
+        try db.execute("CREATE TABLE t (v)")
+        try db.execute("INSERT INTO t VALUES (1)", durability: .crashSafe)
+        #expect(try db.query("PRAGMA synchronous", durability: .crashSafe)[0][0] == 1 /* NORMAL */)
+        #expect(try db.query("PRAGMA synchronous")[0][0] == 2 /* FULL */)
+        try db.transaction(durability: .crashSafe) { tx throws(SQLiteError) in
+            #expect(try tx.query("PRAGMA synchronous")[0][0] == 1)
+            try tx.execute("INSERT INTO t VALUES (2)")
+        }
+        #expect(try db.query("PRAGMA synchronous")[0][0] == 2)
+        // The same statement text again, with other bindings: a cached statement, reset and rebound.
+        for v in 3...5 { try db.execute("INSERT INTO t VALUES (?)", [.integer(Int64(v))]) }
+        #expect(try db.query("SELECT sum(v) FROM t")[0][0] == 15)
+        #expect(try db.query("SELECT v FROM t WHERE v = ?", [.integer(4)])[0][0] == 4)
+        #expect(try db.query("SELECT v FROM t WHERE v = ?", [.integer(5)])[0][0] == 5)
+    }
+
     @Test("WAL, synchronous=FULL and foreign keys are on; the file and its -wal/-shm are 0600")
     func settings() throws {
         let folder = try TemporaryFolder()
