@@ -23,33 +23,14 @@ public final class FaultProxy: @unchecked Sendable {
         let rulesFile = folder.appendingPathComponent("rules.json")
         try JSONSerialization.data(withJSONObject: rules).write(to: rulesFile)
 
-        let script = TestServer.repositoryRoot.appendingPathComponent("scripts/faultproxy/faultproxy.py").path
-        let python = TestServer.python
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        var args = python == "/usr/bin/env" ? ["python3", script] : [script]
-        args += ["--port", "0", "--port-file", portFile.path, "--log", logFile.path, "--rules", rulesFile.path,
-                 "--max-runtime", String(maxRuntime)]
+        var args = ["--port", "0", "--port-file", portFile.path, "--log", logFile.path, "--rules", rulesFile.path,
+                    "--max-runtime", String(maxRuntime)]
         if let upstream { args += ["--upstream", upstream] }
-        p.arguments = args
-        p.standardOutput = FileHandle.nullDevice
-        let errLog = folder.appendingPathComponent("proxy.stderr")
-        _ = FileManager.default.createFile(atPath: errLog.path, contents: nil)
-        p.standardError = try FileHandle(forWritingTo: errLog)
-        try p.run()
-        process = p
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if let text = try? String(contentsOf: portFile, encoding: .utf8), let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                port = n
-                return
-            }
-            if !p.isRunning { break }
-            usleep(20_000)
-        }
-        let stderr = (try? String(contentsOf: errLog, encoding: .utf8)) ?? ""
-        stop()
-        throw FaultProxyError.didNotStart(stderr)
+        let started = try PythonService.start(script: "scripts/faultproxy/faultproxy.py", arguments: args, portFile: portFile,
+                                              errorLog: folder.appendingPathComponent("proxy.stderr"),
+                                              failure: { FaultProxyError.didNotStart($0) })
+        process = started.process
+        port = started.port
     }
 
     deinit {
@@ -61,13 +42,7 @@ public final class FaultProxy: @unchecked Sendable {
     public func stop() {
         guard let p = process else { return }
         process = nil
-        if p.isRunning {
-            p.terminate()
-            let deadline = Date().addingTimeInterval(5)
-            while p.isRunning && Date() < deadline { usleep(10_000) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        }
-        p.waitUntilExit()
+        PythonService.stop(p)
     }
 
     public enum FaultProxyError: Error { case didNotStart(String), control(String) }

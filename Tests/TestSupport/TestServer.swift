@@ -58,48 +58,23 @@ public final class TestServer: @unchecked Sendable {
     public func start() throws {
         let portFile = dataDir.appendingPathComponent("port")
         try? FileManager.default.removeItem(at: portFile)
-        let p = Process()
-        let script = TestServer.repositoryRoot.appendingPathComponent("scripts/testserver/ncserver.py").path
-        let python = TestServer.python
-        p.executableURL = URL(fileURLWithPath: python)
-        var args = python == "/usr/bin/env" ? ["python3", script] : [script]
-        args += ["--data", dataDir.path, "--port", port == 0 ? "0" : String(port), "--port-file", portFile.path,
-                 "--user", user, "--log", logFile.path, "--control"] + extraArguments
-        p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["NCSERVER_PASSWORD"] = password
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        let errLog = dataDir.appendingPathComponent("server.stderr")
-        _ = FileManager.default.createFile(atPath: errLog.path, contents: nil)
-        p.standardError = try FileHandle(forWritingTo: errLog)
-        try p.run()
-        process = p
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if let text = try? String(contentsOf: portFile, encoding: .utf8), let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                port = n
-                return
-            }
-            if !p.isRunning { break }
-            usleep(20_000)
-        }
-        let stderr = (try? String(contentsOf: errLog, encoding: .utf8)) ?? ""
-        stop()
-        throw TestServerError.didNotStart(stderr)
+        let started = try PythonService.start(
+            script: "scripts/testserver/ncserver.py",
+            arguments: ["--data", dataDir.path, "--port", port == 0 ? "0" : String(port), "--port-file", portFile.path,
+                        "--user", user, "--log", logFile.path, "--control"] + extraArguments,
+            environment: env, portFile: portFile, errorLog: dataDir.appendingPathComponent("server.stderr"),
+            failure: { TestServerError.didNotStart($0) })
+        process = started.process
+        port = started.port
     }
 
     /// Stops the server process (SIGTERM, then SIGKILL after 5 s) and waits for it.
     public func stop() {
         guard let p = process else { return }
         process = nil
-        if p.isRunning {
-            p.terminate()
-            let deadline = Date().addingTimeInterval(5)
-            while p.isRunning && Date() < deadline { usleep(10_000) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        }
-        p.waitUntilExit()
+        PythonService.stop(p)
     }
 
     /// Removes the data folder (call after `stop`).
