@@ -239,7 +239,7 @@ final class WriteBack: @unchecked Sendable {
         guard fd >= 0 else { throw .cacheFailure("opening the staged copy of /\(file.path): \(FileSystem.lastErrorText())") }
         defer { Glibc.close(fd) }
         // Short (truncated while we read): fsync in place instead.
-        let content = size <= settings.inlineLimit ? Self.read(fd, count: size) : nil
+        let content = size <= settings.inlineLimit ? try? CachedContent.read(fd, 0..<size) : nil
         if content == nil && fsync(fd) != 0 {
             throw .cacheFailure("fsync of the staged copy of /\(file.path): \(FileSystem.lastErrorText())")
         }
@@ -268,19 +268,6 @@ final class WriteBack: @unchecked Sendable {
         } catch {
             throw .cacheFailure("journal: \(error)")
         }
-    }
-
-    /// Exactly `count` bytes from the start of `fd`, or nil if it has fewer.
-    private static func read(_ fd: Int32, count: Int64) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: Int(count))
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            done += n
-        }
-        return bytes
     }
 
     /// A writer closed (release): once no writer is left, the upload may start after the
