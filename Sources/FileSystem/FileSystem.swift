@@ -22,6 +22,7 @@ public final class FileSystem: @unchecked Sendable {
         public var uid: UInt32 = getuid()
         public var gid: UInt32 = getgid()
         public var readAhead = ReadAhead()
+        public var walkAhead = WalkAhead()
         public var contentCache = ContentCacheOptions()
         public init() {}
     }
@@ -57,6 +58,15 @@ public final class FileSystem: @unchecked Sendable {
         public init() {}
     }
 
+    /// Folder read-ahead for tree walks (`FolderWalkAhead`): a folder opened within a second
+    /// of its parent has the parent's next `window` unlisted subfolders listed in the
+    /// background, `width` at a time. `window` 0 turns it off.
+    public struct WalkAhead: Sendable {
+        public var window = 6
+        public var width = 3
+        public init() {}
+    }
+
     public let cache: MetadataCache
     /// The client for file content (short stall timeout and retry budget, so a read that
     /// cannot succeed turns into EIO promptly).
@@ -67,6 +77,7 @@ public final class FileSystem: @unchecked Sendable {
     let handles = HandleTable()
     let contentCache: ContentCache
     let fetcher: ContentFetcher
+    let walkAhead: FolderWalkAhead
     let overlay = Overlay()
     /// Set once by `enableWrites`, before the filesystem is mounted (and so before any other
     /// thread reads it); nil keeps the mount read-only.
@@ -86,8 +97,12 @@ public final class FileSystem: @unchecked Sendable {
         self.logger = logger
         contentCache = ContentCache(options: options.contentCache, logger: logger)
         fetcher = ContentFetcher(client: self.reader, cache: contentCache, threads: 8, resumeBudget: options.readAhead.timeout)
+        walkAhead = FolderWalkAhead(cache: cache, pool: fetcher.pool, options: options.walkAhead)
         cache.observer = self
     }
+
+    /// Background listings the walk-ahead has started (`FolderWalkAhead`).
+    public var walkAheadListings: Int { walkAhead.listingsStarted }
 
     /// Why the content cache folder cannot be used, if it cannot (check before mounting).
     public var contentCacheProblem: String? { contentCache.setupError }
@@ -153,7 +168,11 @@ public final class FileSystem: @unchecked Sendable {
     // MARK: Directories
 
     public func opendir(_ inode: UInt64) throws(FSError) -> UInt64 {
-        let listing = try listing(at: try path(of: inode))
+        let path = try path(of: inode)
+        let listing = try listing(at: path)
+        if incomingRelative(path) == nil {
+            walkAhead.opened(path) { incomingRelative($0) != nil }
+        }
         return handles.add(.directory(inode: inode, listing: listing))
     }
 

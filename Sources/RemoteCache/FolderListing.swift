@@ -31,6 +31,11 @@ public final class FolderListing: Sendable {
         index[name].map { children[Int($0)] }
     }
 
+    /// Where the child called `name` is in `children`, or nil.
+    public func position(of name: String) -> Int? {
+        index[name].map { Int($0) }
+    }
+
     /// The path of a child of this folder.
     public func childPath(_ name: String) -> String { FolderListing.join(path, name) }
 

@@ -82,7 +82,7 @@ public final class MetadataCache: @unchecked Sendable {
         self.logger = logger
     }
 
-    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    public static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     static func nanoseconds(_ d: Duration) -> UInt64 {
         let (s, a) = d.components

@@ -20,6 +20,7 @@ struct Mount: ParsableCommand {
         discussion: """
             -o takes comma-separated options: poll=SECONDS (root ETag poll, 0 = off), attr_timeout=SECONDS, \
             read_timeout=SECONDS, dirsize=zero (folders report size 0 instead of their recursive size), \
+            walk_ahead=N (subfolders listed ahead of a tree walk, 0 = off), \
             user=LOGIN, password_file=PATH, config=PATH, cache_dir=PATH, cache_size=SIZE, \
             log=PATH (where --background sends the daemon's messages), state_dir=PATH, upload_delay=SECONDS, \
             drain_timeout=SECONDS, incoming=NAME, noincoming, upload_prefix=PATH, ingest_delay=SECONDS, \
@@ -120,6 +121,7 @@ struct Mount: ParsableCommand {
                           readTimeout: options.readTimeout ?? readTimeout, drainTimeout: options.drainTimeout ?? drainTimeout,
                           fuseOptions: options.fuse, log: options.log)
         setup.fileSystem.zeroFolderSizes = options.zeroFolderSizes ?? false
+        if let window = options.walkAhead { setup.fileSystem.walkAhead.window = window }
         if let size = options.cacheSize {
             setup.fileSystem.contentCache.limit = size
         } else if let text = cacheSize {

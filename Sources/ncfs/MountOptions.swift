@@ -11,6 +11,8 @@ struct MountOptions {
     var attrTimeout: Double?
     var readTimeout: Double?
     var zeroFolderSizes: Bool?
+    /// Subfolders listed ahead of a tree walk (`walk_ahead=N`, 0 = off).
+    var walkAhead: Int?
     /// The login from `user=LOGIN`, or `username=LOGIN`, which wins: for an fstab line with
     /// the `user` flag, mount(8) run by an ordinary user turns that flag into `user=<their
     /// Unix name>`, so such lines need the other spelling.
@@ -73,6 +75,9 @@ struct MountOptions {
             case "dirsize":
                 guard value == "zero" || value == "recursive" else { throw usage("takes zero or recursive") }
                 zeroFolderSizes = value == "zero"
+            case "walk_ahead":
+                guard let n = Int(try text()), (0...64).contains(n) else { throw usage("expected a number of folders from 0 to 64") }
+                walkAhead = n
             case "password":
                 throw usage("""
                     refused: mount options are visible to every local user (ps, /proc, /etc/fstab). \

@@ -171,6 +171,10 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A parent may start us with these blocked (the Swift test runner's threads block them, and
+    # Foundation's Process passes its mask on): unblocked, SIGTERM stops us at once instead of
+    # the caller waiting out its SIGKILL deadline.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     print("ncserver listening on %s://127.0.0.1:%d" % (state.scheme, port), flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
