@@ -21,6 +21,12 @@ extension FileSystem {
         public var uploaders = 4
         /// Seconds `fsync` waits for the upload before failing with EIO.
         public var fsyncTimeout: Double = 120
+        /// What `close` guarantees: false (the default), the file survives a power cut once
+        /// close returns; true (`-o close=crashsafe`), a file of up to 256 KiB is committed
+        /// to the journal without an fsync, so it survives a crash or kill of the daemon but a
+        /// power cut may lose the last seconds of closes (whole files, never a part). `fsync`
+        /// still waits for the server either way.
+        public var crashSafeClose = false
         public init(directory: URL) { self.directory = directory }
     }
 
@@ -33,6 +39,7 @@ extension FileSystem {
         settings.chunkSize = options.chunkSize
         settings.uploaders = options.uploaders
         settings.fsyncTimeout = options.fsyncTimeout
+        settings.crashSafeClose = options.crashSafeClose
         let writeBack = try WriteBack(settings: settings, client: client, overlay: overlay, cache: cache, logger: logger)
         writeBack.start()
         self.writeBack = writeBack

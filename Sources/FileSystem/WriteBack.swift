@@ -34,6 +34,9 @@ final class WriteBack: @unchecked Sendable {
         /// commit is their close's only fsync (the staging file is rebuilt from it after a
         /// crash); larger ones have their staging file fsynced.
         var inlineLimit: Int64 = 256 << 10
+        /// `close=crashsafe`: the journal commit of a file kept in its row is not fsynced (it
+        /// survives a crash of the daemon, not a power cut). Larger files are always fsynced.
+        var crashSafeClose = false
         /// How long `fsync` waits for the upload before it fails with EIO.
         var fsyncTimeout: Double = 120
     }
@@ -256,8 +259,11 @@ final class WriteBack: @unchecked Sendable {
         // A write since `size` was taken has marked the file dirty again, for its own close.
         let recordedSize = content == nil ? currentSize : size
         do {
+            // Only a row that holds the bytes may skip the fsync: a row naming an unsynced
+            // staging file could outlive that file's bytes in a power cut.
+            let durability: SQLiteDatabase.Durability = content != nil && settings.crashSafeClose ? .crashSafe : .durable
             let row = try journal.upsert(remotePath: path, stagingFile: stagingPath, size: recordedSize, mtime: mtime, baseETag: base.journalValue,
-                                         content: content)
+                                         content: content, durability: durability)
             file.lock.lock()
             // A new row (the previous one completed meanwhile) counts its generations from 1:
             // what was uploaded under the old row says nothing about it.

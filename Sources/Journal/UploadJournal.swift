@@ -149,11 +149,15 @@ public final class UploadJournal: Sendable {
     /// a crash. Without it the caller has fsynced the staging file, and a content an earlier
     /// upsert kept is dropped.
     @discardableResult
+    ///
+    /// `durability` `.crashSafe` is for a row that carries its `content`: row and bytes are one
+    /// commit, so whatever a power cut leaves is either both or neither.
     public func upsert(remotePath: String, stagingFile: String, size: Int64, mtime: Int64,
-                       baseETag: String? = nil, content: [UInt8]? = nil) throws(SQLiteError) -> PendingUpload {
+                       baseETag: String? = nil, content: [UInt8]? = nil,
+                       durability: SQLiteDatabase.Durability = .durable) throws(SQLiteError) -> PendingUpload {
         precondition(content.map { Int64($0.count) == size } ?? true, "the content kept must be the whole file")
         let now = Self.now()
-        return try database.transaction { db throws(SQLiteError) in
+        return try database.transaction(durability: durability) { db throws(SQLiteError) in
             let rows = try db.query("""
             INSERT INTO uploads (remote_path, staging_file, size, mtime, base_etag, state, attempts, generation, created_at, updated_at)
             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, 1, ?6, ?6)

@@ -23,6 +23,7 @@ struct Mount: ParsableCommand {
             walk_ahead=N (subfolders listed ahead of a tree walk, 0 = off), \
             user=LOGIN, password_file=PATH, config=PATH, cache_dir=PATH, cache_size=SIZE, \
             log=PATH (where --background sends the daemon's messages), state_dir=PATH, upload_delay=SECONDS, \
+            close=crashsafe (a small file's close survives a daemon crash, not a power cut; default durable), \
             drain_timeout=SECONDS, incoming=NAME, noincoming, upload_prefix=PATH, ingest_delay=SECONDS, \
             ro (read-only), allow_other, and other libfuse mount options. A password is \
             never accepted in -o (password= is refused). Options mount(8) and fstab add (rw, dev, suid, \
@@ -136,6 +137,7 @@ struct Mount: ParsableCommand {
                 ?? Mount.defaultFolder(.state, baseURL: resolved.baseURL, user: resolved.credentials?.user)
             var writes = FileSystem.WriteOptions(directory: try Mount.preparePrivateFolder(state))
             if let delay = options.uploadDelay { writes.settleDelay = delay }
+            if let crashSafe = options.crashSafeClose { writes.crashSafeClose = crashSafe }
             setup.writes = writes
             let sources = try SettingSources(config: connection.config, environment: ProcessInfo.processInfo.environment)
             setup.ingest = try Mount.ingestSetup(ingest, mountOptions: options, state: writes.directory, sources: sources,

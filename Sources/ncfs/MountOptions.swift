@@ -25,6 +25,8 @@ struct MountOptions {
     /// `ro`: a read-only mount (writes fail with EROFS; no journal is opened).
     var readOnly = false
     var uploadDelay: Double?
+    /// `close=crashsafe` (true) or `close=durable` (false, the default).
+    var crashSafeClose: Bool?
     var drainTimeout: Double?
     /// The ingest folder's name (`incoming=NAME`), or none at all (`noincoming`).
     var incoming: String?
@@ -95,6 +97,9 @@ struct MountOptions {
             case "state_dir": stateDirectory = try text()
             case "ro": readOnly = true
             case "upload_delay": uploadDelay = try seconds()
+            case "close":
+                guard value == "durable" || value == "crashsafe" else { throw usage("takes durable or crashsafe") }
+                crashSafeClose = value == "crashsafe"
             case "drain_timeout": drainTimeout = try seconds()
             case "incoming": incoming = try text()
             case "noincoming": noIncoming = true

@@ -15,6 +15,9 @@ struct UploadJournalDurabilityTests {
         }
         for i in stride(from: 0, to: 200, by: 3) { try journal.remove(remotePath: "photos/\(i).jpg") }
         let kept = try journal.upsert(remotePath: "photos/kept.bin", stagingFile: "staging/kept", size: 3, mtime: 1, content: [1, 2, 3])
+        // A close under `close=crashsafe`: the row and its bytes in one unsynced commit.
+        let quick = try journal.upsert(remotePath: "photos/quick.bin", stagingFile: "staging/quick", size: 2, mtime: 2,
+                                       content: [9, 8], durability: .crashSafe)
         // The crash-safe (not fsynced) changes survive a dying process as well: they are in the WAL.
         _ = try journal.rename(from: "photos", to: "pictures")
         try journal.setState(id: kept.id, state: .uploading)
@@ -37,7 +40,8 @@ struct UploadJournalDurabilityTests {
         let recovered = try UploadJournal(path: crashed.path("journal.sqlite"))
         #expect(try recovered.all() == committed)
         #expect(try recovered.content(id: kept.id) == [1, 2, 3])
-        #expect(committed.count == 134 && committed.allSatisfy { $0.remotePath.hasPrefix("pictures/") })
+        #expect(try recovered.content(id: quick.id) == [9, 8])
+        #expect(committed.count == 135 && committed.allSatisfy { $0.remotePath.hasPrefix("pictures/") })
         #expect(committed.first { $0.id == kept.id }?.state == .uploading)
         #expect(committed.first { $0.remotePath == "pictures/1.jpg" }?.mtime == 77)
     }
