@@ -94,7 +94,12 @@ final class FolderWalkAhead: @unchecked Sendable {
     private func record(_ path: String, at now: UInt64) {
         lock.lock(); defer { lock.unlock() }
         opened[path] = now
-        if opened.count > 256 { opened = opened.filter { now &- $0.value < options.descent } }
+        if opened.count > 256 {
+            opened = opened.filter { now &- $0.value < options.descent }
+            // Hundreds of folders opened within a second: a walk of cached folders, which needs
+            // no help. Starting over keeps every call cheap.
+            if opened.count > 256 { opened = [path: now] }
+        }
     }
 
     private func schedule(_ paths: [String]) {

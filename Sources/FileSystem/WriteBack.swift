@@ -49,6 +49,11 @@ final class WriteBack: @unchecked Sendable {
     let logger: Logger
     let condition = NSCondition()
     private var files: [String: StagedFile] = [:]
+    /// When each sleeping uploader (by number) wakes by itself, having found nothing due
+    /// before then; absent while it uploads. A close wakes the uploaders only when none of
+    /// them would wake in time for the file's upload: otherwise a bulk copy woke all of them,
+    /// to scan every pending file under `condition`, at every single close.
+    private var sleepingUntil: [Int: Date] = [:]
     private var stopping = false
     private var nextStagingNumber = 0
 
@@ -112,7 +117,7 @@ final class WriteBack: @unchecked Sendable {
 
     func start() {
         for i in 0..<settings.uploaders {
-            let thread = Thread { [self] in uploadLoop() }
+            let thread = Thread { [self] in uploadLoop(i) }
             thread.name = "ncfs-upload-\(i)"
             // Not kept: a thread holds its block, which holds `self`; kept here as well, the
             // three would keep each other (and the journal's connection) alive after the drain.
@@ -283,8 +288,10 @@ final class WriteBack: @unchecked Sendable {
         file.lock.lock()
         file.writers -= 1
         if file.writers == 0 { file.notBefore = Date().addingTimeInterval(settings.settleDelay) }
+        let due = file.notBefore
         file.lock.unlock()
-        condition.broadcast()
+        // A busy uploader looks again when its upload ends; a sleeping one at its wake time.
+        if let earliest = sleepingUntil.values.min(), earliest > due { condition.broadcast() }
         condition.unlock()
     }
 
@@ -454,12 +461,12 @@ final class WriteBack: @unchecked Sendable {
 
     // MARK: Uploading
 
-    private func uploadLoop() {
+    private func uploadLoop(_ number: Int) {
         while true {
             condition.lock()
             var chosen: StagedFile?
             while chosen == nil {
-                if stopping { condition.unlock(); return }
+                if stopping { sleepingUntil[number] = nil; condition.unlock(); return }
                 let now = Date()
                 var nextWake = now.addingTimeInterval(5)
                 for file in files.values {
@@ -475,8 +482,12 @@ final class WriteBack: @unchecked Sendable {
                     }
                     file.lock.unlock()
                 }
-                if chosen == nil { _ = condition.wait(until: nextWake) }
+                if chosen == nil {
+                    sleepingUntil[number] = nextWake
+                    _ = condition.wait(until: nextWake)
+                }
             }
+            sleepingUntil[number] = nil
             condition.unlock()
             upload(chosen!)
         }
