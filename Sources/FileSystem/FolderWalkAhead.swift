@@ -17,8 +17,8 @@ import RemoteCache
 /// A failed background listing is dropped: the walker's own open asks again and gets the
 /// error itself.
 final class FolderWalkAhead: @unchecked Sendable {
-    // @unchecked: every mutable field is guarded by `lock`; `cache`, `pool`, `skip` and the
-    // options are immutable.
+    // @unchecked: every mutable field is guarded by `lock`; `cache`, `pool` and the options
+    // are immutable.
 
     struct Options: Sendable {
         /// Subfolders listed ahead of the one the walker opened (0: none).
@@ -43,7 +43,7 @@ final class FolderWalkAhead: @unchecked Sendable {
     private var queued: [String] = []
     private var pending: Set<String> = []
     private var running = 0
-    /// Background listings started, for tests and `ncfs status`.
+    /// Background listings started (for tests).
     private(set) var started = 0
 
     init(cache: MetadataCache, pool: WorkerPool, options: FileSystem.WalkAhead) {

@@ -138,7 +138,7 @@ public final class UploadJournal: Sendable {
     // MARK: Recording changes
 
     /// Records that the file at `remotePath` has new content to upload, held in `stagingFile`;
-    /// durable when this returns. A path seen for the first time gets generation 1; a path
+    /// durable when this returns (only crash-safe with `durability: .crashSafe`). A path seen for the first time gets generation 1; a path
     /// already pending gets the new staging file, size and mtime, the next generation, state
     /// `pending` with no attempts, error or chunked upload, and keeps its `createdAt` and (when
     /// `baseETag` is nil) its base ETag: the server still holds the version the first change
@@ -148,10 +148,10 @@ public final class UploadJournal: Sendable {
     /// so that the caller need not fsync the staging file: `content(id:)` gives it back after
     /// a crash. Without it the caller has fsynced the staging file, and a content an earlier
     /// upsert kept is dropped.
-    @discardableResult
     ///
     /// `durability` `.crashSafe` is for a row that carries its `content`: row and bytes are one
     /// commit, so whatever a power cut leaves is either both or neither.
+    @discardableResult
     public func upsert(remotePath: String, stagingFile: String, size: Int64, mtime: Int64,
                        baseETag: String? = nil, content: [UInt8]? = nil,
                        durability: SQLiteDatabase.Durability = .durable) throws(SQLiteError) -> PendingUpload {
