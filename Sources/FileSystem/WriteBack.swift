@@ -290,9 +290,16 @@ final class WriteBack: @unchecked Sendable {
         if file.writers == 0 { file.notBefore = Date().addingTimeInterval(settings.settleDelay) }
         let due = file.notBefore
         file.lock.unlock()
-        // A busy uploader looks again when its upload ends; a sleeping one at its wake time.
-        if let earliest = sleepingUntil.values.min(), earliest > due { condition.broadcast() }
+        wakeUploaders(due: due)
         condition.unlock()
+    }
+
+    /// Wakes the uploaders if a file may be due at `due` before any sleeping one looks again
+    /// (caller holds `condition`). A busy uploader looks again when its upload ends, a sleeping
+    /// one at its wake time: waking all of them for nothing made each scan every pending file
+    /// under `condition`, which every close, create and rename also waits for.
+    private func wakeUploaders(due: Date) {
+        if let earliest = sleepingUntil.values.min(), earliest > due { condition.broadcast() }
     }
 
     /// Marks content changed (a write, truncate or utimens).
@@ -352,10 +359,12 @@ final class WriteBack: @unchecked Sendable {
         condition.unlock()
         defer {
             condition.lock()
+            var due = Date.distantFuture
             for file in files {
-                file.lock.lock(); file.held -= 1; file.lock.unlock()
+                file.lock.lock(); file.held -= 1; due = min(due, file.notBefore); file.lock.unlock()
             }
-            condition.broadcast()
+            // Only uploaders wait for `held` to drop.
+            wakeUploaders(due: due)
             condition.unlock()
         }
         return try body()
@@ -377,8 +386,12 @@ final class WriteBack: @unchecked Sendable {
             throw .cacheFailure("journal: \(error)")
         }
         if let replaced = files.removeValue(forKey: to), replaced !== files[from] { discard(replaced) }
+        // A staged file has no staged files below it: only a folder's rename needs the scan
+        // (over every staged file, which a bulk copy's rename of each temp file must not pay).
         let prefix = from + "/"
-        for (path, file) in files where path == from || path.hasPrefix(prefix) {
+        let movedFiles = files[from].map { [(from, $0)] } ?? files.filter { $0.key.hasPrefix(prefix) }.map { ($0.key, $0.value) }
+        var due = Date.distantFuture
+        for (path, file) in movedFiles {
             let moved = to + path.dropFirst(from.count)
             files[path] = nil
             files[moved] = file
@@ -391,9 +404,10 @@ final class WriteBack: @unchecked Sendable {
             if let row, file.journalID == row.id { file.generation = row.generation }
             // A name it failed under (refused by the server) may be fine now.
             file.failedPermanently = false
+            due = min(due, file.notBefore)
             file.lock.unlock()
         }
-        condition.broadcast()
+        wakeUploaders(due: due)
     }
 
     /// The staged file at `path` was unlinked: its upload is dropped (or, if running, its
