@@ -44,7 +44,7 @@ final class FolderWalkAhead: @unchecked Sendable {
     private var pending: Set<String> = []
     private var running = 0
     /// Background listings started (for tests).
-    private(set) var started = 0
+    private var started = 0
 
     init(cache: MetadataCache, pool: WorkerPool, options: FileSystem.WalkAhead) {
         self.cache = cache
@@ -61,14 +61,13 @@ final class FolderWalkAhead: @unchecked Sendable {
     /// Tells the walk-ahead that the folder at `path` was opened (its listing is cached).
     /// `skip` names paths never listed ahead (incoming/, which is not a remote folder).
     func opened(_ path: String, skip: (String) -> Bool) {
-        guard !path.isEmpty else { record(path, at: MetadataCache.now()); return }
         let now = MetadataCache.now()
         let (parent, name) = MetadataCache.split(path)
         lock.lock()
-        let descending = opened[parent].map { now &- $0 < options.descent } ?? false
+        let descending = !path.isEmpty && opened[parent].map { now &- $0 < options.descent } ?? false
         if descending { opened[parent] = now }
-        lock.unlock()
         record(path, at: now)
+        lock.unlock()
         guard descending, options.window > 0, let listing = cache.cachedListing(parent),
               let position = listing.position(of: name) else { return }
         schedule(nextSubfolders(of: listing, after: position, skip: skip))
@@ -91,8 +90,8 @@ final class FolderWalkAhead: @unchecked Sendable {
         return found
     }
 
+    /// Notes `path` as opened at `now` (caller holds `lock`).
     private func record(_ path: String, at now: UInt64) {
-        lock.lock(); defer { lock.unlock() }
         opened[path] = now
         if opened.count > 256 {
             opened = opened.filter { now &- $0.value < options.descent }

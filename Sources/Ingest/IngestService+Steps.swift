@@ -192,7 +192,7 @@ extension IngestService {
         for derivative in result.derivatives {
             let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
             let remote = dayFolder + "/" + derivative.relativePath
-            try ensureFolder(remote.utf8.contains(UInt8(ascii: "/")) ? PathBytes.split(remote).parent : remote)
+            try ensureFolder(PathBytes.beforeLastSlash(remote))
             // Derivatives are made from the original again on a retry; replacing is right.
             try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
             // Verified like the original: the catalog records these bytes, so a short write
@@ -229,7 +229,7 @@ extension IngestService {
         var folders: [String] = []
         if item.originalPath != nil, item.state == .succeeded {
             folders.append(originalFolder(item))
-            folders += item.derivatives.map { $0.path.utf8.contains(UInt8(ascii: "/")) ? PathBytes.split($0.path).parent : $0.path }
+            folders += item.derivatives.map { PathBytes.beforeLastSlash($0.path) }
             folders.append(settings.prefix + "/" + (item.day ?? ""))
         }
         onFinished(Array(Set(folders)), staged)

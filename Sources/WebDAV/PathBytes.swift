@@ -12,6 +12,12 @@ public enum PathBytes {
         split(path).name
     }
 
+    /// `path` before its last slash; all of `path` without one (a remote path that is already
+    /// a folder at the root of what the caller builds on).
+    public static func beforeLastSlash(_ path: String) -> String {
+        path.utf8.contains(UInt8(ascii: "/")) ? split(path).parent : path
+    }
+
     /// `path` before and after its last slash; ("", path) without one.
     public static func split(_ path: String) -> (parent: String, name: String) {
         let bytes = path.utf8

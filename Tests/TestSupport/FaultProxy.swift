@@ -77,9 +77,7 @@ public final class FaultProxy: @unchecked Sendable {
 
     /// Every request the proxy has finished so far, in order.
     public func records() -> [Record] {
-        guard let text = try? String(contentsOf: logFile, encoding: .utf8) else { return [] }
-        let decoder = JSONDecoder()
-        return text.split(separator: "\n").compactMap { try? decoder.decode(Record.self, from: Data($0.utf8)) }
+        PythonService.records(Record.self, in: logFile)
     }
 
     // MARK: NCFS_TEST_FAULTS

@@ -31,6 +31,14 @@ enum PythonService {
         throw failure(stderr)
     }
 
+    /// The records of a JSON-lines log (both services log one request per line), in order;
+    /// a line that does not decode (one being written) is left out.
+    static func records<T: Decodable>(_ type: T.Type, in log: URL) -> [T] {
+        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return [] }
+        let decoder = JSONDecoder()
+        return text.split(separator: "\n").compactMap { try? decoder.decode(T.self, from: Data($0.utf8)) }
+    }
+
     /// SIGTERM, then SIGKILL after 5 s; waits for the process either way.
     static func stop(_ p: Process) {
         if p.isRunning {

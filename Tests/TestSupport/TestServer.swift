@@ -109,9 +109,7 @@ public final class TestServer: @unchecked Sendable {
 
     /// Every request the server has answered so far, in order.
     public func requests() -> [LoggedRequest] {
-        guard let data = try? String(contentsOf: logFile, encoding: .utf8) else { return [] }
-        let decoder = JSONDecoder()
-        return data.split(separator: "\n").compactMap { try? decoder.decode(LoggedRequest.self, from: Data($0.utf8)) }
+        PythonService.records(LoggedRequest.self, in: logFile)
     }
 
     /// The number of requests logged so far, once the log has settled: the mark to pass to

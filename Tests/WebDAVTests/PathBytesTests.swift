@@ -19,5 +19,7 @@ struct PathBytesTests {
         #expect(PathBytes.split("a/") == (parent: "a", name: ""))
         #expect(PathBytes.components("//a//b/") == ["a", "b"])
         #expect(PathBytes.components("") == [])
+        #expect(PathBytes.beforeLastSlash("a/b/c") == "a/b" && PathBytes.beforeLastSlash("a/\u{301}b") == "a")
+        #expect(PathBytes.beforeLastSlash("name") == "name")
     }
 }
