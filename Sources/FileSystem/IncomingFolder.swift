@@ -24,14 +24,19 @@ public protocol IncomingObserver: AnyObject, Sendable {
 /// made durable (fsync of the file, and of its folder for new names) before `close` returns;
 /// the ingest pipeline takes them from here and removes each one once it is persisted.
 public final class IncomingFolder: @unchecked Sendable {
-    // @unchecked: `writers` is guarded by `lock` (a leaf lock); `observer` is set once before
-    // the mount is served.
+    // @unchecked: `writers` is guarded by `lock` (a leaf lock); `observer` and `nameRules` are
+    // set once before the mount is served.
 
     /// The folder's name at the mount root.
     public let name: String
     /// The local folder holding the staged files (created 0700).
     public let root: URL
     public weak var observer: (any IncomingObserver)?
+    /// The names the server refuses (the mount's client's rules, which the server's
+    /// capabilities may extend): a new file or folder in incoming/ is held to them, as one
+    /// anywhere else in the mount is, so a name that could never be uploaded is EINVAL at
+    /// once instead of an item that fails later. nil: no check.
+    public var nameRules: NameRulesBox?
 
     private let lock = NSLock()
     /// Open writable handles per relative path.
@@ -54,6 +59,15 @@ public final class IncomingFolder: @unchecked Sendable {
         let parts = name.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
         if parts.count >= 2, let last = parts.last, last.count == 6, last.allSatisfy({ $0.isLetter || $0.isNumber }) { return true }
         return false
+    }
+
+    /// EINVAL for a name the server refuses, given to a new file (created or renamed to) or
+    /// folder. Temporary names are exempt for files: they never reach the server (a browser's
+    /// `photo.jpg.part` is renamed to `photo.jpg` before it is an item).
+    func checkNewName(_ relative: String, isFile: Bool) throws(FSError) {
+        guard let rules = nameRules?.value, let name = PathBytes.components(relative).last else { return }
+        if isFile && Self.isTemporaryName(name) { return }
+        if rules.violation(in: name) != nil { throw .invalid }
     }
 
     /// Whether a writable handle is open on `path`.
@@ -94,6 +108,7 @@ public final class IncomingFolder: @unchecked Sendable {
         if create { flags |= O_CREAT }
         if exclusive { flags |= O_EXCL }
         if truncate && writable { flags |= O_TRUNC }
+        if create, entry(relative) == nil { try checkNewName(relative, isFile: true) }
         let open = { () throws(FSError) -> Int32 in
             let fd = Glibc.open(self.localPath(relative), flags, 0o600)
             guard fd >= 0 else { throw Self.error(errno, "opening incoming/\(relative)") }
@@ -137,6 +152,7 @@ public final class IncomingFolder: @unchecked Sendable {
     }
 
     func mkdir(_ relative: String) throws(FSError) {
+        if entry(relative) == nil { try checkNewName(relative, isFile: false) }
         guard Glibc.mkdir(localPath(relative), 0o700) == 0 else { throw Self.error(errno, "creating incoming/\(relative)") }
         try syncFolder(of: relative)
     }
@@ -160,6 +176,7 @@ public final class IncomingFolder: @unchecked Sendable {
     func rename(_ from: String, to: String, noReplace: Bool) throws(FSError) {
         let source = localPath(from), target = localPath(to)
         let moved = (try? FileManager.default.subpathsOfDirectory(atPath: source))?.map { FolderListing.join(from, $0) } ?? [from]
+        try checkNewName(to, isFile: entry(from)?.isDirectory != true)
         let move = { () throws(FSError) -> Void in
             if noReplace, self.entry(to) != nil { throw .exists }
             guard Glibc.rename(source, target) == 0 else { throw Self.error(errno, "renaming incoming/\(from)") }

@@ -50,6 +50,18 @@ private let insecureWarning: Void = {
         """.utf8))
 }()
 
+/// Config files already warned about, so a file read twice in one run (connection and ingest
+/// settings) warns once.
+private final class ConfigWarnings: @unchecked Sendable {
+    // @unchecked: `warned` is guarded by `lock`.
+    private let lock = NSLock()
+    private var warned: Set<String> = []
+
+    func firstTime(_ path: String) -> Bool { lock.withLock { warned.insert(path).inserted } }
+}
+
+private let configWarnings = ConfigWarnings()
+
 struct ResolvedConnection {
     var baseURL: String
     var credentials: Credentials?
@@ -179,10 +191,12 @@ extension ConnectionOptions {
             throw ConfigurationError.unreadable(path, "not readable UTF-8 text")
         }
         var out: [String: String] = [:]
-        for raw in text.split(whereSeparator: \.isNewline) {
+        var unknown: [(line: Int, key: String)] = []
+        for (number, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             guard !line.isEmpty, !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { continue }
             let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            if !knownConfigKeys.contains(key) { unknown.append((number + 1, key)) }
             var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
             if value.count >= 2, let f = value.first, f == "\"" || f == "'", value.last == f {
                 value = String(value.dropFirst().dropLast())
@@ -193,6 +207,45 @@ extension ConnectionOptions {
             var st = stat()
             if stat(path, &st) == 0, st.st_mode & 0o077 != 0 { throw ConfigurationError.unsafePasswordFile(path, mode: st.st_mode) }
         }
+        if !unknown.isEmpty, configWarnings.firstTime(path) {
+            for (line, key) in unknown { FileHandle.standardError.write(Data("ncfs: warning: \(unknownKeyWarning(key, path: path, line: line))\n".utf8)) }
+        }
         return out
+    }
+
+    /// Every key the config file may hold; any other is a mistake the user should hear about.
+    static let knownConfigKeys: [String] = [
+        "NEXTCLOUD_WEBDAV_BASE_URL", "NEXTCLOUD_WEBDAV_USER", "NEXTCLOUD_WEBDAV_APP_PASSWORD",
+        "NEXTCLOUD_WEBDAV_APP_PASSWORD_FILE", "NCFS_PINNED_PUBLIC_KEY", "NEXTCLOUD_UPLOAD_PREFIX", "NCFS_TIME_ZONE",
+        "NEXTCLOUD_PUBLIC_SHARE_TOKEN", "NEXTCLOUD_PUBLIC_BASE_URL", "NEXTCLOUD_PUBLIC_SHARE_PATH",
+    ]
+
+    /// "FILE:LINE: unknown setting KEY (ignored); did you mean NEAREST?" — the nearest known
+    /// key by edit distance, named when it is close enough to be the likely intent, else the
+    /// list of known keys. (A misspelt key is otherwise ignored without a word, and the
+    /// failure it causes — "no WebDAV URL configured" — points elsewhere.)
+    static func unknownKeyWarning(_ key: String, path: String, line: Int) -> String {
+        let ranked = knownConfigKeys.map { ($0, editDistance(key.uppercased(), $0)) }.min { $0.1 < $1.1 }
+        let prefix = "\(path):\(line): unknown setting \(key) (ignored)"
+        if let (nearest, distance) = ranked, distance <= max(3, nearest.count / 2) {
+            return prefix + "; did you mean \(nearest)?"
+        }
+        return prefix + "; the known settings are " + knownConfigKeys.joined(separator: ", ")
+    }
+
+    /// Levenshtein distance (insertions, deletions, substitutions), on Unicode scalars.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
+        if a.isEmpty { return b.count }
+        var previous = Array(0...b.count)
+        var current = previous
+        for i in 1...a.count {
+            current[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&previous, &current)
+        }
+        return previous[b.count]
     }
 }

@@ -141,6 +141,9 @@ extension Mount {
     static func startIngest(_ setup: IngestSetup, fs: FileSystem, cache: MetadataCache, client: WebDAVClient,
                             logger: Logger) throws -> IngestService {
         let folder = try IncomingFolder(name: setup.folderName, root: setup.stagingFolder)
+        // The rules the rest of the mount applies (the same client's, with the server's
+        // forbidden names once its capabilities are read).
+        folder.nameRules = client.nameRules
         let catalog = try SQLiteCatalog(path: setup.catalogPath)
         let service = try IngestService(settings: setup.settings, catalog: catalog, folder: folder, client: client, logger: logger) {
             [weak fs, cache] folders, left in

@@ -25,7 +25,8 @@ struct Mount: ParsableCommand {
             log=PATH (where --background sends the daemon's messages), state_dir=PATH, upload_delay=SECONDS, \
             close=crashsafe (a small file's close survives a daemon crash, not a power cut; default durable), \
             drain_timeout=SECONDS, incoming=NAME, noincoming, upload_prefix=PATH, ingest_delay=SECONDS, \
-            ro (read-only), allow_other, and other libfuse mount options. A password is \
+            ro (read-only), nonempty (mount over a folder that is not empty, hiding what is in it; refused \
+            otherwise), allow_other, and other libfuse mount options. A password is \
             never accepted in -o (password= is refused). Options mount(8) and fstab add (rw, dev, suid, \
             _netdev, noauto, nofail, user, defaults, comment=, x-*, …) are accepted and ignored. Unmount with \
             `fusermount3 -u MOUNTPOINT`; pending uploads are drained first (exit 9 if some remain).
@@ -86,17 +87,23 @@ struct Mount: ParsableCommand {
     }
 
     func run() throws {
+        // Folders this run created (state, cache and their parents); a mount that fails before
+        // it is up removes them again if they are still empty.
+        var created: [URL] = []
+        var mounted = false
         do {
-            let setup = try prepare()
-            if background { try startInBackground(log: setup.log) } else { try serve(setup) }
+            let setup = try prepare(creating: &created)
+            if background { try startInBackground(log: setup.log) } else { try serve(setup, mounted: &mounted) }
         } catch {
+            // A `--background` parent gets here only once its daemon has exited.
+            if !mounted { Mount.removeEmptyFolders(created) }
             // systemd shows the status line, and a `--background` parent prints it.
             SystemdNotify.send("STATUS=" + explain(error).0.replacingOccurrences(of: "\n", with: " "))
             throw fail(error)
         }
     }
 
-    func prepare() throws -> Setup {
+    func prepare(creating created: inout [URL]) throws -> Setup {
         let options = try MountOptions(parsing: mountOptions)
         var connection = self.connection
         let mountpoint: String
@@ -117,7 +124,9 @@ struct Mount: ParsableCommand {
         // Paths read after start-up are made absolute: the daemon leaves its working folder.
         resolved.caFile = resolved.caFile.map { URL(fileURLWithPath: $0).path }
 
-        var setup = Setup(mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, connection: resolved,
+        let mountpointPath = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
+        try Mount.checkMountpoint(mountpointPath, allowNonEmpty: options.nonEmpty)
+        var setup = Setup(mountpoint: mountpointPath, connection: resolved,
                           attrTimeout: options.attrTimeout ?? attrTimeout, poll: options.poll ?? poll,
                           readTimeout: options.readTimeout ?? readTimeout, drainTimeout: options.drainTimeout ?? drainTimeout,
                           fuseOptions: options.fuse, log: options.log)
@@ -131,11 +140,11 @@ struct Mount: ParsableCommand {
         }
         let folder = (options.cacheDirectory ?? cacheDir).map { URL(fileURLWithPath: $0) }
             ?? Mount.defaultFolder(.cache, baseURL: resolved.baseURL, user: resolved.credentials?.user)
-        setup.fileSystem.contentCache.directory = try Mount.preparePrivateFolder(folder)
+        setup.fileSystem.contentCache.directory = try Mount.preparePrivateFolder(folder, created: &created)
         if !options.readOnly {
             let state = (options.stateDirectory ?? stateDir).map { URL(fileURLWithPath: $0) }
                 ?? Mount.defaultFolder(.state, baseURL: resolved.baseURL, user: resolved.credentials?.user)
-            var writes = FileSystem.WriteOptions(directory: try Mount.preparePrivateFolder(state))
+            var writes = FileSystem.WriteOptions(directory: try Mount.preparePrivateFolder(state, created: &created))
             if let delay = options.uploadDelay { writes.settleDelay = delay }
             if let crashSafe = options.crashSafeClose { writes.crashSafeClose = crashSafe }
             setup.writes = writes
@@ -146,11 +155,16 @@ struct Mount: ParsableCommand {
         return setup
     }
 
-    /// Mounts and serves in this process until unmounted.
-    func serve(_ setup: Setup) throws {
+    /// Mounts and serves in this process until unmounted; `mounted` turns true once the mount
+    /// is live.
+    func serve(_ setup: Setup, mounted: inout Bool) throws {
         // A daemon must not keep the folder it was started from busy (that filesystem could
         // not be unmounted); every path it still needs is absolute by now.
         chdir("/")
+        // One daemon per state folder, held until this function returns (before anything
+        // reads or writes the state, and before any request).
+        let stateLock = try setup.writes.map { try StateLock.acquire(folder: $0.directory, mountpoint: setup.mountpoint) }
+        defer { stateLock?.release() }
         FUSEMount.limitMallocArenas()
         var logger = Logger(label: "ncfs")
         logger.logLevel = connection.verbose ? .debug : .warning
@@ -178,7 +192,7 @@ struct Mount: ParsableCommand {
         // Fail before mounting when the cache folder is unusable (every open would be EIO), the
         // server is unreachable or the credentials are wrong.
         if let problem = fs.contentCacheProblem { throw CLIError(message: problem, code: 1) }
-        _ = try cache.listing("")
+        try Mount.checkRoot(cache, url: setup.connection.baseURL)
         // statfs is answered from the quota, fetched here once rather than by the first `df`,
         // `find` or file manager after mounting (then at most once a minute).
         _ = try? cache.quotaInfo()
@@ -198,8 +212,11 @@ struct Mount: ParsableCommand {
         mountOptions.fuseOptions = setup.fuseOptions
         let mount = FUSEMount(fileSystem: fs, mountpoint: setup.mountpoint, options: mountOptions, logger: logger)
         try mount.run(ready: {
+            mounted = true
             cache.startPolling()
             SystemdNotify.send("READY=1\nSTATUS=mounted on \(setup.mountpoint)")
+            // One line saying what is where (into the log with --background).
+            FileHandle.standardOutput.write(Data((Mount.readyLine(setup) + "\n").utf8))
         })
         cache.stopPolling()
         if let ingestService {
@@ -250,8 +267,16 @@ struct Mount: ParsableCommand {
     }
 
     /// Creates the folder (0700, with its parents) or checks that the existing one is private:
-    /// it holds copies of the user's files. (Cache and state folders alike.)
-    static func preparePrivateFolder(_ folder: URL) throws -> URL {
+    /// it holds copies of the user's files. (Cache and state folders alike.) The folders it
+    /// creates are appended to `created`, outermost first.
+    static func preparePrivateFolder(_ folder: URL, created: inout [URL]) throws -> URL {
+        var missing: [URL] = []
+        var ancestor = folder.standardizedFileURL
+        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path) {
+            missing.insert(ancestor, at: 0)
+            ancestor = ancestor.deletingLastPathComponent()
+        }
+        defer { created += missing.filter { FileManager.default.fileExists(atPath: $0.path) } }
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
@@ -265,5 +290,105 @@ struct Mount: ParsableCommand {
             throw CLIError(message: "the folder \(folder.path) is open to other users (mode \(String(st.st_mode & 0o777, radix: 8))) and would hold copies of your files; run `chmod 700 \(folder.path)` first", code: 3)
         }
         return folder
+    }
+}
+
+// MARK: First contact: the mount point, the root, the ready line
+
+extension Mount {
+    /// Refuses what cannot be, or should not silently be, mounted on: a missing path, anything
+    /// but a folder (a file as mount point turns every access into EIO), a folder already
+    /// mounted on, and a folder with entries (the mount would hide them) unless `-o nonempty`.
+    static func checkMountpoint(_ path: String, allowNonEmpty: Bool) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let code = errno
+            switch code {
+            case ENOENT:
+                throw CLIError(message: "the mount point \(path) does not exist: create an empty folder first (mkdir -p \(path))", code: 2)
+            case ENOTCONN:
+                throw CLIError(message: "the mount point \(path) is a mount whose daemon has ended (\(String(cString: strerror(code)))): run `fusermount3 -u \(path)` first", code: 2)
+            default:
+                throw CLIError(message: "cannot use the mount point \(path): \(String(cString: strerror(code)))", code: 2)
+            }
+        }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            let kind = st.st_mode & S_IFMT == S_IFREG ? "a file" : "not a folder"
+            throw CLIError(message: "the mount point \(path) is \(kind): ncfs mounts on an (empty) folder", code: 2)
+        }
+        if allowNonEmpty { return }
+        if let type = mountType(path) {
+            throw CLIError(message: "\(path) is already a mount point (\(type)): unmount it first (fusermount3 -u \(path)), or mount elsewhere", code: 2)
+        }
+        guard let folder = opendir(path) else {
+            throw CLIError(message: "cannot read the mount point \(path): \(String(cString: strerror(errno)))", code: 2)
+        }
+        defer { closedir(folder) }
+        var names: [String] = []
+        while let entry = readdir(folder) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        if !names.isEmpty {
+            let shown = names.sorted().prefix(3).joined(separator: ", ") + (names.count > 3 ? ", …" : "")
+            throw CLIError(message: """
+                the mount point \(path) is not empty (\(names.count) entr\(names.count == 1 ? "y" : "ies"): \(shown)); the mount would \
+                hide what is in it. Mount on an empty folder, or pass -o nonempty to mount over it anyway.
+                """, code: 2)
+        }
+    }
+
+    /// The filesystem type of a mount exactly at `path`, from /proc/self/mountinfo (whose
+    /// paths escape space, tab, newline and backslash as octal).
+    static func mountType(_ path: String) -> String? {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        let escaped = path.replacingOccurrences(of: "\\", with: "\\134").replacingOccurrences(of: " ", with: "\\040")
+            .replacingOccurrences(of: "\t", with: "\\011").replacingOccurrences(of: "\n", with: "\\012")
+        var type: String?
+        for line in table.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4] == Substring(escaped) else { continue }
+            type = fields.firstIndex(of: "-").flatMap { fields.count > $0 + 1 ? String(fields[$0 + 1]) : nil } ?? "unknown type"
+        }
+        return type
+    }
+
+    /// Lists the root once before mounting: the server is reachable, the login works, and the
+    /// URL names a WebDAV folder. A 404 there almost always means a wrong URL, which the
+    /// bare "PROPFIND /: HTTP 404" does not say.
+    static func checkRoot(_ cache: MetadataCache, url: String) throws {
+        let shown = redactedForLog(url)
+        let advice = """
+            A Nextcloud WebDAV URL looks like https://HOST/remote.php/dav/files/USER/ (USER is the login \
+            name Nextcloud shows under Settings → Personal info; a folder below it works too). \
+            `ncfs doctor` checks the URL, the server and the login step by step.
+            """
+        let listing: FolderListing
+        do {
+            listing = try cache.listing("")
+        } catch let error as DAVError where error.kind == .notFound {
+            throw CLIError(message: "\(error)\nThe URL \(shown) does not point at a WebDAV folder (the server answered 404 Not Found). \(advice)",
+                           code: 5)
+        } catch let error as DAVError where error.kind == .server && [405, 501].contains(error.status ?? 0) {
+            throw CLIError(message: "\(error)\nThe server at \(shown) does not speak WebDAV there (it refused PROPFIND). \(advice)",
+                           code: 1)
+        }
+        guard listing.folder.isDirectory else {
+            throw CLIError(message: "The URL \(shown) points at a file, not a folder: ncfs mounts a folder. \(advice)", code: 2)
+        }
+    }
+
+    /// "ncfs: mounted URL (as LOGIN) on MOUNTPOINT, writable; state folder STATE": what a
+    /// foreground mount prints once it is live.
+    static func readyLine(_ setup: Setup) -> String {
+        let login = setup.connection.credentials.map { " (as \($0.user))" } ?? ""
+        let state = setup.writes.map { "writable; state folder \($0.directory.path)" } ?? "read-only (no state folder)"
+        return "ncfs: mounted \(redactedForLog(setup.connection.baseURL))\(login) on \(setup.mountpoint), \(state); "
+            + "unmount with `fusermount3 -u \(setup.mountpoint)` or Ctrl-C"
+    }
+
+    /// Removes, innermost first, the folders of `created` that are still empty.
+    static func removeEmptyFolders(_ created: [URL]) {
+        for folder in created.reversed() { rmdir(folder.path) }
     }
 }

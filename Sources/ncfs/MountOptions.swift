@@ -35,6 +35,9 @@ struct MountOptions {
     var ingestDelay: Double?
     /// Where `--background` sends the daemon's messages.
     var log: String?
+    /// `nonempty`: mount over a folder that has entries (hiding them). ncfs's own option:
+    /// libfuse 3 dropped it and would refuse it.
+    var nonEmpty = false
     var fuse: [String] = []
 
     /// Options mount(8) (fstab) passes that mean nothing here: mount(8)'s own bookkeeping; the
@@ -105,6 +108,7 @@ struct MountOptions {
             case "noincoming": noIncoming = true
             case "upload_prefix": uploadPrefix = try text()
             case "ingest_delay": ingestDelay = try seconds()
+            case "nonempty": nonEmpty = true
             case _ where MountOptions.isIgnored(key): continue
             default: fuse.append(option)
             }
