@@ -221,16 +221,27 @@ extension ConnectionOptions {
     ]
 
     /// "FILE:LINE: unknown setting KEY (ignored); did you mean NEAREST?" — the nearest known
-    /// key by edit distance, named when it is close enough to be the likely intent, else the
-    /// list of known keys. (A misspelt key is otherwise ignored without a word, and the
-    /// failure it causes — "no WebDAV URL configured" — points elsewhere.)
+    /// key, named when it is close enough to be the likely intent, else the list of known
+    /// keys. (A misspelt key is otherwise ignored without a word, and the failure it causes —
+    /// "no WebDAV URL configured" — points elsewhere.)
     static func unknownKeyWarning(_ key: String, path: String, line: Int) -> String {
-        let ranked = knownConfigKeys.map { ($0, editDistance(key.uppercased(), $0)) }.min { $0.1 < $1.1 }
         let prefix = "\(path):\(line): unknown setting \(key) (ignored)"
-        if let (nearest, distance) = ranked, distance <= max(3, nearest.count / 2) {
-            return prefix + "; did you mean \(nearest)?"
-        }
+        if let nearest = nearestConfigKey(key) { return prefix + "; did you mean \(nearest)?" }
         return prefix + "; the known settings are " + knownConfigKeys.joined(separator: ", ")
+    }
+
+    /// The known key sharing the most `_`-separated words with `key`, the smallest edit
+    /// distance among those: NEXTCLOUD_WEBDAV_URL is NEXTCLOUD_WEBDAV_BASE_URL (all three words),
+    /// not NEXTCLOUD_WEBDAV_USER (fewer edits, one word fewer); NEXTCLOUD_WEBDAV_UESR is
+    /// NEXTCLOUD_WEBDAV_USER. nil when nothing is close (two words in common, or a few edits).
+    static func nearestConfigKey(_ key: String) -> String? {
+        let upper = key.uppercased()
+        let words = Set(upper.split(separator: "_"))
+        let ranked = knownConfigKeys.map { known in
+            (key: known, shared: words.intersection(known.split(separator: "_")).count, distance: editDistance(upper, known))
+        }.min { ($1.shared, $0.distance) < ($0.shared, $1.distance) }
+        guard let best = ranked, best.shared >= 2 || best.distance <= max(3, best.key.count / 3) else { return nil }
+        return best.key
     }
 
     /// Levenshtein distance (insertions, deletions, substitutions), on Unicode scalars.
