@@ -359,9 +359,9 @@ extension Mount {
     static func checkRoot(_ cache: MetadataCache, url: String) throws {
         let shown = redactedForLog(url)
         let advice = """
-            A Nextcloud WebDAV URL looks like https://HOST/remote.php/dav/files/USER/ (USER is the login \
-            name Nextcloud shows under Settings → Personal info; a folder below it works too). \
-            `ncfs doctor` checks the URL, the server and the login step by step.
+            A Nextcloud WebDAV URL looks like https://HOST/remote.php/dav/files/USER/ (the Files app shows \
+            yours under Files settings → WebDAV; a folder below it works too). `ncfs doctor` checks the \
+            URL, the server and the login step by step.
             """
         let listing: FolderListing
         do {
