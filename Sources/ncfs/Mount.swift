@@ -300,6 +300,10 @@ extension Mount {
     /// but a folder (a file as mount point turns every access into EIO), a folder already
     /// mounted on, and a folder with entries (the mount would hide them) unless `-o nonempty`.
     static func checkMountpoint(_ path: String, allowNonEmpty: Bool) throws {
+        // An automount point (fstab's x-systemd.automount) is where this mount belongs, and
+        // looking into it would wait for this very mount: taken as it is.
+        let mounted = mountType(path)
+        if mounted == "autofs" { return }
         var st = stat()
         guard stat(path, &st) == 0 else {
             let code = errno
@@ -317,7 +321,7 @@ extension Mount {
             throw CLIError(message: "the mount point \(path) is \(kind): ncfs mounts on an (empty) folder", code: 2)
         }
         if allowNonEmpty { return }
-        if let type = mountType(path) {
+        if let type = mounted {
             throw CLIError(message: "\(path) is already a mount point (\(type)): unmount it first (fusermount3 -u \(path)), or mount elsewhere", code: 2)
         }
         guard let folder = opendir(path) else {
