@@ -161,11 +161,11 @@ struct Mount: ParsableCommand {
         // A daemon must not keep the folder it was started from busy (that filesystem could
         // not be unmounted); every path it still needs is absolute by now.
         chdir("/")
+        FUSEMount.limitMallocArenas()
         // One daemon per state folder, held until this function returns (before anything
         // reads or writes the state, and before any request).
         let stateLock = try setup.writes.map { try StateLock.acquire(folder: $0.directory, mountpoint: setup.mountpoint) }
         defer { stateLock?.release() }
-        FUSEMount.limitMallocArenas()
         var logger = Logger(label: "ncfs")
         logger.logLevel = connection.verbose ? .debug : .warning
         func client(stall: Double, budget: Double) throws -> WebDAVClient {
