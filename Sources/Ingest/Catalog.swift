@@ -37,6 +37,11 @@ public protocol Catalog: Sendable {
     /// an original on the server: the one a new copy is a duplicate of.
     func holder(sha256: String, excluding: Int64) throws -> IngestItem?
 
+    /// Every item other than `excluding` with this content under the upload prefix `bucket`
+    /// that owns (or is making) an original on the server, oldest first: the candidates a new
+    /// copy may be a duplicate of, once one of them is known to still be on the server.
+    func holders(sha256: String, bucket: String, excluding: Int64) throws -> [IngestItem]
+
     /// The file names other items than `excluding` reserved in the folder `folder`.
     func reservedNames(in folder: String, excluding: Int64) throws -> [String]
 

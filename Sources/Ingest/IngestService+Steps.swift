@@ -47,7 +47,7 @@ extension IngestService {
         item.sourceMtime = Int64(st.st_mtim.tv_sec)
 
         // Duplicate check, first without the lock (cheap, and spares an exif derivation).
-        if item.originalPath == nil, let holder = try catalog.holder(sha256: hex, excluding: item.id) {
+        if item.originalPath == nil, let holder = try presentHolder(of: item) {
             return try recordDuplicate(item, of: holder)
         }
 
@@ -66,13 +66,42 @@ extension IngestService {
         return try reservationLock.withLock {
             // Again under the lock: two copies of one file taken at the same moment must not
             // both reserve a name.
-            if let holder = try catalog.holder(sha256: hex, excluding: item.id) { return try recordDuplicate(item, of: holder) }
+            if let holder = try presentHolder(of: item) { return try recordDuplicate(item, of: holder) }
             item.state = .uploading
             item.originalPath = try reserveName(for: item)
             item.originalURL = url(for: item.originalPath!)
             try catalog.update(item)
             return item
         }
+    }
+
+    /// The earliest item under this upload prefix with `item`'s content whose original is on
+    /// the server: the one `item` is a duplicate of. An active holder is making its original
+    /// now; a succeeded one counts only while its original is still there, which the listing
+    /// of its folder (one PROPFIND per folder and batch, see `originals(in:)`) shows. A holder
+    /// whose original is gone (deleted on the server) is marked `quarantined` and passed over,
+    /// so the content is uploaded again instead of being recorded as a copy of nothing.
+    func presentHolder(of item: IngestItem) throws -> IngestItem? {
+        guard let sha = item.sha256 else { return nil }
+        for holder in try catalog.holders(sha256: sha, bucket: settings.prefix, excluding: item.id) {
+            guard holder.state == .succeeded, let path = holder.originalPath else { return holder }
+            if try isOnServer(path, sha256: sha) { return holder }
+            var gone = holder
+            gone.state = .quarantined
+            gone.quarantineReason = "the original /\(path) is gone from the server (found when item \(item.id) with the same content came in)"
+            do { try catalog.update(gone) } catch { logger.error("ingest: marking item \(holder.id) quarantined: \(error)") }
+            logger.warning("ingest: item \(holder.id)'s original /\(path) is gone from the server: \(item.name) (item \(item.id)) is uploaded again, item \(holder.id) marked quarantined")
+        }
+        return nil
+    }
+
+    /// Whether the folder listing of `path`'s folder holds it with this content (a SHA-256
+    /// checksum of other content means it was replaced; no checksum at all is taken as ours).
+    private func isOnServer(_ path: String, sha256: String) throws -> Bool {
+        let listing = try originals(in: PathBytes.beforeLastSlash(path))
+        guard let checksums = listing[PathBytes.lastComponent(path)] else { return false }
+        let sha = checksums.filter { $0.uppercased().hasPrefix("SHA256:") }
+        return sha.isEmpty || sha.contains { $0.uppercased() == "SHA256:" + sha256.uppercased() }
     }
 
     private func recordDuplicate(_ start: IngestItem, of holder: IngestItem) throws -> IngestItem {

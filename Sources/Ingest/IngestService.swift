@@ -106,10 +106,17 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     let reservationLock = NSLock()
     /// Remote folders known to exist (MKCOL once each).
     private var knownFolders: Set<String> = []
-    /// What each original folder holds on the server (name → checksums), listed once per run
-    /// and kept up to date with this run's own uploads. Someone else's upload after the listing
-    /// is caught by the PUT's If-None-Match (412) instead.
+    /// What each original folder holds on the server (name → checksums), listed once per
+    /// batch and kept up to date with this batch's own uploads. Someone else's upload after the
+    /// listing is caught by the PUT's If-None-Match (412) instead.
+    ///
+    /// A batch is the work between two moments the queue is idle (nothing taken, due or in
+    /// flight): at each such moment this and `knownFolders` are forgotten, so files deleted on
+    /// the server between two drops are seen (a re-dropped file is uploaded again, not recorded
+    /// as a duplicate of a file that is gone), at the price of one listing per folder per batch.
     private var originalsOnServer: [String: [String: [String]]] = [:]
+    /// Held while a folder is listed, so workers starting a batch together list it once.
+    private let listingLock = NSLock()
 
     public init(settings: Settings, catalog: any Catalog, folder: IncomingFolder, client: WebDAVClient, logger: Logger,
                 onFinished: @escaping @Sendable ([String], String?) -> Void) throws {
@@ -237,6 +244,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     }
 
     private func schedule() {
+        var wasIdle = false
         condition.lock()
         while !stopped {
             let now = Date()
@@ -252,7 +260,11 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
             dispatchDueItems(now: now)
             var wake = now.addingTimeInterval(1)
             if let next = candidates.values.min(), next < wake { wake = next }
-            if inFlight.count < settings.workers, let due = try? catalog.nextDue(), due < wake { wake = max(due, now.addingTimeInterval(0.05)) }
+            let nextDue = inFlight.count < settings.workers ? (try? catalog.nextDue()) : nil
+            if inFlight.count < settings.workers, let due = nextDue, due < wake { wake = max(due, now.addingTimeInterval(0.05)) }
+            let idle = inFlight.isEmpty && candidates.isEmpty && nextDue == nil
+            if idle && !wasIdle { forgetServerKnowledge() }
+            wasIdle = idle
             _ = condition.wait(until: wake)
         }
         condition.unlock()
@@ -363,15 +375,30 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         }
     }
 
-    /// The names (with their checksums) in the original folder `folder` on the server.
+    /// The queue went idle: the next batch lists the server's folders afresh (see
+    /// `originalsOnServer`).
+    private func forgetServerKnowledge() {
+        foldersLock.withLock {
+            knownFolders = []
+            originalsOnServer = [:]
+        }
+    }
+
+    /// The names (with their checksums) in the original folder `folder` on the server: one
+    /// PROPFIND (Depth 1) per folder and batch, however many workers ask at once.
     func originals(in folder: String) throws -> [String: [String]] {
+        if let known = foldersLock.withLock({ originalsOnServer[folder] }) { return known }
+        listingLock.lock()
+        defer { listingLock.unlock() }
         if let known = foldersLock.withLock({ originalsOnServer[folder] }) { return known }
         var listed: [String: [String]] = [:]
         do {
             for child in try client.list(folder, properties: .withChecksums).children { listed[child.name] = child.checksums }
             foldersLock.withLock { _ = knownFolders.insert(folder) }
         } catch let error as DAVError where error.kind == .notFound {
-            // Not there yet: empty (the upload creates it).
+            // Not there (yet, or any more): empty, and no folder above it is taken for granted
+            // (the upload creates what is missing).
+            foldersLock.withLock { knownFolders = knownFolders.filter { !(folder == $0 || folder.hasPrefix($0 + "/") || $0.hasPrefix(folder + "/")) } }
         }
         foldersLock.withLock { originalsOnServer[folder] = listed }
         return listed

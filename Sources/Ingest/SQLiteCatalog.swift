@@ -167,6 +167,14 @@ public final class SQLiteCatalog: Catalog {
             """, [.text(sha256), .integer(excluding)]).first
     }
 
+    public func holders(sha256: String, bucket: String, excluding: Int64) throws -> [IngestItem] {
+        try select("""
+            WHERE sha256 = ?1 AND id != ?2 AND bucket = ?3 AND original_path IS NOT NULL
+              AND state IN ('uploading','deriving','succeeded')
+            ORDER BY id
+            """, [.text(sha256), .integer(excluding), .text(bucket)])
+    }
+
     public func reservedNames(in folder: String, excluding: Int64) throws -> [String] {
         // A range on the index: every path that starts with "folder/" ("0" follows "/").
         let rows = try run { () throws(SQLiteError) in

@@ -1,0 +1,107 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// What happens to ingested items after they were persisted: dedupe against originals that
+/// were deleted on the server or live under another upload prefix.
+@Suite("Ingest lifecycle: dedupe against the server", .serialized, .timeLimit(.minutes(10)),
+       .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse (FUSE kernel module) to mount"),
+       .enabled(if: IngestHarness.missing == nil, "\(IngestHarness.missing ?? "")"))
+struct IngestLifecycleTests {
+    static let writeMethods: Set<String> = ["PUT", "MKCOL", "MOVE", "COPY", "DELETE", "PROPPATCH"]
+
+    @Test("Same photos again while their originals exist: duplicates, no write request and at most one listing; after their folder is deleted on the server: uploaded again (the old items quarantined)")
+    func dedupeNeedsTheOriginal() throws {
+        let h = try IngestHarness(photos: 0, generated: 6)
+        defer { h.stop() }
+        let names = try FileManager.default.contentsOfDirectory(atPath: h.generated.path).sorted()
+        #expect(names.count == 6)
+        func drop(into mount: MountedServer) {
+            let copy = run("/usr/bin/rsync", ["-a", h.generated.path + "/", mount.path("incoming") + "/"], timeout: 120)
+            #expect(copy.status == 0, "rsync: \(copy.out)")
+        }
+        func batch(_ items: [[String: Any]], after: Int) -> [[String: Any]] {
+            items.filter { ($0["id"] as? Int ?? 0) > after }
+        }
+        func state(_ item: [String: Any]) -> String { item["state"] as? String ?? "" }
+
+        // 1. First ingest.
+        drop(into: h.mount)
+        try h.waitUntilDone(total: 6, timeout: 120)
+        let first = try h.items()
+        #expect(first.count == 6 && first.allSatisfy { state($0) == "succeeded" }, "\(first.map { "\($0["name"]!) \(state($0)) \($0["persistError"] ?? "")" })")
+        let lastFirst = first.compactMap { $0["id"] as? Int }.max() ?? 0
+        let originalFolder = "pindeck/media-uploads/\(h.today)/original"
+
+        // 2. The same photos while the originals are there: duplicates, nothing written, the
+        // original folder listed at most once (not once per file).
+        var mark = h.server.mark()
+        drop(into: h.mount)
+        try h.waitUntilDone(total: 12, timeout: 120)
+        let second = batch(try h.items(), after: lastFirst)
+        #expect(second.count == 6 && second.allSatisfy { state($0) == "duplicate" }, "\(second.map { "\($0["name"]!) \(state($0))" })")
+        var requests = h.server.requests(since: mark)
+        let writes = requests.filter { Self.writeMethods.contains($0.method) }
+        #expect(writes.isEmpty, "write requests for duplicates: \(writes.map { "\($0.method) \($0.path)" })")
+        let listings = requests.filter { $0.method == "PROPFIND" && $0.path.contains("/original") }
+        #expect(listings.count <= 1, "the original folder was listed \(listings.count) times: \(listings.map { "\($0.path) depth \($0.depth ?? "-")" })")
+        let lastSecond = second.compactMap { $0["id"] as? Int }.max() ?? 0
+
+        // 3. The day folder deleted on the server, the same photos again: uploaded again.
+        try h.server.client().delete("pindeck/media-uploads/\(h.today)", permanently: true)
+        #expect(!FileManager.default.fileExists(atPath: h.server.filesDir.appendingPathComponent(originalFolder).path))
+        mark = h.server.mark()
+        drop(into: h.mount)
+        try h.waitUntilDone(total: 18, timeout: 120)
+        let all = try h.items()
+        let third = batch(all, after: lastSecond)
+        #expect(third.count == 6 && third.allSatisfy { state($0) == "succeeded" },
+                "re-dropped after the server lost them: \(third.map { "\($0["name"]!) \(state($0)) \($0["persistError"] ?? "")" })")
+        for item in third {
+            let path = item["originalPath"] as? String ?? ""
+            #expect(path.hasPrefix(originalFolder + "/"), "\(path)")
+            let name = item["name"] as? String ?? ""
+            #expect((try? IngestHarness.sha256(h.server.filesDir.appendingPathComponent(path))) == (try? IngestHarness.sha256(h.generated.appendingPathComponent(name))),
+                    "\(name): not on the server at \(path)")
+            #expect((item["derivatives"] as? [[String: Any]] ?? []).count == 4, "\(name): derivatives not made again")
+        }
+        requests = h.server.requests(since: mark)
+        let depthOne = requests.filter { $0.method == "PROPFIND" && $0.path.contains("/original") && $0.depth == "1" }
+        #expect(depthOne.count <= 2, "one listing per batch expected, got \(depthOne.count)")
+        // The items whose originals were deleted are marked as such, not left "succeeded".
+        let firstNow = all.filter { ($0["id"] as? Int ?? 0) <= lastFirst }
+        #expect(firstNow.allSatisfy { state($0) == "quarantined" && ($0["quarantineReason"] as? String ?? "").contains("gone") },
+                "\(firstNow.map { "\($0["name"]!) \(state($0))" })")
+    }
+
+    @Test("Photos ingested under one upload prefix, dropped again after a remount with another (-o upload_prefix=): uploaded under the new prefix, not recorded as duplicates of the old")
+    func dedupeIsPerPrefix() throws {
+        let h = try IngestHarness(photos: 0, generated: 4)
+        defer { h.stop() }
+        let names = try FileManager.default.contentsOfDirectory(atPath: h.generated.path).sorted()
+        let copy = run("/usr/bin/rsync", ["-a", h.generated.path + "/", h.mount.path("incoming") + "/"], timeout: 120)
+        #expect(copy.status == 0, "rsync: \(copy.out)")
+        try h.waitUntilDone(total: names.count, timeout: 120)
+        let first = try h.items()
+        #expect(first.count == names.count && first.allSatisfy { $0["state"] as? String == "succeeded" })
+        let last = first.compactMap { $0["id"] as? Int }.max() ?? 0
+
+        h.mount.unmount()
+        let other = try MountedServer(h.server, options: ["state_dir=\(h.state.path)", "ingest_delay=0.3", "upload_prefix=elsewhere/media"],
+                                      arguments: ["--time-zone", "UTC"])
+        defer { other.unmount() }
+        let again = run("/usr/bin/rsync", ["-a", h.generated.path + "/", other.path("incoming") + "/"], timeout: 120)
+        #expect(again.status == 0, "rsync: \(again.out)")
+        try h.waitUntilDone(total: 2 * names.count, timeout: 120)
+        let second = try h.items().filter { ($0["id"] as? Int ?? 0) > last }
+        #expect(second.count == names.count && second.allSatisfy { $0["state"] as? String == "succeeded" },
+                "under a new prefix: \(second.map { "\($0["name"]!) \($0["state"]!) \($0["persistError"] ?? "")" })")
+        for item in second {
+            let name = item["name"] as? String ?? ""
+            #expect(item["originalPath"] as? String == "elsewhere/media/\(h.today)/original/\(name)", "\(item["originalPath"] ?? "nil")")
+            #expect(FileManager.default.fileExists(atPath: h.server.filesDir.appendingPathComponent("elsewhere/media/\(h.today)/original/\(name)").path),
+                    "\(name) is not on the server under the new prefix")
+        }
+        #expect(other.unmount() == 0)
+    }
+}
