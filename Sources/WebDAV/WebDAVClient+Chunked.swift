@@ -94,8 +94,21 @@ extension WebDAVClient {
         headers.set("Destination", destination)
         headers.set("OC-Total-Length", String(total))
         if let mtime { headers.set("X-OC-Mtime", String(Int64(mtime.timeIntervalSince1970.rounded(.down)))) }
-        if let tag = conditions.ifMatch { headers.set("If-Match", Self.quote(tag)) }
-        if conditions.createOnly { headers.set("If-None-Match", "*") }
+        // Conditional headers on this MOVE are checked against its own URL, the `.file` of the
+        // upload, not the target: Nextcloud 32 answers `If-None-Match: *` with 412 every time.
+        // So "create only" is `Overwrite: F`, which the server checks against the target as part
+        // of the MOVE, and "only over this version" is a look at the target just before the
+        // MOVE: a change in the round trip between the two is not caught (the server's file
+        // versions keep the overwritten copy).
+        if conditions.createOnly { headers.set("Overwrite", "F") }
+        if let tag = conditions.ifMatch {
+            let current: DAVResource?
+            do { current = try stat(p) } catch let error as DAVError where error.kind == .notFound { current = nil }
+            guard let current, current.etag.map(Self.unquote) == Self.unquote(tag) else {
+                throw DAVError(.preconditionFailed, method: "MOVE", path: p, status: 412,
+                               detail: current == nil ? "the file is gone from the server" : "the file changed on the server")
+            }
+        }
         // Assembly of a large file can take minutes on the server: no total timeout here, the
         // stall detector still applies.
         let assemble = HTTPRequest(method: "MOVE", url: collection + "/.file", headers: headers, idempotent: false)

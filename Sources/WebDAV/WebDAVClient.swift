@@ -91,6 +91,9 @@ public final class WebDAVClient: Sendable {
         // serves every attempt.
         let parser = MultistatusParser(requestURL: url, root: root)
         let response = try send(request, path: path, sink: .stream({ chunk in try parser.feed(chunk) }))
+        // RFC 8144 §2.1: with `return=minimal`, a PROPPATCH whose every property was set may be
+        // answered 204 with no body. Nextcloud (Sabre) does exactly that; there is nothing to parse.
+        if method == "PROPPATCH" && response.status == 204 { return [] }
         guard response.status == 207 else {
             throw DAVError(.protocolViolation, method: method, path: path, status: response.status,
                            detail: "expected 207 Multi-Status")
@@ -223,7 +226,17 @@ public final class WebDAVClient: Sendable {
         let p = DAVLocation.normalize(path)
         try checkName(of: p, method: "MKCOL")
         // Not idempotent for retries: a retried MKCOL that had succeeded would answer 405.
-        try send(HTTPRequest(method: "MKCOL", url: location.url(p, collection: true), idempotent: false), path: p)
+        do {
+            try send(HTTPRequest(method: "MKCOL", url: location.url(p, collection: true), idempotent: false), path: p)
+        } catch let error as DAVError where error.kind == .forbidden {
+            // Nextcloud 32 (seen on a real server) answers 403 "Could not create directory", not
+            // 405, to the loser of two MKCOLs of one name at once. A folder that is there now is
+            // what the 405 would have said.
+            if (try? stat(p, properties: .listing))?.isCollection == true {
+                throw DAVError(.alreadyExists, method: "MKCOL", path: p, status: 405, detail: "made at the same time by another request")
+            }
+            throw error
+        }
     }
 
     /// DELETE: into the Nextcloud trash bin, or gone for good with `permanently`

@@ -171,7 +171,7 @@ struct MountTests {
 }
 
 /// The built `ncfs` with the server's password in the environment.
-func runNCFS(_ server: TestServer, _ args: [String]) -> (status: Int32, out: String) {
+func runNCFS(_ server: any DAVServer, _ args: [String]) -> (status: Int32, out: String) {
     let home = server.dataDir.path
     let script = "NEXTCLOUD_WEBDAV_APP_PASSWORD='\(server.password)' XDG_CONFIG_HOME='\(home)' XDG_CACHE_HOME='\(home)' XDG_STATE_HOME='\(home)' exec \"$0\" \"$@\""
     return run("/bin/sh", ["-c", script, MountedServer.binary] + args)

@@ -1,7 +1,7 @@
 import Foundation
 import TestSupport
 
-/// `ncfs mount` of a test server, run as a subprocess (the built `ncfs` in
+/// `ncfs mount` of a test server (the emulator or a folder of a real Nextcloud), run as a subprocess (the built `ncfs` in
 /// `TestServer.buildDirectory`) so a kernel wait can never deadlock the test process. `unmount()` (also from `deinit`) ends it
 /// in every outcome: `fusermount3 -u`, then SIGKILL and a lazy unmount if it lingers.
 ///
@@ -12,7 +12,7 @@ import TestSupport
 final class MountedServer: @unchecked Sendable {
     // @unchecked: `process` and `ownedProxy` are set in init and cleared once in `unmount`/`kill`,
     // called from the test's thread.
-    let server: TestServer
+    let server: any DAVServer
     let mountpoint: URL
     private var process: Process?
     let log: URL
@@ -23,7 +23,7 @@ final class MountedServer: @unchecked Sendable {
     static var binary: String { TestServer.buildDirectory.appendingPathComponent("ncfs").path }
 
     /// `options` go in as `-o` options, `arguments` as they are (flags such as `--time-zone UTC`).
-    init(_ server: TestServer, options: [String] = [], arguments: [String] = [], environment: [String: String] = [:],
+    init(_ server: any DAVServer, options: [String] = [], arguments: [String] = [], environment: [String: String] = [:],
          proxy: FaultProxy? = nil) throws {
         self.server = server
         if proxy == nil, server.origin.hasPrefix("http://"), let rules = try FaultProxy.environmentRules() {

@@ -987,6 +987,15 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return '"%s"' % node.etag
 
+    def check_upload_file_preconditions(self):
+        im = (self.headers.get("If-Match") or "").strip()
+        if im and im != "*":
+            raise dav.PreconditionFailed("An If-Match header was specified, but none of the specified ETags matched.",
+                                         "If-Match")
+        if (self.headers.get("If-None-Match") or "").strip():
+            raise dav.PreconditionFailed(
+                "An If-None-Match header was specified, but the ETag matched (or * was specified).", "If-None-Match")
+
     def check_preconditions(self, node, is_get=False):
         h = self.headers
         etag = self.node_etag(node)
@@ -1538,6 +1547,12 @@ class Handler(BaseHTTPRequestHandler):
                         apply()
                 store.update_meta(node)
             href = self.href_for(base, parts, node.isdir)
+        # Like Sabre (Nextcloud 32, seen on a real server): with `Prefer: return=minimal` a
+        # PROPPATCH whose every property was set answers 204 with no body (RFC 8144 §2.1).
+        minimal, _vary = self.minimal()
+        if minimal and not failed:
+            self.send_full(204, [("Vary", "Brief,Prefer")])
+            return
         groups = {}
         for clark, status, _a in results:
             groups.setdefault(status, []).append(clark)
@@ -2010,7 +2025,10 @@ class Handler(BaseHTTPRequestHandler):
             if existing is not None and not overwrite:
                 raise dav.PreconditionFailed("The destination node already exists, and the overwrite header "
                                              "is set to false", "Overwrite")
-            self.check_preconditions(existing)
+            # Like Nextcloud 32 (seen on a real server): If-Match / If-None-Match on this MOVE are
+            # checked against the request URL, the upload's `.file`, which exists and has no
+            # ETag: `If-None-Match: *` and any `If-Match` but `*` fail with 412.
+            self.check_upload_file_preconditions()
         chunks = [e for e in self.upload_entries(udir) if not e.isdir]
         chunks.sort(key=lambda e: (int(e.name), e.name) if e.name.isdigit() else (1 << 30, e.name))
         total = sum(c.size for c in chunks)

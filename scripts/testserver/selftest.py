@@ -777,6 +777,16 @@ def t_proppatch(srv, c):
     check(" 403 " in ents[0]["status"].get(OCNS + "fileid", "") and " 424 " in ents[0]["status"].get(OCNS + "favorite", ""),
           "protected prop -> 403, others 424")
     check(ptext(c.props("pp.txt", ["oc:favorite"])[0], OCNS + "favorite") == "0", "failed PROPPATCH applied nothing")
+    # Nextcloud 32 (Sabre), seen on a real server: `Prefer: return=minimal` and every property set
+    # -> 204 with no body; a refused property still gets the 207 multistatus.
+    body = (b'<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:"><d:set><d:prop>'
+            b'<d:lastmodified>1500000000</d:lastmodified></d:prop></d:set></d:propertyupdate>')
+    r = c.req("PROPPATCH", c.f("pp.txt"), body, {"Prefer": "return=minimal"})
+    check(r.status == 204 and r.body == b"", "PROPPATCH all set + return=minimal -> 204, no body")
+    body = (b'<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop>'
+            b'<oc:fileid>5</oc:fileid></d:prop></d:set></d:propertyupdate>')
+    r = c.req("PROPPATCH", c.f("pp.txt"), body, {"Prefer": "return=minimal"})
+    check(r.status == 207, "PROPPATCH refused + return=minimal -> 207")
 
 
 def t_search(srv, c):
