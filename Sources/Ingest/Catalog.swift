@@ -56,6 +56,18 @@ public protocol Catalog: Sendable {
 
     /// Puts up to `limit` failed items back to `pending` with their attempts reset; returns them.
     func reschedule(limit: Int, now: Date) throws -> [IngestItem]
+
+    /// Puts the items `ids` that are still `failed` back to `pending` with their attempts
+    /// reset; returns them (an id no longer failed is left as it is).
+    func reschedule(ids: [Int64], now: Date) throws -> [IngestItem]
+
+    /// The states `dismiss` removes: final, and not the record of a file on the server.
+    static var dismissableStates: Set<IngestItem.State> { get }
+
+    /// Removes the items `ids` that are in a dismissable state (`failed`, `duplicate`,
+    /// `quarantined`), dropping later duplicates' references to them; returns those removed.
+    /// An id in another state (changed meanwhile) is left as it is.
+    func dismiss(ids: [Int64]) throws -> [IngestItem]
 }
 
 public enum CatalogError: Error, CustomStringConvertible, Sendable {

@@ -236,6 +236,47 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func reschedule(ids: [Int64], now: Date) throws -> [IngestItem] {
+        guard !ids.isEmpty else { return [] }
+        return try run { () throws(SQLiteError) -> [IngestItem] in
+            try database.transaction { db throws(SQLiteError) -> [IngestItem] in
+                var items: [IngestItem] = []
+                for id in ids {
+                    let rows = try db.query("""
+                        UPDATE items SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1, persist_error = NULL
+                        WHERE id = ?2 AND state = 'failed'
+                        RETURNING *
+                        """, [.real(now.timeIntervalSince1970), .integer(id)])
+                    for row in rows {
+                        do { items.append(try Self.item(row)) } catch { throw SQLiteError(code: 1, message: "\(error)", sql: nil) }
+                    }
+                }
+                return items
+            }
+        }
+    }
+
+    public static let dismissableStates: Set<IngestItem.State> = [.failed, .duplicate, .quarantined]
+
+    public func dismiss(ids: [Int64]) throws -> [IngestItem] {
+        guard !ids.isEmpty else { return [] }
+        let states = Self.dismissableStates.map { "'\($0.rawValue)'" }.sorted().joined(separator: ",")
+        return try run { () throws(SQLiteError) -> [IngestItem] in
+            try database.transaction { db throws(SQLiteError) -> [IngestItem] in
+                var items: [IngestItem] = []
+                for id in ids {
+                    // References first: `duplicate_of` is a foreign key.
+                    guard try !db.query("SELECT 1 FROM items WHERE id = ?1 AND state IN (\(states))", [.integer(id)]).isEmpty else { continue }
+                    try db.execute("UPDATE items SET duplicate_of = NULL WHERE duplicate_of = ?1", [.integer(id)])
+                    let rows = try db.query("DELETE FROM items WHERE id = ?1 RETURNING *", [.integer(id)])
+                    guard let row = rows.first else { continue }
+                    do { items.append(try Self.item(row)) } catch { throw SQLiteError(code: 1, message: "\(error)", sql: nil) }
+                }
+                return items
+            }
+        }
+    }
+
     // MARK: Rows
 
     private func select(_ clause: String, _ bindings: [SQLiteValue]) throws -> [IngestItem] {

@@ -38,6 +38,12 @@ struct StateLocation: ParsableArguments {
     }
 }
 
+/// Runs a command's body, turning its failures (a `CLIError` with its exit status, anything
+/// else with `explain`'s) into a message on stderr and an exit status, as `RemoteCommand` does.
+func reportingFailures(_ body: () throws -> Void) throws {
+    do { try body() } catch let error as ExitCode { throw error } catch { throw fail(error) }
+}
+
 /// The catalog's totals plus the staged files not taken yet, for `ncfs status`.
 struct IngestProgress {
     var counts = IngestCounts()
@@ -149,7 +155,9 @@ struct Items: ParsableCommand {
     @Flag(name: .long, help: "A JSON array of full records.")
     var json = false
 
-    func run() throws {
+    func run() throws { try reportingFailures(body) }
+
+    private func body() throws {
         var states: Set<IngestItem.State> = []
         for name in status {
             guard let state = IngestItem.State(rawValue: name) else {
@@ -207,7 +215,9 @@ struct Backfill: ParsableCommand {
     @Option(name: .long, help: "A file in incoming/ counts as left behind once untouched this many seconds.")
     var staleAfter: Double = 60
 
-    func run() throws {
+    func run() throws { try reportingFailures(body) }
+
+    private func body() throws {
         guard limit >= 1 else { throw CLIError(message: "--limit takes 1 or more", code: 2) }
         let folder = try location.folder()
         let path = IngestProgress.catalogPath(folder)
@@ -217,9 +227,22 @@ struct Backfill: ParsableCommand {
         }
         do {
             let catalog = try SQLiteCatalog(path: path)
-            let items = try catalog.reschedule(limit: limit, now: Date())
-            for item in items { print("rescheduled item \(item.id) \(item.name)") }
             let staging = IngestProgress.stagingFolder(folder)
+            // A failed item whose staged copy is gone (removed or renamed in incoming/) cannot
+            // be retried: it would only fail again. It is left as it is, and said so.
+            var retry: [Int64] = []
+            var gone = 0
+            for item in try catalog.items(states: [.failed], limit: nil).reversed() where retry.count < limit {
+                if let staged = item.stagingPath, FileManager.default.fileExists(atPath: staging.appendingPathComponent(staged).path) {
+                    retry.append(item.id)
+                } else {
+                    gone += 1
+                    let was = item.stagingPath.map { "incoming/\($0) is missing" } ?? "it was removed from incoming/"
+                    print("skipped item \(item.id) \(item.name): the staged copy is gone (\(was)); `ncfs dismiss \(item.id)` clears it")
+                }
+            }
+            let items = try catalog.reschedule(ids: retry, now: Date())
+            for item in items { print("rescheduled item \(item.id) \(item.name)") }
             let taken = Set(try catalog.allInIncoming().compactMap(\.stagingPath))
             var entered = 0
             for relative in IngestService.untakenFiles(in: staging, taken: taken) {
@@ -235,11 +258,106 @@ struct Backfill: ParsableCommand {
                     // Taken by the daemon meanwhile.
                 }
             }
-            print("\(items.count) failed item(s) rescheduled, \(entered) left-behind file(s) entered")
+            print("\(items.count) failed item(s) rescheduled, \(entered) left-behind file(s) entered"
+                  + (gone > 0 ? ", \(gone) skipped (staged copy gone)" : ""))
         } catch let error as CLIError {
             throw error
         } catch {
             throw CLIError(message: "backfill: \(error)", code: 1)
+        }
+    }
+}
+
+/// `ncfs dismiss`: failed, duplicate or quarantined items removed from the catalog (and so
+/// from `ncfs status`), by id or by state.
+struct Dismiss: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dismiss",
+        abstract: "Remove failed, duplicate or quarantined items from the catalog (by id, or all in a state).",
+        discussion: """
+            Dismissed items leave the catalog: `ncfs status` no longer counts them and `ncfs items` \
+            no longer lists them. Nothing on the server is touched (an original a failed item \
+            uploaded stays where it is). Items still being worked on and succeeded items (the \
+            record of what is on the server) are never dismissed, nor a failed item whose file is \
+            still in incoming/: remove the file there first (or retry it with `ncfs backfill`). \
+            Works while the mount runs.
+            """)
+
+    @OptionGroup var location: StateLocation
+
+    @Option(name: .long, help: "Dismiss every item in this state (failed, duplicate, quarantined); repeatable.")
+    var state: [String] = []
+
+    @Flag(name: .long, help: "Only list what would be dismissed.")
+    var dryRun = false
+
+    @Argument(help: "Item ids (as `ncfs items` shows them).")
+    var ids: [Int64] = []
+
+    func run() throws { try reportingFailures(body) }
+
+    private func body() throws {
+        let allowed = SQLiteCatalog.dismissableStates
+        var states: Set<IngestItem.State> = []
+        for name in state {
+            guard let state = IngestItem.State(rawValue: name), allowed.contains(state) else {
+                throw CLIError(message: "--state \(name): expected one of \(allowed.map(\.rawValue).sorted().joined(separator: ", ")) (items being worked on and succeeded items are not dismissed)", code: 2)
+            }
+            states.insert(state)
+        }
+        guard !states.isEmpty || !ids.isEmpty else {
+            throw CLIError(message: "name item ids or --state (e.g. `ncfs dismiss --state failed`)", code: 2)
+        }
+        let folder = try location.folder()
+        let path = IngestProgress.catalogPath(folder)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CLIError(message: "no catalog at \(path): nothing was ingested by this mount yet", code: 1)
+        }
+        let staging = IngestProgress.stagingFolder(folder)
+        do {
+            let catalog = try SQLiteCatalog(path: path)
+            var chosen: [IngestItem] = []
+            var refused = 0
+            for id in ids {
+                guard let item = try catalog.item(id) else {
+                    print("item \(id): no such item")
+                    refused += 1
+                    continue
+                }
+                guard allowed.contains(item.state) else {
+                    print("item \(id) \(item.name) is \(item.state.rawValue): only failed, duplicate and quarantined items are dismissed")
+                    refused += 1
+                    continue
+                }
+                chosen.append(item)
+            }
+            if !states.isEmpty {
+                let named = Set(chosen.map(\.id))
+                chosen += try catalog.items(states: states, limit: nil).reversed().filter { !named.contains($0.id) }
+            }
+            var dismissable: [IngestItem] = []
+            for item in chosen {
+                if let staged = item.stagingPath, FileManager.default.fileExists(atPath: staging.appendingPathComponent(staged).path) {
+                    print("item \(item.id) \(item.name): its file is still in incoming/\(staged); remove it there first, or retry it with `ncfs backfill`")
+                    if ids.contains(item.id) { refused += 1 }
+                    continue
+                }
+                dismissable.append(item)
+            }
+            let dismissed = dryRun ? dismissable : try catalog.dismiss(ids: dismissable.map(\.id))
+            for item in dismissed {
+                var line = "\(dryRun ? "would dismiss" : "dismissed") item \(item.id) \(item.name) (\(item.state.rawValue))"
+                if item.state == .failed, let original = item.originalPath { line += "; /\(original) on the server is left as it is" }
+                print(line)
+            }
+            print("\(dismissed.count) item(s) \(dryRun ? "would be " : "")dismissed" + (refused > 0 ? ", \(refused) not" : ""))
+            if refused > 0 { throw ExitCode(1) }
+        } catch let error as CLIError {
+            throw error
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw CLIError(message: "dismiss: \(error)", code: 1)
         }
     }
 }

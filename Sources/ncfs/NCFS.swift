@@ -20,7 +20,7 @@ struct NCFS: ParsableCommand {
         version: HTTPClientConfiguration.version,
         subcommands: [
             List.self, Stat.self, DiskUsage.self, Get.self, Put.self, MakeDirectory.self, Move.self, Copy.self,
-            Remove.self, Trash.self, Search.self, Doctor.self, Mount.self, Status.self, Items.self, Backfill.self,
+            Remove.self, Trash.self, Search.self, Doctor.self, Mount.self, Status.self, Items.self, Backfill.self, Dismiss.self,
             Quarantine.self,
         ]
     )

@@ -23,7 +23,9 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Redraw the ingest progress every second until nothing is left to do (a progress bar on a terminal).")
     var watch = false
 
-    func run() throws {
+    func run() throws { try reportingFailures(body) }
+
+    private func body() throws {
         let folder = try location.folder()
         if watch { return try IngestProgress.watch(folder: folder) }
         let path = folder.appendingPathComponent("journal.sqlite").path

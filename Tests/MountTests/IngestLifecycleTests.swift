@@ -2,9 +2,10 @@ import Foundation
 import TestSupport
 import Testing
 
-/// What happens to ingested items after they were persisted: dedupe against originals that
-/// were deleted on the server or live under another upload prefix.
-@Suite("Ingest lifecycle: dedupe against the server", .serialized, .timeLimit(.minutes(10)),
+/// What happens to ingested items after they were persisted or failed: dedupe against
+/// originals that were deleted on the server or live under another upload prefix; failed items
+/// whose file is gone, skipped by backfill and cleared with `ncfs dismiss`.
+@Suite("Ingest lifecycle: dedupe against the server, backfill and dismiss", .serialized, .timeLimit(.minutes(10)),
        .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse (FUSE kernel module) to mount"),
        .enabled(if: IngestHarness.missing == nil, "\(IngestHarness.missing ?? "")"))
 struct IngestLifecycleTests {
@@ -103,5 +104,72 @@ struct IngestLifecycleTests {
                     "\(name) is not on the server under the new prefix")
         }
         #expect(other.unmount() == 0)
+    }
+
+    @Test("Failed items whose file was removed from incoming/: backfill skips them saying so (not failed again) and retries the rest; ncfs dismiss by id and by state removes them from ncfs status; succeeded, active and still-staged items are not dismissed")
+    func backfillAndDismiss() throws {
+        let h = try IngestHarness(photos: 0)
+        defer { h.stop() }
+        let incoming = h.mount.path("incoming")
+        let state = ["--state-dir", h.state.path]
+        try h.server.control("fault", ["method": "PUT", "path_contains": "bad-", "status": 403, "count": -1])
+        for (name, source) in [("bad-1.png", "alpha.png"), ("bad-2.png", "one-pixel.png"), ("bad-3.jpg", "grey.jpg")] {
+            try Data(contentsOf: h.source.appendingPathComponent(source)).write(to: URL(fileURLWithPath: incoming + "/" + name))
+        }
+        try h.waitUntil(timeout: 60) { ($0["failed"] as? Int ?? 0) == 3 }
+        // Two of them removed from incoming/ (their records stay, failed).
+        #expect(unlink(incoming + "/bad-1.png") == 0 && unlink(incoming + "/bad-2.png") == 0)
+        try h.server.control("clear", [:])
+        func byName() throws -> [String: [String: Any]] {
+            Dictionary(try h.items().map { ($0["name"] as! String, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+        let before = try byName()
+
+        let backfill = run(MountedServer.binary, ["backfill"] + state, errors: true)
+        #expect(backfill.status == 0, "\(backfill.out)")
+        #expect(backfill.out.contains("skipped item \(before["bad-1.png"]?["id"] as? Int ?? -1) bad-1.png: the staged copy is gone")
+                && backfill.out.contains("bad-2.png: the staged copy is gone"), "\(backfill.out)")
+        #expect(backfill.out.contains("1 failed item(s) rescheduled") && backfill.out.contains("2 skipped"), "\(backfill.out)")
+        try h.waitUntilDone(total: 3, timeout: 60)
+        var items = try byName()
+        #expect(items["bad-3.jpg"]?["state"] as? String == "succeeded", "\(items["bad-3.jpg"] ?? [:])")
+        for name in ["bad-1.png", "bad-2.png"] {
+            #expect(items[name]?["state"] as? String == "failed")
+            #expect(items[name]?["attempts"] as? Int == before[name]?["attempts"] as? Int, "\(name) was tried again")
+            #expect(items[name]?["persistError"] as? String == before[name]?["persistError"] as? String, "\(items[name]?["persistError"] ?? "")")
+        }
+
+        // Refusals: a succeeded item, an unknown id, a state that is not final.
+        let succeeded = items["bad-3.jpg"]?["id"] as? Int ?? -1
+        let refused = run(MountedServer.binary, ["dismiss", String(succeeded), "999999"] + state, errors: true)
+        #expect(refused.status == 1 && refused.out.contains("is succeeded") && refused.out.contains("999999: no such item"), "\(refused.out)")
+        let pending = run(MountedServer.binary, ["dismiss", "--state", "pending"] + state, errors: true)
+        #expect(pending.status == 2, "\(pending.out)")
+        #expect(run(MountedServer.binary, ["dismiss"] + state, errors: true).status == 2)
+
+        // By id: one failed item goes; status counts one failed.
+        let one = items["bad-1.png"]?["id"] as? Int ?? -1
+        let dry = run(MountedServer.binary, ["dismiss", "--dry-run", String(one)] + state, errors: true)
+        #expect(dry.status == 0 && dry.out.contains("would dismiss item \(one) bad-1.png"), "\(dry.out)")
+        #expect(try h.status()["failed"] as? Int == 2)
+        let byID = run(MountedServer.binary, ["dismiss", String(one)] + state, errors: true)
+        #expect(byID.status == 0 && byID.out.contains("dismissed item \(one) bad-1.png (failed)"), "\(byID.out)")
+        #expect(try h.status()["failed"] as? Int == 1)
+
+        // A failed item whose file is still in incoming/ is not dismissed by --state.
+        try h.server.control("fault", ["method": "PUT", "path_contains": "bad-4", "status": 403, "count": -1])
+        try Data(contentsOf: h.source.appendingPathComponent("alpha.png")).write(to: URL(fileURLWithPath: incoming + "/bad-4.png"))
+        try h.waitUntil(timeout: 60) { ($0["failed"] as? Int ?? 0) == 2 }
+
+        // By state: the rest of the failed items whose files are gone.
+        let all = run(MountedServer.binary, ["dismiss", "--state", "failed"] + state, errors: true)
+        #expect(all.status == 0 && all.out.contains("bad-2.png (failed)") && all.out.contains("1 item(s) dismissed"), "\(all.out)")
+        #expect(all.out.contains("bad-4.png: its file is still in incoming/bad-4.png"), "\(all.out)")
+        let status = try h.status()
+        #expect(status["failed"] as? Int == 1 && status["succeeded"] as? Int == 1, "\(status)")
+        items = try byName()
+        #expect(items["bad-1.png"] == nil && items["bad-2.png"] == nil && items["bad-4.png"] != nil, "\(items.keys.sorted())")
+        let text = run(MountedServer.binary, ["status"] + state)
+        #expect(text.out.contains("1 failed"), "\(text.out)")
     }
 }
