@@ -15,7 +15,9 @@ enum FUSEOperations {
         let mount = bridge(req)
         let request = Request(raw: req!)
         let fs = mount.fileSystem
+        mount.requestStarted()
         mount.workers.submit {
+            defer { mount.requestEnded() }
             do throws(FSError) { try body(fs, request) } catch { request.reply(error: error) }
         }
     }

@@ -54,6 +54,26 @@ extension FileSystem {
     /// left in the journal for the next start.
     public func drainUploads(timeout: Double) -> Int { writeBack?.drain(timeout: timeout) ?? 0 }
 
+    /// After the mount ended: settles the files still open for writing (their close never
+    /// comes). Call before `drainUploads`. Returns one line for each, saying what became of
+    /// it, and how many of them stay in the journal for the next start.
+    public func abandonOpenWrites() -> (lines: [String], kept: Int) {
+        let outcomes = writeBack?.abandonOpenWriters() ?? []
+        let kept = outcomes.filter { if case .kept = $0 { true } else { false } }.count
+        return (outcomes.compactMap { outcome in
+            switch outcome {
+            case .discarded(let path, let bytes):
+                "/\(path) was still open for writing when the mount ended: its partial content (\(bytes) bytes) is not uploaded and its staging copy is removed"
+            case .uploaded:
+                // Unchanged since its close (often a close whose release the kernel had not
+                // sent yet): uploaded as usual, nothing to say.
+                nil
+            case .kept(let path):
+                "/\(path) was still open for writing when the mount ended, partly rewritten since its last close: kept in the journal as it stands and uploaded at the next mount (`ncfs status` lists it)"
+            }
+        }, kept)
+    }
+
     /// strerror of the C library's last error (`errno` alone would name `FileSystem.errno(for:)` here).
     static func lastErrorText() -> String { String(cString: strerror(Glibc.errno)) }
 

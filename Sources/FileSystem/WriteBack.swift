@@ -57,6 +57,8 @@ final class WriteBack: @unchecked Sendable {
     private var sleepingUntil: [Int: Date] = [:]
     private var stopping = false
     private var nextStagingNumber = 0
+    /// Uploaders between choosing a file and having finished with it (its leftovers deleted).
+    private var activeUploads = 0
     /// Whether the server takes Nextcloud chunked uploads (v2): nil until the first file above
     /// the threshold asks (see `chunkedUploadsAvailable`). Guarded by its own mutex.
     private let chunking = Mutex<Bool?>(nil)
@@ -449,6 +451,53 @@ final class WriteBack: @unchecked Sendable {
         return result
     }
 
+    /// What became of a file still open for writing when the mount ended (`abandonOpenWriters`).
+    enum Abandoned: Sendable, Equatable {
+        /// Never closed: not uploaded, its staging copy removed.
+        case discarded(path: String, bytes: Int64)
+        /// Closed before and unchanged since: its last closed version is uploaded as usual.
+        case uploaded(path: String)
+        /// Closed before, then partly rewritten in place: kept in the journal as it stands
+        /// and uploaded at the next mount, as after a crash.
+        case kept(path: String)
+    }
+
+    /// The mount has ended while programs still held files open for writing: their closes
+    /// will never come (the kernel sends no release to a daemon that is gone). A file never
+    /// closed had nothing promised: its partial content is not uploaded and its staging copy
+    /// is removed (the next mount would remove it too, but only then). A file closed before
+    /// keeps what its close promised. Returns what became of each, for the daemon's log.
+    func abandonOpenWriters() -> [Abandoned] {
+        var leftovers: [String] = []
+        defer { for path in leftovers { unlink(path) } }
+        condition.lock()
+        defer { condition.broadcast(); condition.unlock() }
+        var result: [Abandoned] = []
+        for (path, file) in files.sorted(by: { $0.key < $1.key }) {
+            file.lock.lock()
+            guard file.writers > 0 else { file.lock.unlock(); continue }
+            file.writers = 0
+            if file.journalID == nil {
+                file.removed = true
+                leftovers.append(file.stagingPath)
+                result.append(.discarded(path: path, bytes: file.size))
+                file.lock.unlock()
+                files[path] = nil
+                overlay.unstage(path, file, replacement: nil)
+            } else if !file.contentChanged {
+                file.notBefore = Date()
+                result.append(.uploaded(path: path))
+                file.lock.unlock()
+            } else {
+                result.append(.kept(path: path))
+                file.lock.unlock()
+                // Its row stays for the next start; the drain does not wait for it.
+                files[path] = nil
+            }
+        }
+        return result
+    }
+
     /// Stops taking new uploads after waiting up to `timeout` for the pending ones. Returns
     /// how many are left in the journal for the next start.
     func drain(timeout: Double) -> Int {
@@ -466,8 +515,9 @@ final class WriteBack: @unchecked Sendable {
             if left.isEmpty || !retryable || !condition.wait(until: deadline) {
                 stopping = true
                 condition.broadcast()
-                // Running uploads finish (their journal rows stay until they do).
-                while files.values.contains(where: { file in file.lock.withLock { file.uploading } }) {
+                // Running uploads finish (their journal rows stay until they do), including
+                // the staging files they delete once `condition` is released.
+                while activeUploads > 0 {
                     _ = condition.wait(until: Date().addingTimeInterval(1))
                 }
                 let count = files.values.filter { file in file.lock.withLock { file.needsUpload } }.count
@@ -506,8 +556,13 @@ final class WriteBack: @unchecked Sendable {
                 }
             }
             sleepingUntil[number] = nil
+            activeUploads += 1
             condition.unlock()
             upload(chosen!)
+            condition.lock()
+            activeUploads -= 1
+            condition.broadcast()
+            condition.unlock()
         }
     }
 

@@ -216,9 +216,15 @@ struct Mount: ParsableCommand {
             cache.startPolling()
             SystemdNotify.send("READY=1\nSTATUS=mounted on \(setup.mountpoint)")
             // One line saying what is where (into the log with --background).
-            FileHandle.standardOutput.write(Data((Mount.readyLine(setup) + "\n").utf8))
+            Mount.say(Mount.readyLine(setup))
+        }, stopping: { signal in
+            let name = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"][signal] ?? "signal \(signal)"
+            Mount.say("ncfs: \(name) received: unmounting \(setup.mountpoint)")
         })
         cache.stopPolling()
+        // Files still open for writing never get their close now: say what becomes of each.
+        let abandoned = fs.abandonOpenWrites()
+        for line in abandoned.lines { Mount.say("ncfs: " + line) }
         if let ingestService {
             // Items keep their state in the catalog; a step cut short resumes at the next start.
             let left = ingestService.stop(timeout: min(setup.drainTimeout, 30))
@@ -229,11 +235,18 @@ struct Mount: ParsableCommand {
             logger.notice("unmounted; waiting up to \(Int(setup.drainTimeout)) s for \(pending.count) pending upload(s)")
             SystemdNotify.send("STATUS=uploading \(pending.count) file(s) before exiting")
         }
-        let left = fs.drainUploads(timeout: setup.drainTimeout)
+        let left = fs.drainUploads(timeout: setup.drainTimeout) + abandoned.kept
         if left > 0 {
             throw CLIError(message: "unmounted with \(left) upload(s) still pending; they are kept in the journal and resume at the next mount (`ncfs status` lists them)",
                            code: 9)
         }
+        Mount.say("ncfs: stopped: \(setup.mountpoint) unmounted\(setup.writes == nil ? "" : ", every upload done")")
+    }
+
+    /// One line on standard output (the log with --background): the daemon's own messages
+    /// about starting and stopping, which are not warnings.
+    static func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
     // MARK: Cache and state folders
