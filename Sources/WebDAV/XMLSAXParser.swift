@@ -18,10 +18,72 @@
 //   and `externalSubset` reject as well, should libxml2 ever reach them.
 
 internal import CLibXML2
+import Logging
+import Synchronization
 
 /// `xmlInitParser` must run once before parsers are created from several threads; a global
 /// `let` is initialised lazily and exactly once (swift_once), which is the guarantee needed.
-private let libxml2Initialised: Void = xmlInitParser()
+/// It also makes `LibXML2Diagnostics` the default handler of threads created from then on.
+private let libxml2Initialised: Void = {
+    xmlInitParser()
+    xmlThrDefSetStructuredErrorFunc(nil, LibXML2Diagnostics.handler)
+}()
+
+/// What libxml2 reports outside any parser context (its encoding converters: "input conversion
+/// failed", on a body that declares one encoding and holds bytes of another) would go to stderr
+/// by default: a hostile server could write lines into the daemon's log that way. They go to the
+/// logger instead, as one sanitised line, at most `perMinute` a minute (then one line saying how
+/// many were left out). Errors inside a parse already reach that parser's `serror` callback.
+enum LibXML2Diagnostics {
+    static let perMinute = 5
+    private static let state = Mutex<(windowStart: ContinuousClock.Instant, logged: Int, dropped: Int, total: Int)>(
+        (ContinuousClock.now, 0, 0, 0))
+    private static let logger = Logger(label: "ncfs.libxml2")
+
+    /// Diagnostics seen so far (logged or not), for tests.
+    static var count: Int { state.withLock { $0.total } }
+
+    static let handler: xmlStructuredErrorFunc = { _, error in
+        guard let error else { return }
+        LibXML2Diagnostics.report(error.pointee.message.map { String(cString: $0) } ?? "error \(error.pointee.code)")
+    }
+
+    /// Installs the handler for the calling thread (libxml2's handlers are per thread; threads
+    /// that existed before the first parse, such as curl's callers, get it here).
+    static func installOnThisThread() {
+        xmlSetStructuredErrorFunc(nil, handler)
+    }
+
+    /// One line of printable ASCII, at most 200 characters: nothing the server sent can start a
+    /// new log line or smuggle control sequences.
+    static func sanitise(_ raw: String) -> String {
+        var line = String(String.UnicodeScalarView(raw.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f ? $0 : " " }))
+        line = line.trimmingCharacters(in: .whitespaces)
+        if line.count > 200 { line = String(line.prefix(200)) + "…" }
+        return line
+    }
+
+    static func report(_ raw: String) {
+        let line = sanitise(raw)
+        let now = ContinuousClock.now
+        let (emit, dropped) = state.withLock { s -> (Bool, Int) in
+            s.total += 1
+            var reportDropped = 0
+            if now - s.windowStart >= .seconds(60) {
+                reportDropped = s.dropped
+                s = (now, 0, 0, s.total)
+            }
+            if s.logged < perMinute {
+                s.logged += 1
+                return (true, reportDropped)
+            }
+            s.dropped += 1
+            return (false, reportDropped)
+        }
+        if dropped > 0 { logger.warning("libxml2: \(dropped) more diagnostics in the last minute were not logged") }
+        if emit { logger.warning("libxml2: \(line)") }
+    }
+}
 
 /// An element name with its namespace resolved by libxml2 (prefixes play no part).
 /// The pointers belong to the parser and are valid only during the callback that hands them out.
@@ -121,6 +183,7 @@ final class XMLPushParser {
         if let failure { throw failure }
         guard let context else { throw fail(.malformed("libxml2 could not allocate a parser")) }
         guard let base = bytes.baseAddress else { return }
+        LibXML2Diagnostics.installOnThisThread()
         var offset = 0
         while offset < bytes.count {
             let length = min(bytes.count - offset, Self.pieceSize)
@@ -135,6 +198,7 @@ final class XMLPushParser {
     func finish() throws(Failure) {
         if let failure { throw failure }
         guard let context else { throw fail(.malformed("libxml2 could not allocate a parser")) }
+        LibXML2Diagnostics.installOnThisThread()
         xmlParseChunk(context, nil, 0, 1)
         try check(context)
     }

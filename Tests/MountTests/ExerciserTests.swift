@@ -21,12 +21,20 @@ struct ExerciserTests {
     func exercise() throws {
         let server = try populatedServer { _ in }
         defer { server.stop() }
+        try Self.exercise(server, operations: Self.operations, seed: Self.seed,
+                          serverETag: { name in (try? server.client().stat(name))?.etag ?? "-" },
+                          keepLogs: { mount in Self.keepLogs(server, mount) })
+    }
+
+    /// The exercise on `server` (the emulator here, a real Nextcloud in RealServerTests).
+    static func exercise(_ server: any DAVServer, operations: Int, seed: UInt64, serverETag: (String) -> String,
+                         keepLogs: (MountedServer) -> Void) throws {
         var mount = try MountedServer(server, options: ["upload_delay=0.2"])
         defer { mount.unmount() }
         let reference = server.dataDir.appendingPathComponent("reference")
         try FileManager.default.createDirectory(at: reference, withIntermediateDirectories: true)
         let names = (0..<6).map { "f\($0).bin" }
-        var rng = SeededGenerator(seed: Self.seed)
+        var rng = SeededGenerator(seed: seed)
         var log: [String] = []
 
         func both(_ name: String) -> (mounted: String, local: String) {
@@ -42,14 +50,14 @@ struct ExerciserTests {
                 if let difference = Self.difference(mounted, local) {
                     issues += 1
                     let shown = run("/usr/bin/getfattr", ["-n", "user.nextcloud.etag", "--only-values", m]).out
-                    let actual = (try? server.client().stat(name))?.etag ?? "-"
+                    let actual = serverETag(name)
                     Issue.record("etag shown \(shown), server \(actual)")
                     Issue.record("\(context): \(name): \(difference); last ops: \(log.suffix(12)); daemon: \(mount.logTail)")
                 }
             }
         }
 
-        for step in 0..<Self.operations {
+        for step in 0..<operations {
             let name = names[Int.random(in: 0..<names.count, using: &rng)]
             let (m, l) = both(name)
             switch Int.random(in: 0..<100, using: &rng) {
@@ -73,7 +81,7 @@ struct ExerciserTests {
                 let offset = Int.random(in: 0..<size, using: &rng), count = Int.random(in: 1...131_072, using: &rng)
                 log.append("read \(name) @\(offset)+\(count)")
                 if let difference = Self.difference(Posix.pread(m, offset: offset, count: count), Posix.pread(l, offset: offset, count: count)) {
-                    Self.keepLogs(server, mount)
+                    keepLogs(mount)
                     if let folder = ProcessInfo.processInfo.environment["NCFS_FSX_KEEP"] {
                         try? log.joined(separator: "\n").write(toFile: folder + "/ops.txt", atomically: true, encoding: .utf8)
                     }
@@ -100,7 +108,7 @@ struct ExerciserTests {
                 close(fd)
             }
             if step % 250 == 249 || Self.paranoid { check("after step \(step) (\(log.last ?? "-"))") }
-            if Self.paranoid && hadIssue() { Self.keepLogs(server, mount); return }
+            if Self.paranoid && hadIssue() { keepLogs(mount); return }
         }
         check("at the end")
         #expect(mount.unmount() == 0, "unmount drains every upload")

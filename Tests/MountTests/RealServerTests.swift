@@ -224,6 +224,33 @@ struct RealServerTests {
         #expect(mount.unmount() == 0, "clean exit, every upload done")
     }
 
+    @Test("fsync returns once the file is on the server; a change on the server meanwhile keeps both versions (conflict copy)",
+          .enabled(if: fuse, "needs /dev/fuse"))
+    func fsyncAndConflict() throws {
+        let space = try NextcloudServer.shared().space("conflict")
+        defer { space.remove() }
+        let client = try space.client()
+        _ = try client.put("shared.txt", body: .text("v1"))
+        let mount = try MountedServer(space, options: ["upload_delay=60"])
+        defer { mount.unmount() }
+        let fd = open(mount.path("synced.txt"), O_CREAT | O_WRONLY, 0o644)
+        #expect(Posix.write(fd, "durable") == 7)
+        #expect(fsync(fd) == 0)
+        #expect(try client.get("synced.txt").bytes == Array("durable".utf8), "on the server when fsync returned, despite the 60 s upload delay")
+        close(fd)
+
+        let local = open(mount.path("shared.txt"), O_WRONLY | O_TRUNC)
+        _ = try client.put("shared.txt", body: .text("server v2"))
+        #expect(Posix.write(local, "local v2") == 8)
+        #expect(fsync(local) == 0)
+        close(local)
+        let names = try client.list("").children.map(\.name)
+        let conflict = names.first { $0.hasPrefix("shared (conflict ") && $0.hasSuffix(").txt") }
+        #expect(conflict != nil, "\(names)")
+        #expect(try client.get("shared.txt").bytes == Array("server v2".utf8))
+        if let conflict { #expect(try client.get(conflict).bytes == Array("local v2".utf8)) }
+    }
+
     @Test("kill -9 with closed files still uploading: after a restart every file is on the server once, intact",
           .enabled(if: fuse, "needs /dev/fuse"))
     func crashResume() throws {
@@ -262,7 +289,7 @@ struct RealServerTests {
         try FileManager.default.removeItem(at: source.appendingPathComponent("manifest.json"))
         // The real photos and a few of the edge cases (not the 200 MB one), to keep it CI-sized.
         let names = try FileManager.default.contentsOfDirectory(atPath: source.path).filter {
-            manifest[$0]?["expected"] as? String == "image" && (($0.hasPrefix("photo") ) || ["rotated-6.jpg", "alpha.png"].contains($0))
+            manifest[$0]?["expected"] as? String == "image" && ($0.hasPrefix("photo-") || ["rotated-6.jpg", "alpha.png"].contains($0))
         }
         for name in try FileManager.default.contentsOfDirectory(atPath: source.path) where !names.contains(name) {
             try FileManager.default.removeItem(at: source.appendingPathComponent(name))
@@ -312,6 +339,28 @@ struct RealServerTests {
         let writes = space.requests(since: mark).filter { ["PUT", "MKCOL", "MOVE", "POST"].contains($0.method) }
         #expect(writes.isEmpty, "the re-run wrote: \(writes.prefix(5))")
         #expect(mount.unmount() == 0)
+    }
+
+    @Test("The POSIX cases of WriteTests through a mount of the real server", .enabled(if: fuse, "needs /dev/fuse"))
+    func posix() throws {
+        let space = try NextcloudServer.shared().space("posix")
+        defer { space.remove() }
+        let client = try space.client()
+        try client.mkcol("keep")
+        _ = try client.put("keep/old.txt", body: .text("old"))
+        try WriteTests.posixCases(space, client: client, mark: space.mark,
+                                  requestPaths: { mark in space.requests(since: mark).map(\.path) })
+    }
+
+    @Test("The fsx-style exerciser through a mount of the real server (300 operations; NCFS_FSX_OPS raises it)",
+          .enabled(if: fuse, "needs /dev/fuse"))
+    func exerciser() throws {
+        let space = try NextcloudServer.shared().space("fsx")
+        defer { space.remove() }
+        let client = try space.client()
+        let operations = ProcessInfo.processInfo.environment["NCFS_FSX_OPS"].flatMap(Int.init) ?? 300
+        try ExerciserTests.exercise(space, operations: operations, seed: ExerciserTests.seed,
+                                    serverETag: { name in (try? client.stat(name))?.etag ?? "-" }, keepLogs: { _ in })
     }
 
     /// Waits until the mount's upload journal is empty (`ncfs status`).

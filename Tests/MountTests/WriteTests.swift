@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+import WebDAV
 
 /// The write side through a real mount: POSIX behaviour, bulk copies with cp -a and rsync -a,
 /// crash safety, conflicts and fsync.
@@ -11,6 +12,15 @@ struct WriteTests {
     func posix() throws {
         let server = try populatedServer { files in try write(files.appendingPathComponent("keep/old.txt"), Array("old".utf8)) }
         defer { server.stop() }
+        try Self.posixCases(server, client: server.client(), mark: server.mark,
+                            requestPaths: { mark in server.requests(since: mark).map(\.path) })
+    }
+
+    /// The POSIX cases, on the emulator and (RealServerTests) on a real Nextcloud: `server` has
+    /// `keep/old.txt` = "old" and nothing else; `requestPaths` gives the paths requested since
+    /// a `mark`.
+    static func posixCases(_ server: any DAVServer, client: WebDAVClient, mark: () -> Int,
+                           requestPaths: (Int) -> [String]) throws {
         let mount = try MountedServer(server)
         defer { mount.unmount() }
         let root = mount.path("")
@@ -92,22 +102,20 @@ struct WriteTests {
         #expect(mkfifo(root + "/fifo", 0o644) == -1 && errno == EPERM)
 
         // A name Nextcloud forbids is refused before any request.
-        let mark = server.mark()
+        let before = mark()
         #expect(open(root + "/bad\\name", O_CREAT | O_WRONLY, 0o644) == -1 && errno == EINVAL)
         #expect(mkdir(root + "/x.part", 0o755) == -1 && errno == EINVAL)
         // (Uploads of the files above may run meanwhile; none may concern these names.)
-        #expect(!server.requests(since: mark).contains { $0.path.contains("bad") || $0.path.contains("x.part") })
+        #expect(!requestPaths(before).contains { $0.contains("bad") || $0.contains("x.part") })
 
         // After the unmount drained the uploads, the server has exactly this.
         #expect(mount.unmount() == 0, "clean exit, every upload done")
-        let files = server.filesDir
-        #expect(try String(contentsOf: files.appendingPathComponent("a.txt"), encoding: .utf8) == "bee")
-        #expect(try String(contentsOf: files.appendingPathComponent("keep/old.txt"), encoding: .utf8) == "new")
-        #expect(try String(contentsOf: files.appendingPathComponent("dir2/inner.txt"), encoding: .utf8) == "inner")
-        #expect(try FileManager.default.attributesOfItem(atPath: files.appendingPathComponent("sparse.bin").path)[.size] as? Int == 5_000_003)
-        #expect(!FileManager.default.fileExists(atPath: files.appendingPathComponent("gone.txt").path))
-        let modified = try FileManager.default.attributesOfItem(atPath: files.appendingPathComponent("a.txt").path)[.modificationDate] as? Date
-        #expect(modified?.timeIntervalSince1970 == 1_000_000_000)
+        #expect(try client.get("a.txt").bytes == Array("bee".utf8))
+        #expect(try client.get("keep/old.txt").bytes == Array("new".utf8))
+        #expect(try client.get("dir2/inner.txt").bytes == Array("inner".utf8))
+        #expect(try client.stat("sparse.bin").contentLength == 5_000_003)
+        #expect(throws: DAVError.self) { try client.stat("gone.txt") }
+        #expect(try client.stat("a.txt").lastModified?.timeIntervalSince1970 == 1_000_000_000)
     }
 
     @Test("cp -a and rsync -a of 500 files (0 bytes to 50 MB): exit 0, no upload of an rsync temp name, every file intact after a remount with an empty cache")

@@ -82,6 +82,41 @@ struct HostileCorpusTests {
         for resource in pieces { #expect(ParserInvariants.resourceProblems(resource) == []) }
     }
 
+    /// libxml2 reports a failed encoding conversion outside any parser context, which by
+    /// default it prints on stderr (59 such lines in one test run, and a hostile server chooses
+    /// the bytes). They go to the logger instead, rate-limited: nothing reaches fd 2.
+    @Test func encodingDiagnosticsNeverReachStderr() throws {
+        let bytes = try hostile("fuzz-violation-fa9b1f51f4b1.bin")
+        let captured = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-stderr-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: captured) }
+        let file = open(captured.path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        try #require(file >= 0)
+        let saved = dup(2)
+        fflush(nil)
+        dup2(file, 2)
+        let before = LibXML2Diagnostics.count
+        _ = refusal(bytes)
+        _ = try? ParserInvariants.parseInPieces(bytes, ParserInvariants.trees[0])
+        let after = LibXML2Diagnostics.count
+        fflush(nil)
+        dup2(saved, 2)
+        close(saved)
+        close(file)
+        let written = try String(contentsOf: captured, encoding: .utf8)
+        #expect(after > before, "the conversion failure was reported to the handler")
+        #expect(!written.contains("encoding error") && !written.contains("conversion failed"), "\(written)")
+    }
+
+    @Test func libxml2DiagnosticsAreOneSanitisedLine() {
+        // Control characters, newlines and non-ASCII from the server become spaces; long text is cut.
+        #expect(LibXML2Diagnostics.sanitise("input conversion failed\n2026-01-01 error FAKE\u{1b}[31m é\n")
+                == "input conversion failed 2026-01-01 error FAKE [31m")
+        #expect(LibXML2Diagnostics.sanitise(String(repeating: "x", count: 500)).count == 201)
+        let before = LibXML2Diagnostics.count
+        LibXML2Diagnostics.report("counted")
+        #expect(LibXML2Diagnostics.count == before + 1)
+    }
+
     /// The same libxml2 behaviour, minimized by `scripts/fuzz` to a 43-byte body.
     @Test func minimizedBogusEncodingVerdictDependsOnChunking() throws {
         let bytes = try hostile("fuzz-violation-5aba30d91714.bin")
