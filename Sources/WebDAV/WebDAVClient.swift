@@ -228,10 +228,10 @@ public final class WebDAVClient: Sendable {
         // Not idempotent for retries: a retried MKCOL that had succeeded would answer 405.
         do {
             try send(HTTPRequest(method: "MKCOL", url: location.url(p, collection: true), idempotent: false), path: p)
-        } catch let error as DAVError where error.kind == .forbidden {
-            // Nextcloud 32 (seen on a real server) answers 403 "Could not create directory", not
-            // 405, to the loser of two MKCOLs of one name at once. A folder that is there now is
-            // what the 405 would have said.
+        } catch let error as DAVError where error.kind == .forbidden || error.status == 423 {
+            // Nextcloud 32 (seen on a real server) answers the losers of MKCOLs of one name at
+            // once with 405, but also with 403 "Could not create directory" or 423 (the name is
+            // locked by the winner). A folder that is there now is what the 405 would have said.
             if (try? stat(p, properties: .listing))?.isCollection == true {
                 throw DAVError(.alreadyExists, method: "MKCOL", path: p, status: 405, detail: "made at the same time by another request")
             }

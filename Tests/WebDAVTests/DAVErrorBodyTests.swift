@@ -3,6 +3,20 @@ import Testing
 
 @Suite("DAVErrorBody")
 struct DAVErrorBodyTests {
+    /// Answers recorded on a real Nextcloud 32.0.1 (see the README's "Tested against").
+    @Test func nextcloud32RecordedAnswers() throws {
+        let inm = try #require(DAVErrorBody.parse(fixture("nextcloud32-chunked-move-if-none-match-412.xml")))
+        #expect(inm.header == "If-None-Match" && inm.exception == "Sabre\\DAV\\Exception\\PreconditionFailed")
+        let overwrite = try #require(DAVErrorBody.parse(fixture("nextcloud32-chunked-move-overwrite-f-412.xml")))
+        #expect(overwrite.header == "Overwrite")
+        let race = try #require(DAVErrorBody.parse(fixture("nextcloud32-mkcol-race-403.xml")))
+        #expect(race.exception == "Sabre\\DAV\\Exception\\Forbidden" && race.message?.hasPrefix("Could not create directory") == true)
+        let locked = try #require(DAVErrorBody.parse(fixture("nextcloud32-mkcol-race-423.xml")))
+        #expect(locked.exception == "OCA\\DAV\\Connector\\Sabre\\Exception\\FileLocked")
+        let headers = try String(decoding: fixture("nextcloud32-proppatch-minimal-204.headers"), as: UTF8.self)
+        #expect(headers.hasPrefix("HTTP/1.1 204 No Content") && headers.contains("Vary: Brief,Prefer"))
+    }
+
     @Test func sabreNotFound() throws {
         let body = try #require(DAVErrorBody.parse(fixture("error-notfound.xml")))
         #expect(body == DAVErrorBody(exception: "Sabre\\DAV\\Exception\\NotFound",

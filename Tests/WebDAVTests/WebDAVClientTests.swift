@@ -181,6 +181,49 @@ import TestSupport
         #expect(try client.get("r.bin").bytes == bytes)
     }
 
+    /// Conditions on a chunked upload: Nextcloud 32 checks `If-None-Match`/`If-Match` on the
+    /// final MOVE against the upload's `.file` (412 every time, recorded in
+    /// nextcloud32-chunked-move-if-none-match-412.xml), so create-only is `Overwrite: F` and
+    /// If-Match is a look at the target before the MOVE.
+    @Test func chunkedUploadConditions() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-cond-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = dir.appendingPathComponent("c.bin")
+        try Data((0..<(2 << 20) + 7).map { UInt8(truncatingIfNeeded: $0) }).write(to: source)
+        var options = WebDAVClient.ChunkedUploadOptions()
+        options.chunkSize = 1 << 20
+        let created = try client.uploadChunked(source.path, to: "c.bin", conditions: .init(createOnly: true), options: options)
+        #expect(created.created)
+        options.uploadID = "ncfs-" + UUID().uuidString.lowercased()
+        let exists = #expect(throws: DAVError.self) {
+            try client.uploadChunked(source.path, to: "c.bin", conditions: .init(createOnly: true), options: options)
+        }
+        #expect(exists?.kind == .preconditionFailed)
+        let etag = try #require(try client.stat("c.bin").etag)
+        options.uploadID = "ncfs-" + UUID().uuidString.lowercased()
+        try client.uploadChunked(source.path, to: "c.bin", conditions: .init(ifMatch: etag), options: options)
+        options.uploadID = "ncfs-" + UUID().uuidString.lowercased()
+        let stale = #expect(throws: DAVError.self) {
+            try client.uploadChunked(source.path, to: "c.bin", conditions: .init(ifMatch: etag), options: options)
+        }
+        #expect(stale?.kind == .preconditionFailed)
+    }
+
+    /// Nextcloud 32 answers the losers of MKCOLs of one name at once with 403 "Could not create
+    /// directory" or 423 "is locked" (fixtures nextcloud32-mkcol-race-403/423.xml, recorded on a
+    /// real server), not only 405. The folder is there: that is `alreadyExists`, as a 405 says.
+    /// Where the folder is not there, the 403 stays a refusal.
+    @Test(arguments: [403, 423]) func mkcolLostRaceIsAlreadyExists(status: Int) throws {
+        try client.mkcol("raced")
+        try server.fault(method: "MKCOL", pathContains: "raced", status: status, count: 1)
+        let lost = #expect(throws: DAVError.self) { try client.mkcol("raced") }
+        #expect(lost?.kind == .alreadyExists, "\(String(describing: lost))")
+        try server.fault(method: "MKCOL", pathContains: "absent", status: 403, count: 1)
+        let refused = #expect(throws: DAVError.self) { try client.mkcol("absent") }
+        #expect(refused?.kind == .forbidden)
+    }
+
     @Test func searchFindsByName() throws {
         try client.mkcol("s")
         try write("s/holiday-1.jpg", "a")
