@@ -26,6 +26,12 @@ public final class FUSEMount: @unchecked Sendable {
         public var maxIdleLoopThreads: UInt32 = 4
         /// How long the unmount waits for requests still running on the workers.
         public var requestDrainTimeout: Double = 10
+        /// The longest a request to the mount waits for the server's answers (listings,
+        /// lookups, mkdir, rename, unlink, …) before it fails with EIO; an interrupt (a signal
+        /// to the caller) ends the wait at once with EINTR. Transfers of whole files (opening
+        /// an existing file for writing downloads it) are bounded by their stall timeout
+        /// instead, and reads by `read_timeout`.
+        public var requestTimeout: Double = 30
         public init() {}
     }
 

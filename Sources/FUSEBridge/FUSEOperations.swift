@@ -1,6 +1,7 @@
 internal import CFuse3
 import Foundation
 import FileSystem
+import HTTPTransport
 
 /// The `fuse_lowlevel_ops` table. Each callback copies its arguments (names, `fi->fh`) into
 /// Swift values, hands the work to the worker pool and returns; the worker answers. No logic
@@ -11,15 +12,41 @@ enum FUSEOperations {
     }
 
     /// Runs `body` on a worker with the FileSystem; a thrown FSError becomes the reply.
+    ///
+    /// The request is interruptible: when its caller gets a signal, the kernel sends an
+    /// INTERRUPT and libfuse calls `interrupted`, which cancels the request's `Cancellation`;
+    /// the server exchange it waits for ends within about a second and the caller gets EINTR
+    /// (a caller killed by the signal can only die once the request is answered). The same
+    /// `Cancellation` carries the mount's request deadline (`Options.requestTimeout`).
     static func dispatch(_ req: fuse_req_t?, _ body: @escaping @Sendable (FileSystem, Request) throws(FSError) -> Void) {
         let mount = bridge(req)
+        let cancellation = Cancellation(timeout: .milliseconds(Int(mount.options.requestTimeout * 1000)))
+        // Retained for libfuse until the reply: every reply first unregisters the callback
+        // (`Request.detach`), which waits for a call in progress, so none runs after `release`.
+        let token = Unmanaged.passRetained(cancellation)
+        fuse_req_interrupt_func(req, interrupted, token.toOpaque())
         let request = Request(raw: req!)
         let fs = mount.fileSystem
         mount.requestStarted()
         mount.workers.submit {
-            defer { mount.requestEnded() }
-            do throws(FSError) { try body(fs, request) } catch { request.reply(error: error) }
+            defer {
+                token.release()
+                mount.requestEnded()
+            }
+            do throws(FSError) {
+                try cancellation.run { () throws(FSError) in try body(fs, request) }
+            } catch {
+                // Whatever the wait ended with (a cancelled transfer is a transport error):
+                // the caller was interrupted.
+                if cancellation.isCancelled { request.replyInterrupted() } else { request.reply(error: error) }
+            }
         }
+    }
+
+    /// libfuse's interrupt callback (on a loop thread, under the request's lock).
+    static let interrupted: fuse_interrupt_func_t = { _, data in
+        guard let data else { return }
+        Unmanaged<Cancellation>.fromOpaque(data).takeUnretainedValue().cancel()
     }
 
     static func table() -> fuse_lowlevel_ops {
@@ -64,9 +91,7 @@ enum FUSEOperations {
         }
         ops.opendir = { req, ino, _ in
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in
-                var fi = fuse_file_info()
-                fi.fh = try fs.opendir(ino)
-                fuse_reply_open(r.raw, &fi)
+                r.reply(openDirectory: try fs.opendir(ino))
             }
         }
         ops.readdir = { req, _, size, off, fi in
@@ -261,6 +286,6 @@ enum FUSEOperations {
             used += needed
             return true
         }
-        _ = fuse_reply_buf(r.raw, buffer, used)
+        r.reply(buffer: buffer, count: used)
     }
 }

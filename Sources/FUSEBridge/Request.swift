@@ -9,18 +9,49 @@ import FileSystem
 /// callback, moved into one worker job, and every path of that job ends in exactly one reply
 /// method below (`reply(error:)` or a result). The request's argument pointers (names,
 /// `fuse_file_info`) die when the callback returns, so callbacks copy them before the hop.
+///
+/// Every reply first unregisters the request's interrupt callback (`detach`): libfuse may call
+/// it until then, and the reply frees the request.
 struct Request: @unchecked Sendable {
     let raw: fuse_req_t
 
+    /// Unregisters the interrupt callback, waiting for a call of it in progress (libfuse holds
+    /// the request's lock around the call). Harmless when none was registered.
+    private func detach() {
+        fuse_req_interrupt_func(raw, nil, nil)
+    }
+
     func reply(error: FSError) {
+        detach()
         fuse_reply_err(raw, error.errno)
     }
 
+    /// The caller was interrupted (a signal) while the request waited.
+    func replyInterrupted() {
+        detach()
+        fuse_reply_err(raw, EINTR)
+    }
+
     func replyOK() {
+        detach()
         fuse_reply_err(raw, 0)
     }
 
+    func reply(openDirectory handle: UInt64) {
+        detach()
+        var fi = fuse_file_info()
+        fi.fh = handle
+        fuse_reply_open(raw, &fi)
+    }
+
+    /// `count` bytes of a filled reply buffer (readdir).
+    func reply(buffer: UnsafePointer<CChar>, count: Int) {
+        detach()
+        _ = fuse_reply_buf(raw, buffer, count)
+    }
+
     func reply(entry attributes: Attributes, timeout: Double) {
+        detach()
         var entry = fuse_entry_param()
         entry.ino = attributes.inode
         entry.attr = Request.stat(attributes)
@@ -31,17 +62,20 @@ struct Request: @unchecked Sendable {
 
     /// A negative entry (inode 0): the kernel caches "no such name" for `timeout`.
     func replyNegative(timeout: Double) {
+        detach()
         var entry = fuse_entry_param()
         entry.entry_timeout = timeout
         fuse_reply_entry(raw, &entry)
     }
 
     func reply(attributes: Attributes, timeout: Double) {
+        detach()
         var st = Request.stat(attributes)
         fuse_reply_attr(raw, &st, timeout)
     }
 
     func reply(open handle: UInt64, keepCache: Bool) {
+        detach()
         var fi = fuse_file_info()
         fi.fh = handle
         fi.keep_cache = keepCache ? 1 : 0
@@ -50,6 +84,7 @@ struct Request: @unchecked Sendable {
 
     /// A created and opened file: its entry (counted as a lookup) and handle.
     func reply(created attributes: Attributes, handle: UInt64, timeout: Double) {
+        detach()
         var entry = fuse_entry_param()
         entry.ino = attributes.inode
         entry.attr = Request.stat(attributes)
@@ -61,6 +96,7 @@ struct Request: @unchecked Sendable {
     }
 
     func reply(bytes: [UInt8]) {
+        detach()
         bytes.withUnsafeBufferPointer { buffer in
             _ = fuse_reply_buf(raw, UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self), buffer.count)
         }
@@ -70,18 +106,23 @@ struct Request: @unchecked Sendable {
     func reply(read: FileSystem.ReadData) {
         switch read {
         case .bytes(let bytes): reply(bytes: bytes)
-        case .file(let fd, let offset, let count): _ = cfuse3_reply_fd(raw, fd, off_t(offset), count)
+        case .file(let fd, let offset, let count):
+            detach()
+            _ = cfuse3_reply_fd(raw, fd, off_t(offset), count)
         }
     }
 
     func reply(xattr: FileSystem.XattrReply) {
         switch xattr {
-        case .size(let n): fuse_reply_xattr(raw, n)
+        case .size(let n):
+            detach()
+            fuse_reply_xattr(raw, n)
         case .value(let bytes): reply(bytes: bytes)
         }
     }
 
     func reply(statfs s: FileSystemStatistics) {
+        detach()
         var v = statvfs()
         v.f_bsize = UInt(s.blockSize)
         v.f_frsize = UInt(s.blockSize)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import HTTPTransport
 import Journal
 import Logging
 import RemoteCache
@@ -321,9 +322,11 @@ final class WriteBack: @unchecked Sendable {
     }
 
     /// Blocks until the server has this file's recorded content, or fails with the upload's
-    /// error (or EIO after `fsyncTimeout`).
+    /// error (or EIO after `fsyncTimeout`). A cancel of the calling FUSE request (its caller
+    /// was interrupted) ends the wait; the upload goes on.
     func waitUploaded(_ file: StagedFile) throws(FSError) {
         let deadline = Date().addingTimeInterval(settings.fsyncTimeout)
+        let cancellation = Cancellation.current
         condition.lock()
         defer { condition.unlock() }
         file.lock.lock()
@@ -342,7 +345,12 @@ final class WriteBack: @unchecked Sendable {
             file.lock.unlock()
             if done { return }
             if let failure, permanent { throw failure }
-            if !condition.wait(until: deadline) {
+            if cancellation?.isCancelled == true {
+                throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))
+            }
+            // In short steps when a cancel may come (it has no way to signal `condition`).
+            let until = cancellation == nil ? deadline : min(deadline, Date().addingTimeInterval(0.2))
+            if !condition.wait(until: until) && Date() >= deadline {
                 throw failure ?? .remote(DAVError(.transport, method: "PUT", path: file.path,
                                                   detail: "not uploaded within \(Int(settings.fsyncTimeout)) s"))
             }

@@ -31,16 +31,27 @@ final class CurlEasy {
         errorBuffer.deallocate()
     }
 
+    /// What may end an attempt besides the transport's own timeouts.
+    struct Limits {
+        /// Polled by libcurl's progress callback (at least once a second): true aborts the
+        /// transfer with `HTTPError.cancelled`.
+        var abort: (() -> Bool)?
+        /// The longest this attempt may take (on top of the request's own `timeout`).
+        var timeout: Duration?
+    }
+
     /// Runs one attempt of `request`. Throws `HTTPError` for transport failures and rethrows what
     /// a `.stream` sink threw; any HTTP status is a successful return.
     func perform(
         _ request: HTTPRequest,
         configuration: HTTPClientConfiguration,
         sink: ResponseSink,
-        progress: ((Int64, Int64) -> Void)?
+        progress: ((Int64, Int64) -> Void)?,
+        limits: Limits = Limits()
     ) throws -> AttemptOutcome {
         curl_easy_reset(handle)
         let ctx = try TransferContext(request: request, sink: sink, progress: progress)
+        ctx.abort = limits.abort
         defer { ctx.close() }
         let unmanaged = Unmanaged.passUnretained(ctx).toOpaque()
 
@@ -76,7 +87,7 @@ final class CurlEasy {
         _ = ncfs_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeout.milliseconds)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, configuration.lowSpeedBytesPerSecond)
         _ = ncfs_curl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, configuration.stallTimeout.milliseconds / 1000))
-        if let timeout = request.timeout {
+        if let timeout = [request.timeout, limits.timeout].compactMap({ $0 }).min() {
             _ = ncfs_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, timeout.milliseconds))
         }
         _ = ncfs_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, configuration.verifyTLS ? 1 : 0)
@@ -113,7 +124,7 @@ final class CurlEasy {
         _ = ncfs_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, unmanaged)
         _ = ncfs_curl_setopt_data_cb(handle, CURLOPT_WRITEFUNCTION, transferWrite)
         _ = ncfs_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, unmanaged)
-        if progress != nil {
+        if progress != nil || limits.abort != nil {
             _ = ncfs_curl_setopt_long(handle, CURLOPT_NOPROGRESS, 0)
             _ = ncfs_curl_setopt_xferinfo_cb(handle, transferProgress)
             _ = ncfs_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, unmanaged)
@@ -157,6 +168,7 @@ final class CurlEasy {
             return .responseTooLarge(limit: ctx.memoryLimit)
         case CURLE_ABORTED_BY_CALLBACK, CURLE_READ_ERROR:
             if let e = ctx.bodyError { return e }
+            if ctx.aborted { return .cancelled }
             return .transport(code: Int(code.rawValue), message: message)
         default:
             return .transport(code: Int(code.rawValue), message: message)
@@ -189,6 +201,9 @@ private final class TransferContext {
     let sink: ResponseSink
     let memoryLimit: Int
     let progress: ((Int64, Int64) -> Void)?
+    /// `Limits.abort`, and whether it ended the transfer.
+    var abort: (() -> Bool)?
+    var aborted = false
     var headers = HTTPHeaders()
     var status = 0
     var memory: [UInt8] = []
@@ -368,6 +383,11 @@ private let transferWrite: ncfs_curl_data_cb = { buffer, size, count, userdata i
 }
 
 private let transferProgress: ncfs_curl_xferinfo_cb = { userdata, _, _, ultotal, ulnow in
-    context(userdata).progress?(Int64(ulnow), Int64(ultotal))
+    let ctx = context(userdata)
+    if let abort = ctx.abort, abort() {
+        ctx.aborted = true
+        return 1
+    }
+    ctx.progress?(Int64(ulnow), Int64(ultotal))
     return 0
 }

@@ -43,14 +43,33 @@ public final class HTTPClient: Sendable {
         guard !shutDown.load(ordering: .relaxed) else { throw HTTPError.cancelled }
         let policy = retry ?? configuration.retry
         let started = ContinuousClock.now
+        // The calling thread's cancellation (a FUSE request's): a cancel ends the exchange, and
+        // its deadline bounds it unless it moves file content (see `Cancellation`).
+        let cancellation = Cancellation.current
+        let deadline: ContinuousClock.Instant? = {
+            if case .file = sink { return nil }
+            if case .file = request.body { return nil }
+            return cancellation?.deadline
+        }()
+        var limits = CurlEasy.Limits()
+        if let cancellation {
+            limits.abort = { cancellation.isCancelled }
+        }
         var attempt = 0
         while true {
             attempt += 1
+            if cancellation?.isCancelled == true { throw HTTPError.cancelled }
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                guard left > .zero else { throw HTTPError.timedOut(message: "no answer within the request's time limit") }
+                limits.timeout = left
+            }
             let easy = checkout()
             // A throw here is a stream sink's own error: the caller decides what it means.
-            let outcome = try easy.value.perform(request, configuration: configuration, sink: sink, progress: progress)
+            let outcome = try easy.value.perform(request, configuration: configuration, sink: sink, progress: progress, limits: limits)
             let elapsed = ContinuousClock.now - started
             let canRetryAgain = attempt < policy.maxAttempts && elapsed < policy.budget && !shutDown.load(ordering: .relaxed)
+                && cancellation?.isCancelled != true && deadline.map { ContinuousClock.now < $0 } ?? true
 
             switch outcome {
             case .answered(var response, let delivered):
@@ -62,7 +81,8 @@ public final class HTTPClient: Sendable {
                 if canRetryAgain, !delivered, policy.shouldRetry(status: response.status, idempotent: request.idempotent) {
                     let wait = policy.delay(afterAttempt: attempt, retryAfter: response.headers["Retry-After"])
                     logger.info("\(request.method) \(redactedForLog(request.url)) answered \(response.status); retrying in \(wait.milliseconds) ms")
-                    sleep(for: wait)
+                    // Past the deadline, or cut short by a cancel: the answer stands.
+                    if !sleep(for: wait, cancellation: cancellation, deadline: deadline) { return response }
                     continue
                 }
                 return response
@@ -72,8 +92,13 @@ public final class HTTPClient: Sendable {
                 if canRetryAgain, retryable, !delivered {
                     let wait = policy.delay(afterAttempt: attempt, retryAfter: nil)
                     logger.info("\(request.method) \(redactedForLog(request.url)) failed: \(error); retrying in \(wait.milliseconds) ms")
-                    sleep(for: wait)
-                    continue
+                    if sleep(for: wait, cancellation: cancellation, deadline: deadline) { continue }
+                    if cancellation?.isCancelled == true { throw HTTPError.cancelled }
+                    throw error
+                }
+                if case .cancelled = error {
+                    logger.info("\(request.method) \(redactedForLog(request.url)) cancelled after \(attempt) attempt(s)")
+                    throw error
                 }
                 logger.warning("\(request.method) \(redactedForLog(request.url)) failed after \(attempt) attempt(s): \(error)")
                 throw error
@@ -90,9 +115,18 @@ public final class HTTPClient: Sendable {
         }
     }
 
-    private func sleep(for duration: Duration) {
-        let ms = duration.milliseconds
-        if ms > 0 { usleep(useconds_t(min(ms, 3_600_000)) * 1000) }
+    /// Waits `duration` before a retry, in short steps so that a cancel ends the wait. False
+    /// (at once) when the wait would end past `deadline`, or once cancelled: no retry then.
+    private func sleep(for duration: Duration, cancellation: Cancellation?, deadline: ContinuousClock.Instant?) -> Bool {
+        let end = ContinuousClock.now + duration
+        if let deadline, end >= deadline { return false }
+        while true {
+            if cancellation?.isCancelled == true { return false }
+            let left = end - ContinuousClock.now
+            if left <= .zero { return true }
+            let ms = min(left.milliseconds, cancellation == nil ? 3_600_000 : 50)
+            if ms > 0 { usleep(useconds_t(ms) * 1000) } else { return true }
+        }
     }
 
     private func checkout() -> UnsafeEasy {
