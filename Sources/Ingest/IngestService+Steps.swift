@@ -156,11 +156,11 @@ extension IngestService {
             // The name exists. Ours from an attempt whose answer was lost (or a crash right
             // after it), a broken copy of ours, or someone else's file.
             let existing = try client.stat(path, properties: .withChecksums)
-            let isOurs = existing.checksums.contains { $0.uppercased() == checksum.uppercased() }
-            if isOurs && existing.size == item.size {
+            let isOurs = try holdsOurContent(existing, at: path, item: item, checksum: checksum)
+            if isOurs && Self.storedSize(existing) == item.size {
                 logger.info("ingest: /\(path) is already on the server with this content")
             } else if isOurs, let etag = existing.etag {
-                logger.warning("ingest: /\(path) on the server has \(existing.size ?? -1) bytes of \(item.size); uploading again")
+                logger.warning("ingest: /\(path) on the server has \(Self.storedSize(existing) ?? -1) bytes of \(item.size); uploading again")
                 try put(local, to: path, size: item.size, mtime: item.sourceMtime, checksum: checksum, conditions: .init(ifMatch: etag))
             } else {
                 logger.info("ingest: /\(path) was taken on the server meanwhile; choosing another name")
@@ -177,9 +177,9 @@ extension IngestService {
         }
         // Trust but verify: the server must hold every byte (a proxy or a full disk can turn a
         // short write into a 201).
-        let stored = try client.stat(path, properties: .listing)
-        guard stored.size == item.size else {
-            throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored.size ?? -1) of \(item.size) bytes")
+        let stored = Self.storedSize(try client.stat(path, properties: .listing))
+        guard stored == item.size else {
+            throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored ?? -1) of \(item.size) bytes")
         }
         noteOriginal(PathBytes.lastComponent(path), in: originalFolder(item), checksums: [checksum])
         if settings.shareLinks && item.shareURL == nil {
@@ -192,15 +192,55 @@ extension IngestService {
         return item
     }
 
+    /// A file's size as the server reports it: Nextcloud's `oc:size`, or `getcontentlength`
+    /// on servers without it (generic WebDAV).
+    static func storedSize(_ resource: DAVResource) -> Int64? {
+        resource.size ?? resource.contentLength
+    }
+
+    /// Whether `existing` (found at `path` by a 412) holds the item's content: by its SHA-256
+    /// checksum where the server keeps one; on a server without checksums (generic WebDAV),
+    /// by downloading it and hashing it when its size is the item's (a 412 is rare: a lost
+    /// answer or a crash right after an upload).
+    private func holdsOurContent(_ existing: DAVResource, at path: String, item: IngestItem, checksum: String) throws -> Bool {
+        if !existing.checksums.isEmpty { return existing.checksums.contains { $0.uppercased() == checksum.uppercased() } }
+        guard Self.storedSize(existing) == item.size else { return false }
+        let copy = workFolder(item).appendingPathComponent("412-check")
+        try FileManager.default.createDirectory(at: workFolder(item), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: copy) }
+        try client.download(path, to: copy.path)
+        return "SHA256:" + (try ContentHash.sha256(ofFile: copy.path).hex) == checksum
+    }
+
     private func put(_ local: String, to path: String, size: Int64, mtime: Int64, checksum: String,
                      conditions: WebDAVClient.WriteConditions) throws {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
-        if size > settings.chunkThreshold {
+        if size > settings.chunkThreshold && chunkedUploadsAvailable() {
             var options = WebDAVClient.ChunkedUploadOptions()
             options.chunkSize = settings.chunkThreshold
-            try client.uploadChunked(local, to: path, mtime: date, conditions: conditions, options: options)
-        } else {
-            try client.put(path, body: .file(path: local, length: size), mtime: date, conditions: conditions, checksum: checksum)
+            do {
+                try client.uploadChunked(local, to: path, mtime: date, conditions: conditions, options: options)
+                return
+            } catch let error as DAVError where Self.uploadsEndpointMissing(error) {
+                // The capabilities could not be read (or promised too much), and the upload
+                // collection is not there: this server takes whole files only.
+                noteNoChunking("the server has no chunked-upload endpoint (\(error))")
+            }
+        }
+        try client.put(path, body: .file(path: local, length: size), mtime: date, conditions: conditions, checksum: checksum)
+    }
+
+    /// Whether a chunked upload failed because the server has no upload collection: its
+    /// PROPFIND or MKCOL of `uploads/<user>/<id>` found it missing, refused or not WebDAV. Not
+    /// a failure of one chunk (`uploads/<id>/<n>`), nor of the target (the final MOVE names
+    /// the target's path).
+    static func uploadsEndpointMissing(_ error: DAVError) -> Bool {
+        let parts = error.path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.first == "uploads", parts.count <= 2 else { return false }
+        switch error.kind {
+        case .notFound, .conflict, .forbidden, .alreadyExists, .unsupported: return true
+        case .server: return [405, 501].contains(error.status ?? 0)
+        default: return false
         }
     }
 
@@ -226,9 +266,9 @@ extension IngestService {
             try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
             // Verified like the original: the catalog records these bytes, so a short write
             // answered 2xx (a proxy, a full disk) must fail the step, not become a record.
-            let onServer = try client.stat(remote, properties: .listing)
-            guard onServer.size == Int64(derivative.bytes) else {
-                throw DAVError(.server, method: "PUT", path: remote, detail: "the server stored \(onServer.size ?? -1) of \(derivative.bytes) bytes")
+            let onServer = Self.storedSize(try client.stat(remote, properties: .listing))
+            guard onServer == Int64(derivative.bytes) else {
+                throw DAVError(.server, method: "PUT", path: remote, detail: "the server stored \(onServer ?? -1) of \(derivative.bytes) bytes")
             }
             stored.append(StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
                                            height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType))

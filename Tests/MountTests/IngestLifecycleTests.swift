@@ -172,4 +172,22 @@ struct IngestLifecycleTests {
         let text = run(MountedServer.binary, ["status"] + state)
         #expect(text.out.contains("1 failed"), "\(text.out)")
     }
+
+    @Test("The date folders ingest makes show through the mount at once, although their parent's listing was cached before (empty)")
+    func newDateFoldersAreVisible() throws {
+        let h = try IngestHarness(photos: 0)
+        defer { h.stop() }
+        let uploads = h.mount.path("pindeck/media-uploads")
+        try FileManager.default.createDirectory(atPath: uploads, withIntermediateDirectories: true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: uploads).isEmpty)
+        try Data(contentsOf: h.source.appendingPathComponent("alpha.png")).write(to: URL(fileURLWithPath: h.mount.path("incoming/seen.png")))
+        try h.waitUntilDone(total: 1, timeout: 60)
+        let listing = run("/usr/bin/find", [uploads, "-type", "f"], errors: true)
+        #expect(listing.status == 0, "\(listing.out)")
+        let found = Set(listing.out.split(separator: "\n").map { String($0.dropFirst(uploads.count + 1)) })
+        for path in ["\(h.today)/original/seen.png", "\(h.today)/preview/seen-preview.png", "\(h.today)/low/seen-w320.webp",
+                     "\(h.today)/high/seen-w768.webp", "\(h.today)/high/seen-w1280.webp"] {
+            #expect(found.contains(path), "\(path) not visible through the mount: \(found.sorted())")
+        }
+    }
 }
