@@ -54,6 +54,9 @@ public protocol Catalog: Sendable {
 
     func counts(now: Date, rateWindow: Double) throws -> IngestCounts
 
+    /// Every item's state, size and times (for `IngestBatch`), in no particular order.
+    func timeline() throws -> [IngestTimes]
+
     /// Puts up to `limit` failed items back to `pending` with their attempts reset; returns them.
     func reschedule(limit: Int, now: Date) throws -> [IngestItem]
 

@@ -313,6 +313,7 @@ extension IngestService {
         let permanent = Self.isPermanent(error)
         if permanent || item.attempts >= settings.maxAttempts {
             item.state = .failed
+            item.finishedAt = Date()
             item.persistError = permanent ? text : "\(text) (gave up after \(item.attempts) attempts)"
             logger.error("ingest: item \(item.id) (\(item.name)) failed: \(item.persistError!)")
         } else {

@@ -192,6 +192,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
             } else {
                 // It may have reached the server already: keep the record, without its file.
                 item.stagingPath = nil
+                if item.state != .failed { item.finishedAt = Date() }
                 item.state = .failed
                 item.persistError = (item.persistError.map { $0 + "; " } ?? "") + "the staged copy was deleted from incoming/"
                 try catalog.update(item)
@@ -308,6 +309,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
                     item.state = .pending
                     item.attempts = 0
                     item.persistError = nil
+                    item.finishedAt = nil
                     item.nextAttemptAt = now
                     try catalog.update(item)
                 } else {

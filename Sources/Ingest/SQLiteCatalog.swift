@@ -219,6 +219,20 @@ public final class SQLiteCatalog: Catalog {
         }
     }
 
+    public func timeline() throws -> [IngestTimes] {
+        let rows = try run { () throws(SQLiteError) in
+            try database.query("SELECT id, state, size, attempts, created_at, next_attempt_at, updated_at, finished_at FROM items")
+        }
+        return rows.compactMap { row in
+            guard let id = row[0].int64, let state = row[1].string.flatMap(IngestItem.State.init(rawValue:)),
+                  let created = row[4].double else { return nil }
+            func date(_ index: Int) -> Date? { row[index].double.map { Date(timeIntervalSince1970: $0) } }
+            return IngestTimes(id: id, state: state, size: row[2].int64 ?? 0, attempts: Int(row[3].int64 ?? 0),
+                               createdAt: Date(timeIntervalSince1970: created), nextAttemptAt: date(5) ?? Date(timeIntervalSince1970: created),
+                               updatedAt: date(6) ?? Date(timeIntervalSince1970: created), finishedAt: date(7))
+        }
+    }
+
     public func reschedule(limit: Int, now: Date) throws -> [IngestItem] {
         try run { () throws(SQLiteError) -> [IngestItem] in
             try database.transaction { db throws(SQLiteError) -> [IngestItem] in

@@ -44,39 +44,48 @@ func reportingFailures(_ body: () throws -> Void) throws {
     do { try body() } catch let error as ExitCode { throw error } catch { throw fail(error) }
 }
 
-/// The catalog's totals plus the staged files not taken yet, for `ncfs status`.
+/// The catalog's totals, the batch in progress and the staged files not taken yet, for
+/// `ncfs status`.
 struct IngestProgress {
     var counts = IngestCounts()
     /// Files in incoming/ the pipeline has not taken yet (still being written, or quiet for
     /// less than the ingest delay, or left by a crash before they were taken).
     var staged = 0
+    var stagedBytes: Int64 = 0
+    /// The batch in progress (or the last one), see `IngestBatch`.
+    var batch = IngestBatch()
 
     static func catalogPath(_ folder: URL) -> String { folder.appendingPathComponent("catalog.sqlite").path }
     static func stagingFolder(_ folder: URL) -> URL { folder.appendingPathComponent("incoming") }
 
-    static func read(folder: URL) throws -> IngestProgress {
+    static func read(folder: URL, now: Date = Date()) throws -> IngestProgress {
         var progress = IngestProgress()
         let path = catalogPath(folder)
         var inIncoming: Set<String> = []
+        var times: [IngestTimes] = []
         if FileManager.default.fileExists(atPath: path) {
             do {
                 let catalog = try SQLiteCatalog(readOnlyPath: path)
-                progress.counts = try catalog.counts(now: Date(), rateWindow: 300)
+                progress.counts = try catalog.counts(now: now, rateWindow: IngestBatch.rateWindow)
                 inIncoming = Set(try catalog.allInIncoming().compactMap(\.stagingPath))
+                times = try catalog.timeline()
             } catch {
                 throw CLIError(message: "cannot read the catalog \(path): \(error)", code: 1)
             }
         }
-        progress.staged = IngestService.untakenFiles(in: stagingFolder(folder), taken: inIncoming).count
+        let staging = stagingFolder(folder)
+        for relative in IngestService.untakenFiles(in: staging, taken: inIncoming) {
+            var st = stat()
+            guard lstat(staging.appendingPathComponent(relative).path, &st) == 0 else { continue }
+            progress.staged += 1
+            progress.stagedBytes += Int64(st.st_size)
+        }
+        progress.batch = IngestBatch.compute(times, waiting: progress.staged, waitingBytes: progress.stagedBytes, now: now)
         return progress
     }
 
     var active: Int { counts[.pending] + counts[.uploading] + counts[.deriving] }
-    var activeBytes: Int64 { [.pending, .uploading, .deriving].reduce(Int64(0)) { $0 + (counts.bytes[$1] ?? 0) } }
     var done: Int { counts[.succeeded] + counts[.duplicate] }
-    /// Bytes per second over the last five minutes of finished items.
-    var rate: Double? { counts.recentSeconds > 0 && counts.recentBytes > 0 ? Double(counts.recentBytes) / counts.recentSeconds : nil }
-    var eta: Double? { rate.map { Double(activeBytes) / $0 } }
 
     var json: [String: Any] {
         var result: [String: Any] = ["staged": staged]
@@ -84,8 +93,21 @@ struct IngestProgress {
         var bytes: [String: Any] = [:]
         for state in IngestItem.State.allCases { bytes[state.rawValue] = counts.bytes[state] ?? 0 }
         result["bytes"] = bytes
-        if let rate { result["rate_bytes_per_second"] = Int(rate) }
-        if let eta { result["eta_seconds"] = Int(eta.rounded(.up)) }
+        if let rate = batch.rate { result["rate_bytes_per_second"] = Int(rate) }
+        if let eta = batch.eta { result["eta_seconds"] = Int(eta.rounded(.up)) }
+        var current: [String: Any] = [
+            "in_progress": batch.inProgress, "total": batch.total, "finished": batch.finished, "succeeded": batch.succeeded,
+            "duplicate": batch.duplicates, "quarantined": batch.quarantined, "failed": batch.failed, "pending": batch.pending,
+            "uploading": batch.uploading, "deriving": batch.deriving, "waiting": batch.waiting,
+            "remaining_bytes": batch.remainingBytes, "finished_bytes": batch.finishedBytes,
+        ]
+        let iso = ISO8601DateFormatter()
+        if let start = batch.start { current["started"] = iso.string(from: start) }
+        if let end = batch.end { current["ended"] = iso.string(from: end) }
+        if let rate = batch.rate { current["rate_bytes_per_second"] = Int(rate) }
+        if let rate = batch.itemRate { current["rate_items_per_second"] = rate }
+        if let eta = batch.eta { current["eta_seconds"] = Int(eta.rounded(.up)) }
+        result["batch"] = current
         return result
     }
 
@@ -95,45 +117,79 @@ struct IngestProgress {
         var line = "ingest: \(done) done (\(counts[.succeeded]) persisted, \(counts[.duplicate]) duplicates)"
         line += ", \(active) in progress (\(counts[.pending]) pending, \(counts[.uploading]) uploading, \(counts[.deriving]) deriving)"
         if staged > 0 { line += ", \(staged) waiting in incoming/" }
-        if counts[.failed] > 0 { line += ", \(counts[.failed]) failed (ncfs items --status failed)" }
+        if counts[.failed] > 0 { line += ", \(counts[.failed]) failed (ncfs items --status failed; ncfs dismiss --state failed)" }
         if counts[.quarantined] > 0 { line += ", \(counts[.quarantined]) quarantined" }
         print(line)
-        if active > 0 {
-            var detail = "        \(Format.size(activeBytes, human: true)) to go"
-            if let rate { detail += " at \(Format.size(Int64(rate), human: true))/s" }
-            if let eta { detail += ", about \(Status.age(Int(eta.rounded(.up)))) left" }
-            print(detail)
+        if batch.inProgress {
+            print("        this batch: " + Self.batchLine(batch))
         }
     }
 
-    /// `ncfs status --watch`: one line redrawn every second on a terminal (a line per second
-    /// otherwise) until nothing is in progress or waiting.
-    static func watch(folder: URL) throws {
+    /// "3/5 done, 1 failed, 1 uploading, 12M to go at 1.2M/s, about 10s left".
+    static func batchLine(_ batch: IngestBatch) -> String {
+        var parts = ["\(batch.finished)/\(batch.total) done"]
+        if batch.failed > 0 { parts.append("\(batch.failed) failed") }
+        if batch.pending > 0 { parts.append("\(batch.pending) pending") }
+        if batch.uploading > 0 { parts.append("\(batch.uploading) uploading") }
+        if batch.deriving > 0 { parts.append("\(batch.deriving) deriving") }
+        if batch.waiting > 0 { parts.append("\(batch.waiting) waiting") }
+        var line = parts.joined(separator: ", ")
+        if batch.remainingBytes > 0 { line += ", \(Format.size(batch.remainingBytes, human: true)) to go" }
+        if let rate = batch.rate {
+            line += " at \(Format.size(Int64(rate), human: true))/s"
+            if let items = batch.itemRate { line += String(format: " (%.1f items/s)", items) }
+        }
+        if let eta = batch.eta { line += ", about \(Status.age(Int(eta.rounded(.up)))) left" }
+        else { line += ", no estimate yet" }
+        return line
+    }
+
+    /// "5 items in 14s: 4 persisted, 1 duplicate".
+    static func finishedLine(_ batch: IngestBatch) -> String {
+        var line = "\(batch.finished) item(s)"
+        if let start = batch.start, let end = batch.end { line += " in \(Status.age(max(0, Int(end.timeIntervalSince(start).rounded()))))" }
+        var parts = ["\(batch.succeeded) persisted"]
+        if batch.duplicates > 0 { parts.append("\(batch.duplicates) duplicate(s)") }
+        if batch.quarantined > 0 { parts.append("\(batch.quarantined) quarantined") }
+        if batch.failed > 0 { parts.append("\(batch.failed) failed (ncfs items --status failed)") }
+        return line + ": " + parts.joined(separator: ", ")
+    }
+
+    /// `ncfs status --watch`: the batch in progress, one line redrawn every `interval` seconds
+    /// on a terminal (a line each time otherwise), until nothing is in progress or waiting (or
+    /// after `count` lines); then how the batch ended.
+    static func watch(folder: URL, interval: Double, count: Int?) throws {
         let tty = isatty(STDOUT_FILENO) == 1
-        var first: IngestProgress?
+        var lines = 0
+        var sawWork = false
         while true {
             let now = try read(folder: folder)
-            if first == nil { first = now }
-            let remaining = now.active + now.staged
-            let started = max(1, (first!.active + first!.staged) + (now.done - first!.done) + (now.counts[.failed] - first!.counts[.failed]))
-            let finished = started - remaining
+            let batch = now.batch
+            guard batch.inProgress else {
+                if tty && lines > 0 { print("") }
+                if batch.finished > 0 {
+                    print((sawWork ? "done: " : "nothing in progress; the last batch: ") + finishedLine(batch))
+                } else {
+                    print("nothing in progress")
+                }
+                return
+            }
+            sawWork = true
             let width = 30
-            let filled = min(width, width * finished / started)
-            var line = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
-            line += "\(finished)/\(started)  \(now.counts[.uploading]) uploading, \(now.counts[.deriving]) deriving"
-            if now.counts[.failed] > 0 { line += ", \(now.counts[.failed]) failed" }
-            if let rate = now.rate { line += "  \(Format.size(Int64(rate), human: true))/s" }
-            if let eta = now.eta, remaining > 0 { line += "  ETA \(Status.age(Int(eta.rounded(.up))))" }
+            let filled = batch.total > 0 ? min(width, width * batch.finished / batch.total) : 0
+            let line = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + batchLine(batch)
             if tty {
                 FileHandle.standardOutput.write(Data(("\r\u{1B}[2K" + line).utf8))
             } else {
-                print(line)
+                // Unbuffered, so a pipe sees each line when it is made.
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
             }
-            if remaining == 0 {
+            lines += 1
+            if let count, lines >= count {
                 if tty { print("") }
                 return
             }
-            sleep(1)
+            usleep(UInt32(interval * 1_000_000))
         }
     }
 }

@@ -20,14 +20,22 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "One JSON object: totals, every pending upload, and the ingest counts.")
     var json = false
 
-    @Flag(name: .long, help: "Redraw the ingest progress every second until nothing is left to do (a progress bar on a terminal).")
+    @Flag(name: .long, help: "Follow the ingest batch in progress until nothing is left to do: done/total, states, recent rate and ETA, redrawn on a terminal (a line each time otherwise).")
     var watch = false
+
+    @Option(name: .long, help: "With --watch: seconds between updates (default 1).")
+    var interval: Double = 1
+
+    @Option(name: .long, help: "With --watch: stop after this many updates.")
+    var count: Int?
 
     func run() throws { try reportingFailures(body) }
 
     private func body() throws {
+        guard interval >= 0.05 && interval <= 3600 else { throw CLIError(message: "--interval takes 0.05 to 3600 seconds", code: 2) }
+        if let count, count < 1 { throw CLIError(message: "--count takes 1 or more", code: 2) }
         let folder = try location.folder()
-        if watch { return try IngestProgress.watch(folder: folder) }
+        if watch { return try IngestProgress.watch(folder: folder, interval: interval, count: count) }
         let path = folder.appendingPathComponent("journal.sqlite").path
         guard FileManager.default.fileExists(atPath: path) else {
             if json {
