@@ -35,6 +35,29 @@ struct GenericServerWriteTests {
         #expect(!log.contains("upload of /big.bin failed"), "\(log)")
     }
 
+    @Test("capabilities unreadable for now and no upload collection on the server: the chunked upload gives way to one PUT, not a permanent failure")
+    func missingUploadCollectionFallsBackToPut() throws {
+        let server = try TestServer()
+        defer { server.stop() }
+        let mount = try MountedServer(server)
+        defer { mount.unmount() }
+        // The capabilities answer 503 (a transient failure: chunks are tried), and the upload
+        // collection cannot be made.
+        try server.fault(method: "GET", pathContains: "/ocs/", status: 503, count: 20)
+        try server.fault(method: "MKCOL", pathContains: "/uploads/", status: 404, count: 20)
+        let data = Self.content()
+        let mark = server.mark()
+        #expect(Posix.create(mount.path("big.bin"), data))
+        #expect(mount.unmount() == 0, "clean exit, the upload done: \(mount.logTail)")
+        #expect(Posix.bytes(server.filesDir.appendingPathComponent("big.bin").path) == data)
+        let requests = server.requests(since: mark)
+        #expect(requests.contains { $0.method == "MKCOL" && $0.path.contains("/uploads/") && $0.status == 404 })
+        #expect(requests.filter { $0.method == "PUT" && $0.path.hasSuffix("/files/alice/big.bin") && $0.status < 300 }.count == 1,
+                "\(requests.map { "\($0.method) \($0.path) \($0.status)" })")
+        let log = (try? String(contentsOf: mount.log, encoding: .utf8)) ?? ""
+        #expect(!log.contains("upload of /big.bin failed"), "\(log)")
+    }
+
     @Test("Nextcloud server: the same file goes up in chunks (the capabilities offer chunking)")
     func nextcloudServerGetsChunks() throws {
         let server = try TestServer()
