@@ -82,4 +82,41 @@ struct ShutdownTests {
         #expect(try String(contentsOf: server.filesDir.appendingPathComponent("done.txt"), encoding: .utf8) == "complete")
         #expect(!FileManager.default.fileExists(atPath: server.filesDir.appendingPathComponent("partial.bin").path))
     }
+
+    @Test("SIGTERM with files reopened for writing after their close: one unchanged since is uploaded and not named; one partly rewritten is named, stays in the journal (exit 9), and its last closed version goes up at the next mount")
+    func reopenedFiles() throws {
+        let server = try TestServer()
+        defer { server.stop() }
+        // A long settle delay: both closed files are still pending when the signal comes.
+        let mount = try MountedServer(server, options: ["upload_delay=60"])
+        defer { mount.unmount() }
+        #expect(Posix.create(mount.path("same.txt"), "same"))
+        #expect(Posix.create(mount.path("edited.txt"), "version one"))
+        let same = open(mount.path("same.txt"), O_WRONLY)
+        let edited = open(mount.path("edited.txt"), O_WRONLY)
+        #expect(same >= 0 && edited >= 0)
+        #expect(pwrite(edited, "VERSION", 7, 0) == 7)
+
+        let pid = try #require(Self.daemonPID(mount.mountpoint.path))
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(20)
+        while !Self.ended(pid) && Date() < deadline { usleep(20_000) }
+        #expect(Self.ended(pid))
+        close(same)
+        close(edited)
+        #expect(mount.unmount() == 9, "one upload left in the journal")
+        let log = (try? String(contentsOf: mount.log, encoding: .utf8)) ?? ""
+        #expect(log.contains("/edited.txt was still open for writing when the mount ended, partly rewritten since its last close"), "\(log)")
+        #expect(!log.contains("/same.txt was still open"), "\(log)")
+        #expect(!log.contains("failed to unmount"), "\(log)")
+        #expect(try String(contentsOf: server.filesDir.appendingPathComponent("same.txt"), encoding: .utf8) == "same")
+        #expect(!FileManager.default.fileExists(atPath: server.filesDir.appendingPathComponent("edited.txt").path))
+
+        // The next mount uploads what the journal kept: the version its close recorded (a file
+        // this small has its bytes in the journal row).
+        let again = try MountedServer(server)
+        #expect(again.unmount() == 0, "\(again.logTail)")
+        #expect(try String(contentsOf: server.filesDir.appendingPathComponent("edited.txt"), encoding: .utf8) == "version one")
+        #expect(Self.staging(server).isEmpty, "\(Self.staging(server))")
+    }
 }
