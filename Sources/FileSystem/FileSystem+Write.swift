@@ -69,7 +69,7 @@ extension FileSystem {
                 // sent yet): uploaded as usual, nothing to say.
                 nil
             case .kept(let path):
-                "/\(path) was still open for writing when the mount ended, partly rewritten since its last close: kept in the journal as it stands and uploaded at the next mount (`ncfs status` lists it)"
+                "/\(path) was still open for writing when the mount ended, partly rewritten since its last close: kept in the journal and uploaded at the next mount (`ncfs status` lists it; a file of up to 256 KiB as its last close recorded it, a larger one as its staging copy stands)"
             }
         }, kept)
     }

@@ -465,8 +465,9 @@ final class WriteBack: @unchecked Sendable {
         case discarded(path: String, bytes: Int64)
         /// Closed before and unchanged since: its last closed version is uploaded as usual.
         case uploaded(path: String)
-        /// Closed before, then partly rewritten in place: kept in the journal as it stands
-        /// and uploaded at the next mount, as after a crash.
+        /// Closed before, then partly rewritten: kept in the journal and uploaded at the next
+        /// mount, as after a crash (a row holding the bytes restores the recorded version; a
+        /// larger file goes up as its staging copy stands).
         case kept(path: String)
     }
 
