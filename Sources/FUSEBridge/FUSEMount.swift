@@ -1,6 +1,7 @@
 internal import CFuse3
 import Foundation
 public import FileSystem
+import HTTPTransport
 public import Logging
 
 /// One FUSE mount of a FileSystem on the libfuse3 low-level API: the session, the loop
@@ -47,6 +48,8 @@ public final class FUSEMount: @unchecked Sendable {
     /// Requests handed to the worker pool and not yet answered; the session must outlive them.
     private let inFlight = NSCondition()
     private var inFlightCount = 0
+    /// The cancellations of those requests (by identity), cancelled when the mount ends.
+    private var inFlightCancellations: [ObjectIdentifier: Cancellation] = [:]
     /// The signal that ended the mount, if one did.
     public private(set) var stoppedBySignal: Int32?
     /// Invalidations run here, one at a time, off the worker and loop threads: a dentry
@@ -110,9 +113,11 @@ public final class FUSEMount: @unchecked Sendable {
         // closes the device, which fails every request nobody will read now with ENOTCONN.
         fuse_session_unmount(se)
         // Requests still running on the workers answer into the closed device; the session
-        // they name must live until they have. Each ends within the transport's bounds (and
-        // FUSE interrupts cancel them sooner); this wait is bounded all the same.
+        // they name must live until they have. Their callers are gone (or get ENOTCONN), so
+        // their server exchanges are cancelled: each ends within about a second. The wait is
+        // bounded all the same.
         inFlight.lock()
+        for cancellation in inFlightCancellations.values { cancellation.cancel() }
         let deadline = Date().addingTimeInterval(options.requestDrainTimeout)
         while inFlightCount > 0 && inFlight.wait(until: deadline) {}
         let stuck = inFlightCount
@@ -190,13 +195,17 @@ public final class FUSEMount: @unchecked Sendable {
     }
 
     /// A request handed to the worker pool: counted until it is answered.
-    func requestStarted() {
-        inFlight.lock(); inFlightCount += 1; inFlight.unlock()
+    func requestStarted(_ cancellation: Cancellation) {
+        inFlight.lock()
+        inFlightCount += 1
+        inFlightCancellations[ObjectIdentifier(cancellation)] = cancellation
+        inFlight.unlock()
     }
 
-    func requestEnded() {
+    func requestEnded(_ cancellation: Cancellation) {
         inFlight.lock()
         inFlightCount -= 1
+        inFlightCancellations[ObjectIdentifier(cancellation)] = nil
         if inFlightCount == 0 { inFlight.broadcast() }
         inFlight.unlock()
     }

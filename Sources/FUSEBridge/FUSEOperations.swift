@@ -27,11 +27,11 @@ enum FUSEOperations {
         fuse_req_interrupt_func(req, interrupted, token.toOpaque())
         let request = Request(raw: req!)
         let fs = mount.fileSystem
-        mount.requestStarted()
+        mount.requestStarted(cancellation)
         mount.workers.submit {
             defer {
                 token.release()
-                mount.requestEnded()
+                mount.requestEnded(cancellation)
             }
             do throws(FSError) {
                 try cancellation.run { () throws(FSError) in try body(fs, request) }

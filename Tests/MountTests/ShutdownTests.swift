@@ -119,4 +119,38 @@ struct ShutdownTests {
         #expect(try String(contentsOf: server.filesDir.appendingPathComponent("edited.txt"), encoding: .utf8) == "version one")
         #expect(Self.staging(server).isEmpty, "\(Self.staging(server))")
     }
+
+    @Test("SIGTERM while an ls waits on a hung server: its request is cancelled, the daemon ends within seconds and the ls fails instead of waiting")
+    func signalWhileServerHangs() throws {
+        let server = try populatedServer { files in try write(files.appendingPathComponent("folder/a.txt"), Array("a".utf8)) }
+        defer { server.stop() }
+        let mount = try MountedServer(server)
+        defer { mount.unmount() }
+        try server.fault(method: "PROPFIND", pathContains: "/folder", action: "stall", count: 1, seconds: 90)
+        let ls = Process()
+        ls.executableURL = URL(fileURLWithPath: "/bin/ls")
+        ls.arguments = [mount.path("folder")]
+        ls.standardOutput = FileHandle.nullDevice
+        ls.standardError = FileHandle.nullDevice
+        try ls.run()
+        defer { if ls.isRunning { kill(ls.processIdentifier, SIGKILL) }; ls.waitUntilExit() }
+        usleep(1_500_000)
+        #expect(ls.isRunning, "ls waits for the stalled listing")
+
+        let pid = try #require(Self.daemonPID(mount.mountpoint.path))
+        let started = Date()
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(20)
+        while !Self.ended(pid) && Date() < deadline { usleep(20_000) }
+        let took = Date().timeIntervalSince(started)
+        #expect(Self.ended(pid))
+        #expect(took < 6, "ended in \(took) s")
+        let lsDeadline = Date().addingTimeInterval(10)
+        while ls.isRunning && Date() < lsDeadline { usleep(20_000) }
+        #expect(!ls.isRunning && ls.terminationStatus != 0)
+        #expect(mount.unmount() == 0)
+        let log = (try? String(contentsOf: mount.log, encoding: .utf8)) ?? ""
+        #expect(!log.contains("still running"), "\(log)")
+        #expect(log.contains("stopped"), "\(log)")
+    }
 }
