@@ -186,7 +186,10 @@ extension FileSystem {
             let writeBack = try requireWritable()
             if current.isDirectory {
                 if size != nil { throw .isDirectory }
-                if let mtime { try remote { try cache.client.setModificationTime(path, Date(timeIntervalSince1970: TimeInterval(mtime))) } }
+                if let mtime {
+                    try remote { try cache.client.setModificationTime(path, Date(timeIntervalSince1970: TimeInterval(mtime))) }
+                    writeBack.folderTimeSet(path, mtime: mtime)
+                }
             } else if size != nil || writeBack.staged(path) != nil {
                 // Staged (or about to be): the new size and mtime travel with the upload.
                 var handleFile: StagedFile?

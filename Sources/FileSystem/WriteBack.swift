@@ -60,6 +60,14 @@ final class WriteBack: @unchecked Sendable {
     private var nextStagingNumber = 0
     /// Uploaders between choosing a file and having finished with it (its leftovers deleted).
     private var activeUploads = 0
+    /// Folder mtimes set through the mount (utimens), by path, at most `folderTimesLimit`.
+    /// Nextcloud raises every ancestor's mtime to the upload time when a file is uploaded below
+    /// it (seen on 32.0.1), so a folder time that `rsync -a` or `cp -a` set would be lost to the
+    /// uploads that follow, which run after the copy. Each time an upload leaves nothing pending
+    /// below such a folder, its time is set again. Kept in memory only: after a crash or a
+    /// remount the folder keeps the upload time. Guarded by `condition`.
+    private var folderTimes: [String: Int64] = [:]
+    private static let folderTimesLimit = 10_000
     /// Whether the server takes Nextcloud chunked uploads (v2): nil until the first file above
     /// the threshold asks (see `chunkedUploadsAvailable`). Guarded by its own mutex.
     private let chunking = Mutex<Bool?>(nil)
@@ -138,6 +146,38 @@ final class WriteBack: @unchecked Sendable {
     func staged(_ path: String) -> StagedFile? {
         condition.lock(); defer { condition.unlock() }
         return files[path]
+    }
+
+    /// A folder's mtime was set on the server: set it again after uploads below it (see
+    /// `folderTimes`).
+    func folderTimeSet(_ path: String, mtime: Int64) {
+        condition.lock()
+        defer { condition.unlock() }
+        if folderTimes[path] == nil && folderTimes.count >= Self.folderTimesLimit, let any = folderTimes.keys.first {
+            folderTimes[any] = nil
+        }
+        folderTimes[path] = mtime
+    }
+
+    /// Whether a staged file (pending, uploading or open) lies below `folder`. Under `condition`.
+    private func hasStagedFiles(below folder: String) -> Bool {
+        let prefix = folder.isEmpty ? "" : folder + "/"
+        return files.keys.contains { $0.hasPrefix(prefix) }
+    }
+
+    /// The recorded folder times above `uploaded` with nothing pending below them any more,
+    /// deepest first (setting a folder's mtime on Nextcloud may move its parent's, so parents
+    /// go after their children). Under `condition`.
+    private func folderTimesDue(after uploaded: String) -> [(path: String, mtime: Int64)] {
+        guard !folderTimes.isEmpty else { return [] }
+        var due: [(path: String, mtime: Int64)] = []
+        var folder = PathBytes.split(uploaded).parent
+        while true {
+            if let mtime = folderTimes[folder], !hasStagedFiles(below: folder) { due.append((folder, mtime)) }
+            if folder.isEmpty { break }
+            folder = PathBytes.split(folder).parent
+        }
+        return due
     }
 
     private func newStagingPath() -> String {
@@ -719,6 +759,22 @@ final class WriteBack: @unchecked Sendable {
         // waits for the device), and every close, create and rename waits for `condition`.
         var leftovers: [String] = []
         defer { for path in leftovers { unlink(path) } }
+        // Folder times to set again (see `folderTimes`), sent once `condition` is released.
+        var folderTimes: [(path: String, mtime: Int64)] = []
+        defer {
+            for folder in folderTimes {
+                do {
+                    try client.setModificationTime(folder.path, Date(timeIntervalSince1970: TimeInterval(folder.mtime)))
+                } catch {
+                    // Gone or renamed meanwhile: nothing left to keep.
+                    if let error = error as? DAVError, error.kind == .notFound {
+                        condition.withLock { _ = self.folderTimes.removeValue(forKey: folder.path) }
+                    } else {
+                        logger.warning("setting the modification time of /\(folder.path) again after its uploads: \(error)")
+                    }
+                }
+            }
+        }
         condition.lock()
         defer { condition.broadcast(); condition.unlock() }
         file.lock.lock()
@@ -768,6 +824,7 @@ final class WriteBack: @unchecked Sendable {
                 overlay.unstage(currentPath, file, replacement: .present(entry, since: Overlay.now()))
             }
             if stagingPath != file.stagingPath || idle { leftovers.append(stagingPath) }
+            folderTimes = folderTimesDue(after: uploadedPath)
         case .failure(let error):
             let fsError = FSError.remote(error)
             let permanent: Bool

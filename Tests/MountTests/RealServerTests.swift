@@ -251,6 +251,12 @@ struct RealServerTests {
         if let conflict { #expect(try client.get(conflict).bytes == Array("local v2".utf8)) }
     }
 
+    @Test("folder times set by rsync -a and cp -a survive the uploads into those folders", .enabled(if: fuse, "needs /dev/fuse"))
+    func folderTimes() throws {
+        try WriteTests.folderTimesSurviveUploads(on: try NextcloudServer.shared().space("times"), client: { try $0.client() },
+                                                 stop: { $0.remove() })
+    }
+
     @Test("kill -9 with closed files still uploading: after a restart every file is on the server once, intact",
           .enabled(if: fuse, "needs /dev/fuse"))
     func crashResume() throws {

@@ -250,6 +250,31 @@ struct WriteTests {
         }
     }
 
+    @Test("folder times set by rsync -a and cp -a survive the uploads into those folders (the server raises a folder's mtime at every upload below it)")
+    func folderTimesSurviveUploads() throws {
+        try Self.folderTimesSurviveUploads(on: try populatedServer { _ in }, client: { try $0.client() }, stop: { $0.stop() })
+    }
+
+    static func folderTimesSurviveUploads<S: DAVServer>(on server: S, client makeClient: (S) throws -> WebDAVClient,
+                                                       stop: (S) -> Void) throws {
+        defer { stop(server) }
+        let source = server.dataDir.appendingPathComponent("src")
+        for i in 0..<12 { try write(source.appendingPathComponent("a/b\(i % 2)/f\(i).txt"), Array("file \(i)".utf8)) }
+        _ = run("/bin/sh", ["-c", "find '\(source.path)' -exec touch -d '2019-05-06 07:08:09 UTC' {} +"])
+        let mount = try MountedServer(server)
+        defer { mount.unmount() }
+        #expect(run("/usr/bin/rsync", ["-a", source.path + "/", mount.path("r") + "/"], timeout: 120).status == 0)
+        #expect(run("/bin/cp", ["-a", source.path, mount.path("c")], timeout: 120).status == 0)
+        #expect(mount.unmount() == 0, "every upload done")
+        let client = try makeClient(server)
+        let expected = Date(timeIntervalSince1970: 1_557_126_489)
+        for folder in ["r/a", "r/a/b0", "r/a/b1", "c/a", "c/a/b0", "c/a/b1"] {
+            let got = try client.stat(folder).lastModified
+            #expect(got == expected, "\(folder): \(got.map { String($0.timeIntervalSince1970) } ?? "nil")")
+        }
+        #expect(try client.stat("r/a/b1/f3.txt").lastModified == expected)
+    }
+
     @Test("fsync returns once the file is on the server; a change on the server meanwhile keeps both versions")
     func fsyncAndConflict() throws {
         let server = try populatedServer { files in try write(files.appendingPathComponent("shared.txt"), Array("v1".utf8)) }

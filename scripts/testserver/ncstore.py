@@ -553,7 +553,9 @@ class Store:
                 node.etag = self.new_etag()
             self._mark(node)
             if not self.generic:
-                self._propagate(node.parent, 0, int(time.time()), membership=False)
+                # Nextcloud 32 (seen on a real server): setting a file's or folder's mtime gives
+                # every ancestor a new etag but does not raise their mtime to now (an upload does).
+                self._propagate(node.parent, 0, 0, membership=False)
             self._flush()
 
     def update_meta(self, node):
