@@ -291,6 +291,10 @@ extension IngestService {
         let staged = item.stagingPath
         if let staged {
             locked { _ = unlink(folder.localPath(staged)) }
+            // The kernel's entry goes at once: a file of the same name written right after
+            // `ncfs status` shows the item done must not meet the old entry (ENOENT). The
+            // catalog commit below takes an fsync.
+            onFinished([], staged)
             item.stagingPath = nil
             do { try catalog.update(item) } catch { logger.error("ingest: clearing item \(item.id)'s staged path: \(error)") }
         }
@@ -301,7 +305,7 @@ extension IngestService {
             folders += item.derivatives.map { PathBytes.beforeLastSlash($0.path) }
             folders.append(settings.prefix + "/" + (item.day ?? ""))
         }
-        onFinished(Array(Set(folders)), staged)
+        onFinished(Array(Set(folders)), nil)
     }
 
     private func recordFailure(_ start: IngestItem, _ error: any Error) {
