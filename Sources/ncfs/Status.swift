@@ -23,7 +23,7 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Follow the ingest batch in progress until nothing is left to do: done/total, states, recent rate and ETA, redrawn on a terminal (a line each time otherwise).")
     var watch = false
 
-    @Option(name: .long, help: "With --watch: seconds between updates (default 1).")
+    @Option(name: .long, help: "With --watch: seconds between updates.")
     var interval: Double = 1
 
     @Option(name: .long, help: "With --watch: stop after this many updates.")
