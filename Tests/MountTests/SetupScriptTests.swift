@@ -51,7 +51,8 @@ struct SetupScriptTests {
             try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
             try FileManager.default.copyItem(at: TestServer.repositoryRoot.appendingPathComponent("scripts/setup"),
                                              to: scripts.appendingPathComponent("setup"))
-            let unlockAt = Int(Date().timeIntervalSince1970) + seconds
+            // `date +%s` counts whole seconds: rounding up holds the lock for at least `seconds`.
+            let unlockAt = Int(Date().timeIntervalSince1970.rounded(.up)) + seconds
             try stub("dpkg-query", "exit 1")
             try stub("id", "echo 0")
             try stub("swift", "exit 0")

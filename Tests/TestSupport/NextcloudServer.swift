@@ -88,6 +88,9 @@ public final class NextcloudServer: @unchecked Sendable {
         dir = base.appendingPathComponent("nextcloud-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        // Apache runs as www-data: the folder must be traversable by others (mktemp makes 0700).
+        var info = stat()
+        if stat(base.path, &info) == 0 && info.st_mode & 0o001 == 0 { chmod(base.path, (info.st_mode & 0o7777) | 0o001) }
         let port = try NextcloudServer.freePort()
         // A bare machine installs Apache and PHP first (a minute or two); a warm one starts in ~20 s.
         let started = NextcloudServer.shell(kit.appendingPathComponent("start").path, [dir.path, String(port)], timeout: 900)
