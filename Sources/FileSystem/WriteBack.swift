@@ -68,9 +68,6 @@ final class WriteBack: @unchecked Sendable {
     /// remount the folder keeps the upload time. Guarded by `condition`.
     private var folderTimes: [String: Int64] = [:]
     private static let folderTimesLimit = 10_000
-    /// Whether the server takes Nextcloud chunked uploads (v2): nil until the first file above
-    /// the threshold asks (see `chunkedUploadsAvailable`). Guarded by its own mutex.
-    private let chunking = Mutex<Bool?>(nil)
 
     var stagingDirectory: URL { settings.directory.appendingPathComponent("staging") }
 
@@ -676,7 +673,7 @@ final class WriteBack: @unchecked Sendable {
                       conditions: WebDAVClient.WriteConditions, file: StagedFile, journalID: Int64) throws -> RemoteEntry {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
         var result: WebDAVClient.PutResult
-        if size > settings.chunkThreshold && chunkedUploadsAvailable() {
+        if size > settings.chunkThreshold && client.chunkedUploadsAvailable() {
             var options = WebDAVClient.ChunkedUploadOptions()
             options.chunkSize = settings.chunkSize
             file.lock.lock()
@@ -685,11 +682,10 @@ final class WriteBack: @unchecked Sendable {
             _ = try? journal.setChunkUploadID(id: journalID, uploadID: options.uploadID)
             do {
                 result = try client.uploadChunked(stagingPath, to: path, mtime: date, conditions: conditions, options: options)
-            } catch let error as DAVError where Self.uploadsEndpointMissing(error) {
+            } catch let error as DAVError where WebDAVClient.uploadsEndpointMissing(error) {
                 // The capabilities could not be read (or promised too much), and the upload
                 // collection is not there: this server takes whole files only.
-                chunking.withLock { $0 = false }
-                logger.notice("the server has no chunked-upload endpoint (\(error)); files above \(settings.chunkThreshold >> 20) MiB are sent with one PUT")
+                client.noChunkedUploads("the server has no chunked-upload endpoint (\(error))")
                 file.lock.lock(); file.chunkUploadID = nil; file.lock.unlock()
                 result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
             }
@@ -713,43 +709,6 @@ final class WriteBack: @unchecked Sendable {
         var entry = RemoteEntry(stored)
         entry.name = MetadataCache.split(path).name
         return entry
-    }
-
-    /// Whether a file above the threshold may go up in chunks: only on a Nextcloud files URL
-    /// whose server offers chunking in its capabilities (`dav.chunking`). Asked once, at the
-    /// first such upload; a server without the OCS endpoint (a generic WebDAV server behind a
-    /// Nextcloud-like URL) or that does not offer chunking gets plain PUTs, which every WebDAV
-    /// server takes. A transient failure to ask leaves it open: chunks are tried this time,
-    /// and `uploadsEndpointMissing` catches a server without the upload collection.
-    func chunkedUploadsAvailable() -> Bool {
-        guard client.location.isNextcloudLayout else { return false }
-        if let known = chunking.withLock({ $0 }) { return known }
-        let available: Bool
-        do {
-            available = try client.loadCapabilities().chunking
-        } catch let error as DAVError where [.transport, .unavailable, .throttled, .locked, .server].contains(error.kind) {
-            logger.info("capabilities not readable now (\(error)); trying a chunked upload")
-            return true
-        } catch {
-            available = false
-        }
-        chunking.withLock { $0 = available }
-        if !available { logger.notice("the server offers no chunked upload; files above \(settings.chunkThreshold >> 20) MiB are sent with one PUT") }
-        return available
-    }
-
-    /// Whether a chunked upload failed because the server has no upload collection: its
-    /// PROPFIND or MKCOL of `uploads/<user>/<id>` found it missing, refused or not WebDAV. Not
-    /// a failure of one chunk (`uploads/<id>/<n>`), nor of the target (the final MOVE names
-    /// the target's path).
-    static func uploadsEndpointMissing(_ error: DAVError) -> Bool {
-        let parts = error.path.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.first == "uploads", parts.count <= 2 else { return false }
-        switch error.kind {
-        case .notFound, .conflict, .forbidden, .alreadyExists, .unsupported: return true
-        case .server: return [405, 501].contains(error.status ?? 0)
-        default: return false
-        }
     }
 
     private func finish(_ file: StagedFile, outcome: Result<RemoteEntry, DAVError>, uploadedPath: String, originalPath: String,

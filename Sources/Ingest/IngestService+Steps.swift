@@ -215,33 +215,19 @@ extension IngestService {
     private func put(_ local: String, to path: String, size: Int64, mtime: Int64, checksum: String,
                      conditions: WebDAVClient.WriteConditions) throws {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
-        if size > settings.chunkThreshold && chunkedUploadsAvailable() {
+        if size > settings.chunkThreshold && client.chunkedUploadsAvailable() {
             var options = WebDAVClient.ChunkedUploadOptions()
             options.chunkSize = settings.chunkThreshold
             do {
                 try client.uploadChunked(local, to: path, mtime: date, conditions: conditions, options: options)
                 return
-            } catch let error as DAVError where Self.uploadsEndpointMissing(error) {
+            } catch let error as DAVError where WebDAVClient.uploadsEndpointMissing(error) {
                 // The capabilities could not be read (or promised too much), and the upload
                 // collection is not there: this server takes whole files only.
-                noteNoChunking("the server has no chunked-upload endpoint (\(error))")
+                client.noChunkedUploads("the server has no chunked-upload endpoint (\(error))")
             }
         }
         try client.put(path, body: .file(path: local, length: size), mtime: date, conditions: conditions, checksum: checksum)
-    }
-
-    /// Whether a chunked upload failed because the server has no upload collection: its
-    /// PROPFIND or MKCOL of `uploads/<user>/<id>` found it missing, refused or not WebDAV. Not
-    /// a failure of one chunk (`uploads/<id>/<n>`), nor of the target (the final MOVE names
-    /// the target's path).
-    static func uploadsEndpointMissing(_ error: DAVError) -> Bool {
-        let parts = error.path.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.first == "uploads", parts.count <= 2 else { return false }
-        switch error.kind {
-        case .notFound, .conflict, .forbidden, .alreadyExists, .unsupported: return true
-        case .server: return [405, 501].contains(error.status ?? 0)
-        default: return false
-        }
     }
 
     // MARK: deriving → succeeded

@@ -118,9 +118,6 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     private var originalsOnServer: [String: [String: [String]]] = [:]
     /// Held while a folder is listed, so workers starting a batch together list it once.
     private let listingLock = NSLock()
-    /// Whether the server takes Nextcloud chunked uploads (v2): nil until the first original
-    /// above the threshold asks (see `chunkedUploadsAvailable`). Guarded by `foldersLock`.
-    private var chunking: Bool?
 
     public init(settings: Settings, catalog: any Catalog, folder: IncomingFolder, client: WebDAVClient, logger: Logger,
                 onFinished: @escaping @Sendable ([String], String?) -> Void) throws {
@@ -381,35 +378,6 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
             knownFolders = knownFolders.filter { $0 != path && !$0.hasPrefix(path + "/") }
             originalsOnServer[path] = nil
         }
-    }
-
-    /// Whether an original above the threshold may go up in chunks: only on a Nextcloud files
-    /// URL whose server offers chunking in its capabilities (`dav.chunking`). Asked once, at the
-    /// first such upload; a generic WebDAV server (no Nextcloud layout, no OCS endpoint, or no
-    /// chunking offered) gets one plain PUT, which every WebDAV server takes. A transient
-    /// failure to ask leaves it open: chunks are tried this time, and `uploadsEndpointMissing`
-    /// catches a server without the upload collection.
-    func chunkedUploadsAvailable() -> Bool {
-        guard client.location.isNextcloudLayout else { return false }
-        if let known = foldersLock.withLock({ chunking }) { return known }
-        let available: Bool
-        do {
-            available = try client.loadCapabilities().chunking
-        } catch let error as DAVError where [.transport, .unavailable, .throttled, .locked, .server].contains(error.kind) {
-            logger.info("ingest: capabilities not readable now (\(error)); trying a chunked upload")
-            return true
-        } catch {
-            available = false
-        }
-        foldersLock.withLock { chunking = available }
-        if !available { logger.notice("ingest: the server offers no chunked upload; originals above \(settings.chunkThreshold >> 20) MiB are sent with one PUT") }
-        return available
-    }
-
-    /// Chunked uploads turned out not to work on this server: whole files from now on.
-    func noteNoChunking(_ why: String) {
-        foldersLock.withLock { chunking = false }
-        logger.notice("ingest: \(why); originals above \(settings.chunkThreshold >> 20) MiB are sent with one PUT")
     }
 
     /// The queue went idle: the next batch lists the server's folders afresh (see

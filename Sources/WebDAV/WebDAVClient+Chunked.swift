@@ -159,6 +159,50 @@ extension WebDAVClient {
         if let error = firstError.withLock({ $0 }) { throw error }
     }
 
+    /// Whether a large file should go up with chunked upload v2: only on a Nextcloud files URL
+    /// whose server offers chunking in its capabilities (`dav.chunking`), asked once per client
+    /// at the first large upload. A server without the OCS endpoint (a generic WebDAV server
+    /// behind a Nextcloud-like URL) or that does not offer chunking gets plain PUTs, which every
+    /// WebDAV server takes. A transient failure to ask leaves it open: chunks are tried this
+    /// time, and `uploadsEndpointMissing` catches a server without the upload collection (then
+    /// `noChunkedUploads` settles it).
+    public func chunkedUploadsAvailable() -> Bool {
+        guard location.isNextcloudLayout else { return false }
+        if let known = chunking.withLock({ $0 }) { return known }
+        let available: Bool
+        do {
+            available = try loadCapabilities().chunking
+        } catch let error as DAVError where [.transport, .unavailable, .throttled, .locked, .server].contains(error.kind) {
+            logger.info("capabilities not readable now (\(error)); trying a chunked upload")
+            return true
+        } catch {
+            available = false
+        }
+        chunking.withLock { $0 = available }
+        if !available { logger.notice("the server offers no chunked upload; large files are sent with one PUT") }
+        return available
+    }
+
+    /// Chunked uploads turned out not to work on this server (`why`): whole files from now on.
+    public func noChunkedUploads(_ why: String) {
+        chunking.withLock { $0 = false }
+        logger.notice("\(why); large files are sent with one PUT from now on")
+    }
+
+    /// Whether a chunked upload failed because the server has no upload collection: its
+    /// PROPFIND or MKCOL of `uploads/<user>/<id>` found it missing, refused or not WebDAV. Not
+    /// a failure of one chunk (`uploads/<id>/<n>`), nor of the target (the final MOVE names
+    /// the target's path).
+    public static func uploadsEndpointMissing(_ error: DAVError) -> Bool {
+        let parts = error.path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.first == "uploads", parts.count <= 2 else { return false }
+        switch error.kind {
+        case .notFound, .conflict, .forbidden, .alreadyExists, .unsupported: return true
+        case .server: return [405, 501].contains(error.status ?? 0)
+        default: return false
+        }
+    }
+
     /// Abandons an upload and frees the server's space.
     public func abortChunkedUpload(_ uploadID: String) throws {
         try send(HTTPRequest(method: "DELETE", url: try uploadURL(uploadID)), path: "uploads/\(uploadID)", accept: [404])

@@ -1,6 +1,7 @@
 import Foundation
 public import HTTPTransport
 public import Logging
+import Synchronization
 
 /// A WebDAV client for one tree (the base URL), speaking Nextcloud's dialect where the server
 /// has it and plain RFC 4918 elsewhere.
@@ -15,6 +16,9 @@ public final class WebDAVClient: Sendable {
     /// Name rules checked before any request that creates a name. Defaults to Nextcloud's
     /// built-in rules; `loadCapabilities()` replaces them with the server's.
     public let nameRules: NameRulesBox
+    /// Whether the server takes chunked uploads: nil until the first large upload asks (see
+    /// `chunkedUploadsAvailable`).
+    let chunking = Mutex<Bool?>(nil)
 
     public init(baseURL: String, http: HTTPClient, logger: Logger = Logger(label: "ncfs.webdav")) throws {
         self.location = try DAVLocation(baseURL: baseURL)
