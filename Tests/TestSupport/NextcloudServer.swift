@@ -27,10 +27,7 @@ public final class NextcloudServer: @unchecked Sendable {
     public let davURL: String
     public let user: String
     public let password: String
-    public let bobUser: String
-    public let bobPassword: String
     public let accessLog: URL
-    public let occ: String
     let kit: URL
 
     /// The release kit (`start`, `stop`, the archive): `NCFS_NEXTCLOUD_DIR`, else `../shared/nextcloud`
@@ -64,10 +61,7 @@ public final class NextcloudServer: @unchecked Sendable {
             if let started { return try started.get() }
             let result = Result { try NextcloudServer() }
             started = result
-            if case .success(let server) = result {
-                atexit { NextcloudServer.stopShared() }
-                _ = server
-            }
+            if case .success = result { atexit { NextcloudServer.stopShared() } }
             return try result.get()
         }
     }
@@ -108,10 +102,7 @@ public final class NextcloudServer: @unchecked Sendable {
         davURL = try value("NC_DAV_URL")
         user = try value("NC_USER")
         password = try value("NC_APP_PASSWORD")
-        bobUser = try value("NC_BOB_USER")
-        bobPassword = try value("NC_BOB_APP_PASSWORD")
         accessLog = URL(fileURLWithPath: try value("NC_ACCESS_LOG"))
-        occ = try value("NC_OCC")
     }
 
     public func stop() {
