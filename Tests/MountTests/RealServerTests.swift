@@ -233,13 +233,13 @@ struct RealServerTests {
         _ = try client.put("shared.txt", body: .text("v1"))
         let mount = try MountedServer(space, options: ["upload_delay=60"])
         defer { mount.unmount() }
-        let fd = open(mount.path("synced.txt"), O_CREAT | O_WRONLY, 0o644)
+        let fd = open(mount.path("synced.txt"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
         #expect(Posix.write(fd, "durable") == 7)
         #expect(fsync(fd) == 0)
         #expect(try client.get("synced.txt").bytes == Array("durable".utf8), "on the server when fsync returned, despite the 60 s upload delay")
         close(fd)
 
-        let local = open(mount.path("shared.txt"), O_WRONLY | O_TRUNC)
+        let local = open(mount.path("shared.txt"), O_WRONLY | O_TRUNC | O_CLOEXEC)
         _ = try client.put("shared.txt", body: .text("server v2"))
         #expect(Posix.write(local, "local v2") == 8)
         #expect(fsync(local) == 0)

@@ -51,7 +51,9 @@ struct ShutdownTests {
         defer { mount.unmount() }
         #expect(Posix.create(mount.path("done.txt"), "complete"))
         // The writer (this test) opens a new file, writes 1 MiB of it and keeps it open.
-        let fd = open(mount.path("partial.bin"), O_CREAT | O_WRONLY, 0o644)
+        // O_CLOEXEC: a process another test spawns meanwhile must not inherit the descriptor,
+        // or its exit closes that copy, which the mount sees as a close (a FLUSH) of the file.
+        let fd = open(mount.path("partial.bin"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
         #expect(fd >= 0)
         let chunk = [UInt8](repeating: 7, count: 1 << 20)
         #expect(chunk.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == chunk.count)
@@ -92,8 +94,8 @@ struct ShutdownTests {
         defer { mount.unmount() }
         #expect(Posix.create(mount.path("same.txt"), "same"))
         #expect(Posix.create(mount.path("edited.txt"), "version one"))
-        let same = open(mount.path("same.txt"), O_WRONLY)
-        let edited = open(mount.path("edited.txt"), O_WRONLY)
+        let same = open(mount.path("same.txt"), O_WRONLY | O_CLOEXEC)
+        let edited = open(mount.path("edited.txt"), O_WRONLY | O_CLOEXEC)
         #expect(same >= 0 && edited >= 0)
         #expect(pwrite(edited, "VERSION", 7, 0) == 7)
 

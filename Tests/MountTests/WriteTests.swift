@@ -282,7 +282,7 @@ struct WriteTests {
         let mount = try MountedServer(server, options: ["upload_delay=60"])
         defer { mount.unmount() }
 
-        let fd = open(mount.path("synced.txt"), O_CREAT | O_WRONLY, 0o644)
+        let fd = open(mount.path("synced.txt"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
         #expect(Posix.write(fd, "durable") == 7)
         #expect(fsync(fd) == 0)
         #expect(try String(contentsOf: server.filesDir.appendingPathComponent("synced.txt"), encoding: .utf8) == "durable",
@@ -290,7 +290,7 @@ struct WriteTests {
         close(fd)
 
         // Open the server's v1 for writing, change it on the server meanwhile, then sync ours.
-        let local = open(mount.path("shared.txt"), O_WRONLY | O_TRUNC)
+        let local = open(mount.path("shared.txt"), O_WRONLY | O_TRUNC | O_CLOEXEC)
         _ = try server.client().put("shared.txt", body: .bytes(Array("server v2".utf8)))
         #expect(Posix.write(local, "local v2") == 8)
         #expect(fsync(local) == 0)
