@@ -78,10 +78,10 @@ struct SetupScriptTests {
         func runSetup(environment: [String: String] = [:]) -> (status: Int32, out: String) {
             var env = ["PATH": bin.path + ":/usr/bin:/bin", "HOME": folder.path]
             env.merge(environment) { $1 }
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["-i"] + env.map { "\($0.key)=\($0.value)" } + ["bash", folder.appendingPathComponent("scripts/setup").path]
-            return Stage.runCapturing(p, timeout: 60)
+            // Not Foundation's Process: its wait also waits for whatever process another test
+            // started at the same moment (they share the child-exit socket), minutes at times.
+            return runIsolated("/usr/bin/env", ["-i"] + env.map { "\($0.key)=\($0.value)" }
+                               + ["bash", folder.appendingPathComponent("scripts/setup").path], timeout: 60)
         }
 
         var calls: [String] {
@@ -89,22 +89,5 @@ struct SetupScriptTests {
         }
 
         func remove() { try? FileManager.default.removeItem(at: folder) }
-
-        /// Runs `p` with stdout and stderr into one file (SIGKILL after `timeout`).
-    static func runCapturing(_ p: Process, timeout: Double) -> (status: Int32, out: String) {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-run-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: out) }
-        guard let handle = try? FileHandle(forWritingTo: out) else { return (-1, "") }
-        p.standardOutput = handle
-        p.standardError = handle
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        try? handle.close()
-        return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
-        }
     }
 }

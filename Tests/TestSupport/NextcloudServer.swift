@@ -205,57 +205,63 @@ public final class NextcloudServer: @unchecked Sendable {
         return env
     }
 
-    /// Runs a program, its stdout and stderr into one text, killed after `timeout` seconds.
-    ///
-    /// posix_spawn, not Foundation's Process: the test runner blocks SIGTERM and other signals,
-    /// and a child inherits that mask, so an Apache started under it would ignore `stop`'s
-    /// SIGTERM; the child here starts with an empty mask and default handlers. `waitpid` also
-    /// works from the `atexit` handler, where Process's run-loop wait never returns.
     @discardableResult
-    public static func shell(_ program: String, _ args: [String], timeout: Double) -> (status: Int32, out: String) {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-nc-\(UUID().uuidString)").path
-        defer { unlink(out) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // Nothing else of this process's: Foundation's Process learns that a child ended when
-        // the socket it shares with that child reaches EOF, and an Apache daemon that inherited
-        // such a socket (the test server's, say, started at the same moment) would hold it
-        // open for its whole life, so that child's waitUntilExit would never return.
-        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
-        for fd in open where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t(), all = sigset_t()
-        sigemptyset(&empty)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([program] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, program, &actions, &attributes, argv, environ)
-        guard spawned == 0 else { return (-1, "posix_spawn \(program): \(String(cString: strerror(spawned)))") }
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if Date() >= deadline {
-                kill(pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                break
-            }
-            usleep(20_000)
-        }
-        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        // WIFEXITED / WEXITSTATUS, which Swift does not import (macros).
-        let exited = status & 0x7f == 0
-        return (exited ? (status >> 8) & 0xff : -1, text)
+    static func shell(_ program: String, _ args: [String], timeout: Double) -> (status: Int32, out: String) {
+        runIsolated(program, args, timeout: timeout)
     }
+}
+
+/// Runs a program, its stdout and stderr into one text, killed after `timeout` seconds.
+///
+/// posix_spawn, not Foundation's Process:
+/// - the test runner blocks SIGTERM and other signals, and a child inherits that mask, so an
+///   Apache started under it would ignore `stop`'s SIGTERM; the child here starts with an empty
+///   mask and default handlers;
+/// - the child inherits no descriptor but its output: Foundation's Process learns that a child
+///   ended when the socket it shares with that child reaches EOF, so a long-lived process that
+///   inherited another child's socket (Apache, a test server) would hold up that child's wait;
+/// - `waitpid` also works from an `atexit` handler, where Process's run-loop wait never returns,
+///   and does not depend on the other children of this process ending.
+@discardableResult
+public func runIsolated(_ program: String, _ args: [String], timeout: Double) -> (status: Int32, out: String) {
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-nc-\(UUID().uuidString)").path
+    defer { unlink(out) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
+    for fd in open where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var empty = sigset_t(), all = sigset_t()
+    sigemptyset(&empty)
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attributes, &empty)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let argv: [UnsafeMutablePointer<CChar>?] = ([program] + args).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, program, &actions, &attributes, argv, environ)
+    guard spawned == 0 else { return (-1, "posix_spawn \(program): \(String(cString: strerror(spawned)))") }
+    var status: Int32 = 0
+    let deadline = Date().addingTimeInterval(timeout)
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        if Date() >= deadline {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+            break
+        }
+        usleep(20_000)
+    }
+    let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+    // WIFEXITED / WEXITSTATUS, which Swift does not import (macros).
+    let exited = status & 0x7f == 0
+    return (exited ? (status >> 8) & 0xff : -1, text)
 }
 
 /// One test's folder on the real server (`t-LABEL-XXXX/` under alice's root, made empty) and a
