@@ -161,15 +161,7 @@ public final class NextcloudServer: @unchecked Sendable {
     /// Requests logged after `mark`. Apache writes a line once the answer has gone out, so this
     /// first waits for the log to be quiet for 300 ms (at most 5 s).
     public func requests(since mark: Int) -> [LoggedRequest] {
-        var last = -1
-        var quietSince = Date()
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            let size = (try? FileManager.default.attributesOfItem(atPath: accessLog.path)[.size] as? Int) ?? 0
-            if size != last { last = size; quietSince = Date() }
-            else if Date().timeIntervalSince(quietSince) >= 0.3 { break }
-            usleep(50_000)
-        }
+        waitUntilQuiet(accessLog, quiet: 0.3, limit: 5)
         return Array(requests().dropFirst(mark))
     }
 

@@ -120,15 +120,7 @@ public final class TestServer: @unchecked Sendable {
     /// line after the response has gone out, so this waits until the log has been quiet for
     /// 150 ms (at most 3 s) before reading it.
     public func requests(since mark: Int) -> [LoggedRequest] {
-        var last = -1
-        var quietSince = Date()
-        let deadline = Date().addingTimeInterval(3)
-        while Date() < deadline {
-            let size = (try? FileManager.default.attributesOfItem(atPath: logFile.path)[.size] as? Int) ?? 0
-            if size != last { last = size; quietSince = Date() }
-            else if Date().timeIntervalSince(quietSince) >= 0.15 { break }
-            usleep(20_000)
-        }
+        waitUntilQuiet(logFile, quiet: 0.15, limit: 3)
         return Array(requests().dropFirst(mark))
     }
 
@@ -150,6 +142,20 @@ public final class TestServer: @unchecked Sendable {
         if let seconds { json["seconds"] = seconds }
         if let afterBytes { json["after_bytes"] = afterBytes }
         try control("fault", json)
+    }
+}
+
+/// Waits until `file` (a request log) has not grown for `quiet` seconds, at most `limit`
+/// seconds: servers write a request's line after its answer has gone out.
+func waitUntilQuiet(_ file: URL, quiet: TimeInterval, limit: TimeInterval) {
+    var last = -1
+    var quietSince = Date()
+    let deadline = Date().addingTimeInterval(limit)
+    while Date() < deadline {
+        let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? Int) ?? 0
+        if size != last { last = size; quietSince = Date() }
+        else if Date().timeIntervalSince(quietSince) >= quiet { break }
+        usleep(20_000)
     }
 }
 
