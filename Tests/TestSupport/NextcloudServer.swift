@@ -116,10 +116,9 @@ public final class NextcloudServer: @unchecked Sendable {
 
     /// A client on the account's root (not a space), fast retries.
     public func client(path: String = "") throws -> WebDAVClient {
-        var config = HTTPClientConfiguration(credentials: Credentials(user: user, password: password))
-        config.retry = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(50), maxDelay: .milliseconds(500), budget: .seconds(30))
-        config.stallTimeout = .seconds(30)
-        return try WebDAVClient(baseURL: davURL + path, http: HTTPClient(configuration: config))
+        try testClient(davURL + path, Credentials(user: user, password: password),
+                       retry: RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(50), maxDelay: .milliseconds(500), budget: .seconds(30)),
+                       stallTimeout: .seconds(30))
     }
 
     // MARK: Access log

@@ -91,10 +91,7 @@ public final class TestServer: @unchecked Sendable {
     /// A client on this server with a fast retry policy so fault tests stay short.
     public func client(retry: RetryPolicy = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(20), maxDelay: .milliseconds(200), budget: .seconds(20)),
                        path: String = "") throws -> WebDAVClient {
-        var config = HTTPClientConfiguration(credentials: credentials)
-        config.retry = retry
-        config.stallTimeout = .seconds(5)
-        return try WebDAVClient(baseURL: baseURL + path, http: HTTPClient(configuration: config))
+        try testClient(baseURL + path, credentials, retry: retry, stallTimeout: .seconds(5))
     }
 
     // MARK: Request log
@@ -143,6 +140,14 @@ public final class TestServer: @unchecked Sendable {
         if let afterBytes { json["after_bytes"] = afterBytes }
         try control("fault", json)
     }
+}
+
+/// A WebDAV client for a test's own checks of a server, with the given retries and stall timeout.
+func testClient(_ url: String, _ credentials: Credentials, retry: RetryPolicy, stallTimeout: Duration) throws -> WebDAVClient {
+    var config = HTTPClientConfiguration(credentials: credentials)
+    config.retry = retry
+    config.stallTimeout = stallTimeout
+    return try WebDAVClient(baseURL: url, http: HTTPClient(configuration: config))
 }
 
 /// Waits until `file` (a request log) has not grown for `quiet` seconds, at most `limit`
