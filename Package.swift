@@ -52,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "WebDAV",
-            dependencies: ["HTTPTransport", "CLibXML2", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["HTTPTransport", "CLibXML2", "CCrypto", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(

@@ -50,23 +50,23 @@ final class WriteBack: @unchecked Sendable {
     let cache: MetadataCache
     let logger: Logger
     let condition = NSCondition()
-    private var files: [String: StagedFile] = [:]
+    var files: [String: StagedFile] = [:]
     /// When each sleeping uploader (by number) wakes by itself, having found nothing due
     /// before then; absent while it uploads. A close wakes the uploaders only when none of
     /// them would wake in time for the file's upload: otherwise a bulk copy woke all of them,
     /// to scan every pending file under `condition`, at every single close.
-    private var sleepingUntil: [Int: Date] = [:]
-    private var stopping = false
+    var sleepingUntil: [Int: Date] = [:]
+    var stopping = false
     private var nextStagingNumber = 0
     /// Uploaders between choosing a file and having finished with it (its leftovers deleted).
-    private var activeUploads = 0
+    var activeUploads = 0
     /// Folder mtimes set through the mount (utimens), by path, at most `folderTimesLimit`.
     /// Nextcloud raises every ancestor's mtime to the upload time when a file is uploaded below
     /// it (seen on 32.0.1), so a folder time that `rsync -a` or `cp -a` set would be lost to the
     /// uploads that follow, which run after the copy. Each time an upload leaves nothing pending
     /// below such a folder, its time is set again. Kept in memory only: after a crash or a
     /// remount the folder keeps the upload time. Guarded by `condition`.
-    private var folderTimes: [String: Int64] = [:]
+    var folderTimes: [String: Int64] = [:]
     private static let folderTimesLimit = 10_000
 
     var stagingDirectory: URL { settings.directory.appendingPathComponent("staging") }
@@ -157,7 +157,7 @@ final class WriteBack: @unchecked Sendable {
     }
 
     /// Whether a staged file (pending, uploading or open) lies below `folder`. Under `condition`.
-    private func hasStagedFiles(below folder: String) -> Bool {
+    func hasStagedFiles(below folder: String) -> Bool {
         let prefix = folder.isEmpty ? "" : folder + "/"
         return files.keys.contains { $0.hasPrefix(prefix) }
     }
@@ -165,7 +165,7 @@ final class WriteBack: @unchecked Sendable {
     /// The recorded folder times above `uploaded` with nothing pending below them any more,
     /// deepest first (setting a folder's mtime on Nextcloud may move its parent's, so parents
     /// go after their children). Under `condition`.
-    private func folderTimesDue(after uploaded: String) -> [(path: String, mtime: Int64)] {
+    func folderTimesDue(after uploaded: String) -> [(path: String, mtime: Int64)] {
         guard !folderTimes.isEmpty else { return [] }
         var due: [(path: String, mtime: Int64)] = []
         var folder = PathBytes.split(uploaded).parent
@@ -342,7 +342,7 @@ final class WriteBack: @unchecked Sendable {
     /// (caller holds `condition`). A busy uploader looks again when its upload ends, a sleeping
     /// one at its wake time: waking all of them for nothing made each scan every pending file
     /// under `condition`, which every close, create and rename also waits for.
-    private func wakeUploaders(due: Date) {
+    func wakeUploaders(due: Date) {
         if let earliest = sleepingUntil.values.min(), earliest > due { condition.broadcast() }
     }
 
@@ -571,292 +571,5 @@ final class WriteBack: @unchecked Sendable {
                 return count
             }
         }
-    }
-
-    // MARK: Uploading
-
-    private func uploadLoop(_ number: Int) {
-        while true {
-            condition.lock()
-            var chosen: StagedFile?
-            while chosen == nil {
-                if stopping { sleepingUntil[number] = nil; condition.unlock(); return }
-                let now = Date()
-                var nextWake = now.addingTimeInterval(5)
-                for file in files.values {
-                    file.lock.lock()
-                    let ready = file.needsUpload && !file.uploading && file.held == 0 && (file.writers == 0 || file.fsyncRequested)
-                        && !file.failedPermanently
-                    if ready && file.notBefore <= now && chosen == nil {
-                        file.uploading = true
-                        file.fsyncRequested = false
-                        chosen = file
-                    } else if ready {
-                        nextWake = min(nextWake, file.notBefore)
-                    }
-                    file.lock.unlock()
-                }
-                if chosen == nil {
-                    sleepingUntil[number] = nextWake
-                    _ = condition.wait(until: nextWake)
-                }
-            }
-            sleepingUntil[number] = nil
-            activeUploads += 1
-            condition.unlock()
-            upload(chosen!)
-            condition.lock()
-            activeUploads -= 1
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
-
-    private func upload(_ file: StagedFile) {
-        file.lock.lock()
-        let (path, stagingPath, size, mtime, base, generation, journalID) =
-            (file.path, file.stagingPath, file.size, file.mtime, file.base, file.generation, file.journalID!)
-        file.attempts += 1
-        let attempt = file.attempts
-        file.lock.unlock()
-        _ = try? journal.setState(id: journalID, state: .uploading, error: nil)
-
-        var outcome: Result<RemoteEntry, DAVError>
-        var uploadedPath = path
-        do {
-            let conditions: WebDAVClient.WriteConditions = switch base {
-            case .new: .init(createOnly: true)
-            case .etag(let tag): .init(ifMatch: tag)
-            case .unconditional: .none
-            }
-            outcome = .success(try send(stagingPath, to: path, size: size, mtime: mtime, conditions: conditions, file: file, journalID: journalID))
-        } catch let mismatch as StoredMismatch {
-            // Our own attempt left a broken copy (a proxy or server that acknowledged bytes it
-            // did not store): the next attempt replaces exactly that version, by its ETag;
-            // left at the old base it would fail its precondition and go to a conflict copy,
-            // leaving the broken one under the name.
-            if let etag = mismatch.storedETag, !etag.isEmpty {
-                file.lock.lock()
-                if file.path == path { file.base = .etag(etag) }
-                file.lock.unlock()
-                _ = try? journal.setBaseETag(id: journalID, etag: etag)
-            }
-            outcome = .failure(mismatch.error)
-        } catch let error as DAVError where error.kind == .preconditionFailed {
-            if let same = identicalOnServer(path, stagingPath: stagingPath, size: size, mtime: mtime) {
-                // The server already has exactly these bytes: an earlier attempt of this
-                // upload succeeded without us hearing of it (a crash, or a lost answer).
-                outcome = .success(same)
-            } else {
-                // The server's copy changed (or the name was taken) since this content was
-                // based on it: keep both.
-                let conflictPath = WriteBack.conflictName(for: path, at: Date())
-                logger.warning("/\(path) changed on the server while a local version was pending; the local version is kept as /\(conflictPath)")
-                uploadedPath = conflictPath
-                do {
-                    outcome = .success(try send(stagingPath, to: conflictPath, size: size, mtime: mtime, conditions: .init(createOnly: true),
-                                                file: file, journalID: journalID))
-                } catch {
-                    outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: conflictPath, detail: "\(error)"))
-                }
-            }
-        } catch {
-            outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)"))
-        }
-        finish(file, outcome: outcome, uploadedPath: uploadedPath, originalPath: path, stagingPath: stagingPath,
-               generation: generation, journalID: journalID, attempt: attempt)
-    }
-
-    /// PUT (or chunked upload) of the staging file, then a check that the server stored the
-    /// size sent. Returns the server's entry for the file.
-    private func send(_ stagingPath: String, to path: String, size: Int64, mtime: Int64,
-                      conditions: WebDAVClient.WriteConditions, file: StagedFile, journalID: Int64) throws -> RemoteEntry {
-        let date = Date(timeIntervalSince1970: TimeInterval(mtime))
-        var result: WebDAVClient.PutResult
-        if size > settings.chunkThreshold && client.chunkedUploadsAvailable() {
-            var options = WebDAVClient.ChunkedUploadOptions()
-            options.chunkSize = settings.chunkSize
-            file.lock.lock()
-            if let id = file.chunkUploadID { options.uploadID = id } else { file.chunkUploadID = options.uploadID }
-            file.lock.unlock()
-            _ = try? journal.setChunkUploadID(id: journalID, uploadID: options.uploadID)
-            do {
-                result = try client.uploadChunked(stagingPath, to: path, mtime: date, conditions: conditions, options: options)
-            } catch let error as DAVError where WebDAVClient.uploadsEndpointMissing(error) {
-                // The capabilities could not be read (or promised too much), and the upload
-                // collection is not there: this server takes whole files only.
-                client.noChunkedUploads("the server has no chunked-upload endpoint (\(error))")
-                file.lock.lock(); file.chunkUploadID = nil; file.lock.unlock()
-                result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
-            }
-        } else {
-            result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
-        }
-        if !result.mtimeAccepted { try? client.setModificationTime(path, date) }
-        let stored: DAVResource
-        do {
-            stored = try client.stat(path)
-        } catch let error as DAVError where error.kind == .notFound {
-            // Not "the parent is gone": the PUT itself said it stored the file. Retried.
-            throw DAVError(.protocolViolation, method: "PUT", path: path,
-                           detail: "the server acknowledged the upload but has no file there")
-        }
-        guard (stored.contentLength ?? stored.size) == size else {
-            throw StoredMismatch(storedETag: stored.etag,
-                                 error: DAVError(.protocolViolation, method: "PUT", path: path,
-                                                 detail: "the server stored \(stored.contentLength ?? stored.size ?? -1) bytes of \(size)"))
-        }
-        var entry = RemoteEntry(stored)
-        entry.name = MetadataCache.split(path).name
-        return entry
-    }
-
-    private func finish(_ file: StagedFile, outcome: Result<RemoteEntry, DAVError>, uploadedPath: String, originalPath: String,
-                        stagingPath: String, generation: Int64, journalID: Int64, attempt: Int) {
-        // Staging files to delete, deleted once `condition` is released (declared first, this
-        // defer runs last): an unlink can take milliseconds (ext4 mounted with `discard`
-        // waits for the device), and every close, create and rename waits for `condition`.
-        var leftovers: [String] = []
-        defer { for path in leftovers { unlink(path) } }
-        // Folder times to set again (see `folderTimes`), sent once `condition` is released.
-        var folderTimes: [(path: String, mtime: Int64)] = []
-        defer {
-            for folder in folderTimes {
-                do {
-                    try client.setModificationTime(folder.path, Date(timeIntervalSince1970: TimeInterval(folder.mtime)))
-                } catch {
-                    // Gone or renamed meanwhile: nothing left to keep.
-                    if let error = error as? DAVError, error.kind == .notFound {
-                        condition.withLock { _ = self.folderTimes.removeValue(forKey: folder.path) }
-                    } else {
-                        logger.warning("setting the modification time of /\(folder.path) again after its uploads: \(error)")
-                    }
-                }
-            }
-        }
-        condition.lock()
-        defer { condition.broadcast(); condition.unlock() }
-        file.lock.lock()
-        file.uploading = false
-        let removed = file.removed
-        let movedMeanwhile = file.path != originalPath
-        file.lock.unlock()
-
-        switch outcome {
-        case .success(let entry):
-            if removed {
-                // Unlinked while uploading: the name must not reappear on the server.
-                try? client.delete(uploadedPath)
-                leftovers.append(stagingPath)
-                return
-            }
-            if movedMeanwhile {
-                // Renamed while uploading: the upload went to the old name; move it along.
-                file.lock.lock()
-                let target = file.path
-                file.lock.unlock()
-                if uploadedPath == originalPath { _ = try? client.move(uploadedPath, to: target) }
-            }
-            let completed = (try? journal.complete(id: journalID, generation: generation, serverETag: entry.etag.isEmpty ? nil : entry.etag)) ?? false
-            // A newer generation waits: its row is pending again, not "uploading".
-            if !completed { _ = try? journal.setState(id: journalID, state: .pending, error: nil) }
-            file.lock.lock()
-            if file.journalID == journalID { file.uploadedGeneration = max(file.uploadedGeneration, generation) }
-            file.failure = nil
-            file.attempts = 0
-            file.chunkUploadID = nil
-            file.base = entry.etag.isEmpty ? .unconditional : .etag(entry.etag)
-            file.fileID = entry.fileID
-            let idle = completed && file.writers == 0 && !file.dirty && file.stagingPath == stagingPath && !movedMeanwhile
-            let currentPath = file.path
-            file.lock.unlock()
-            if uploadedPath != originalPath {
-                // A conflict copy: the original name shows the server's version again.
-                overlay.present(uploadedPath, entry)
-                if idle {
-                    files[currentPath] = nil
-                    overlay.unstage(currentPath, file, replacement: nil)
-                    cache.invalidate(MetadataCache.split(currentPath).parent)
-                }
-            } else if idle {
-                files[currentPath] = nil
-                overlay.unstage(currentPath, file, replacement: .present(entry, since: Overlay.now()))
-            }
-            if stagingPath != file.stagingPath || idle { leftovers.append(stagingPath) }
-            folderTimes = folderTimesDue(after: uploadedPath)
-        case .failure(let error):
-            let fsError = FSError.remote(error)
-            let permanent: Bool
-            switch error.kind {
-            case .transport, .server, .unavailable, .throttled, .locked, .protocolViolation, .insufficientStorage: permanent = false
-            case .notFound, .conflict:
-                // The parent folder went away, or (after a rename) the old one: retry under
-                // the current name if it moved, else wait for a change here.
-                permanent = !movedMeanwhile
-            default: permanent = true
-            }
-            // Backoff: 1 s doubling to 5 min; a full server is asked again every 5 min.
-            let delay = error.kind == .insufficientStorage ? 300 : min(300, pow(2, Double(min(attempt, 9)) - 1))
-            file.lock.lock()
-            file.failure = fsError
-            file.failedPermanently = permanent
-            file.notBefore = Date().addingTimeInterval(movedMeanwhile ? 0 : delay)
-            file.lock.unlock()
-            _ = try? journal.setState(id: journalID, state: permanent ? .failed : .pending, error: "\(error)")
-            logger.warning("upload of /\(originalPath) failed (attempt \(attempt)\(permanent ? ", kept until the file changes" : ", retrying in \(Int(delay)) s")): \(error)")
-            if removed { leftovers.append(stagingPath) }
-        }
-    }
-
-    /// The server's entry for `path` if it holds exactly the staged bytes (same size and
-    /// mtime, then the same content, compared while downloading); nil otherwise.
-    private func identicalOnServer(_ path: String, stagingPath: String, size: Int64, mtime: Int64) -> RemoteEntry? {
-        guard let stored = try? client.stat(path), !stored.isCollection, (stored.contentLength ?? stored.size) == size,
-              let modified = stored.lastModified, Int64(modified.timeIntervalSince1970) == mtime else { return nil }
-        let fd = Glibc.open(stagingPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var offset: Int64 = 0
-        var same = true
-        var local = [UInt8](repeating: 0, count: 256 << 10)
-        struct Differs: Error {}
-        do {
-            try client.get(path, range: nil, ifMatch: stored.etag, sink: .stream({ chunk in
-                var done = 0
-                while done < chunk.count {
-                    let want = min(chunk.count - done, local.count)
-                    let n = local.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress, want, off_t(offset)) }
-                    guard n > 0, memcmp(chunk.baseAddress! + done, local, n) == 0 else { throw Differs() }
-                    done += n
-                    offset += Int64(n)
-                }
-            }))
-        } catch {
-            same = false
-        }
-        guard same, offset == size else { return nil }
-        var entry = RemoteEntry(stored)
-        entry.name = MetadataCache.split(path).name
-        return entry
-    }
-
-    /// An upload acknowledged by the server that left other bytes than were sent: `storedETag`
-    /// names the version it left. Retried like `error`.
-    struct StoredMismatch: Error {
-        var storedETag: String?
-        var error: DAVError
-    }
-
-    /// `name (conflict 2026-11-22 190102).ext` next to `path`.
-    static func conflictName(for path: String, at date: Date) -> String {
-        let (folder, name) = MetadataCache.split(path)
-        var time = time_t(date.timeIntervalSince1970)
-        var parts = tm()
-        localtime_r(&time, &parts)
-        let stamp = String(format: "%04d-%02d-%02d %02d%02d%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-                           parts.tm_hour, parts.tm_min, parts.tm_sec)
-        let dot = name.lastIndex(of: ".").flatMap { $0 == name.startIndex ? nil : $0 }
-        let renamed = dot.map { "\(name[..<$0]) (conflict \(stamp))\(name[$0...])" } ?? "\(name) (conflict \(stamp))"
-        return FolderListing.join(folder, renamed)
     }
 }

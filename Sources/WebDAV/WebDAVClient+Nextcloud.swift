@@ -166,6 +166,8 @@ public struct PublicShare: Sendable {
 public struct Capabilities: Sendable {
     public var version: String
     public var chunking: Bool
+    /// `dav.bulkupload` (present when the server's `bulkupload.enabled` is on, the default).
+    public var bulkUpload: Bool
     public var nameRules: NameRules
     /// `bruteforce.delay` in ms: non-zero means this client's address is being throttled.
     public var bruteforceDelayMs: Int
@@ -176,6 +178,7 @@ public struct Capabilities: Sendable {
         let caps = json["capabilities"] as? [String: Any] ?? [:]
         let dav = caps["dav"] as? [String: Any] ?? [:]
         chunking = (dav["chunking"] as? String).map { !$0.isEmpty } ?? false
+        bulkUpload = (dav["bulkupload"] as? String).map { !$0.isEmpty } ?? false
         let files = caps["files"] as? [String: Any] ?? [:]
         var rules = NameRules()
         if let names = files["forbidden_filenames"] as? [String] { rules.forbiddenNames = Set(names.map { $0.lowercased() }) }

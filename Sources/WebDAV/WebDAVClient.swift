@@ -19,6 +19,8 @@ public final class WebDAVClient: Sendable {
     /// Whether the server takes chunked uploads: nil until the first large upload asks (see
     /// `chunkedUploadsAvailable`).
     let chunking = Mutex<Bool?>(nil)
+    /// Whether the server takes bulk uploads: nil until asked (see `bulkUploadsAvailable`).
+    let bulk = Mutex<Bool?>(nil)
 
     public init(baseURL: String, http: HTTPClient, logger: Logger = Logger(label: "ncfs.webdav")) throws {
         self.location = try DAVLocation(baseURL: baseURL)
