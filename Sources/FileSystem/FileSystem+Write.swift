@@ -21,12 +21,15 @@ extension FileSystem {
         public var uploaders = 4
         /// Seconds `fsync` waits for the upload before failing with EIO.
         public var fsyncTimeout: Double = 120
-        /// What `close` guarantees: false (the default), the file survives a power cut once
-        /// close returns; true (`-o close=crashsafe`), a file of up to 256 KiB is committed
-        /// to the journal without an fsync, so it survives a crash or kill of the daemon but a
-        /// power cut may lose the last seconds of closes (whole files, never a part). `fsync`
-        /// still waits for the server either way.
-        public var crashSafeClose = false
+        /// What `close` guarantees: true (the default, `-o close=crashsafe`), a file of up to
+        /// 256 KiB is committed to the journal without an fsync, so it survives a crash or kill
+        /// of the daemon but a power cut may lose the last moments of closes (whole files,
+        /// never a part), as on a local file system; false (`-o close=durable`), the file
+        /// survives a power cut once close returns. `fsync` waits for the server either way.
+        public var crashSafeClose = true
+        /// Small files go many to a request where the server takes bulk uploads (`-o bulk=off`
+        /// sends each by PUT).
+        public var bulkUpload = true
         public init(directory: URL) { self.directory = directory }
     }
 
@@ -40,6 +43,7 @@ extension FileSystem {
         settings.uploaders = options.uploaders
         settings.fsyncTimeout = options.fsyncTimeout
         settings.crashSafeClose = options.crashSafeClose
+        settings.bulkUpload = options.bulkUpload
         let writeBack = try WriteBack(settings: settings, client: client, overlay: overlay, cache: cache, logger: logger)
         writeBack.start()
         self.writeBack = writeBack

@@ -68,6 +68,9 @@ final class StagedFile: @unchecked Sendable {
     /// Unlinked while its upload ran: the uploaded copy is deleted when the upload ends.
     var removed = false
     var chunkUploadID: String?
+    /// A bulk request refused this content (or stopped at it): it goes by PUT, which gets
+    /// the precise error. Cleared when the content changes.
+    var bulkRefused = false
 
     init(path: String, stagingPath: String, size: Int64, mtime: Int64, base: Base, fileID: Int64) {
         self.path = path

@@ -7,39 +7,88 @@ import WebDAV
 
 /// The uploaders: threads that take due staged files, send them, and settle the outcome in the
 /// journal, the overlay and the staged file (see `WriteBack` for the life of a file).
+///
+/// An uploader takes one large file, or a batch of small ones (`batchFileLimit`): those go in
+/// one bulk request where the server offers it, else as PUTs checked by one listing per folder
+/// (`WriteBack+Batch.swift`). Either way no file costs a verification request of its own.
 extension WriteBack {
+    /// What an upload attempt works from: the staged file's state when it was taken, so the
+    /// writers may go on (copy on write) while it runs.
+    struct Job {
+        let file: StagedFile
+        let path: String
+        let stagingPath: String
+        let size: Int64
+        let mtime: Int64
+        let base: StagedFile.Base
+        let generation: Int64
+        let journalID: Int64
+        let attempt: Int
+
+        var conditions: WebDAVClient.WriteConditions {
+            switch base {
+            case .new: .init(createOnly: true)
+            case .etag(let tag): .init(ifMatch: tag)
+            case .unconditional: .none
+            }
+        }
+    }
+
+    /// A finished attempt, waiting for `finish`.
+    struct Settled {
+        let job: Job
+        let outcome: Result<RemoteEntry, DAVError>
+        /// Where the bytes went: the file's path, or a conflict copy's.
+        let uploadedPath: String
+    }
+
     // MARK: Uploading
 
     func uploadLoop(_ number: Int) {
         while true {
+            // Asked outside `condition`: the first time, it reads the server's capabilities.
+            let bulk = settings.bulkUpload && client.bulkUploadsAvailable()
             condition.lock()
-            var chosen: StagedFile?
-            while chosen == nil {
+            var batch: [StagedFile] = []
+            while batch.isEmpty {
                 if stopping { sleepingUntil[number] = nil; condition.unlock(); return }
                 let now = Date()
                 var nextWake = now.addingTimeInterval(5)
+                var due: [(file: StagedFile, path: String, size: Int64, since: Date)] = []
                 for file in files.values {
                     file.lock.lock()
                     let ready = file.needsUpload && !file.uploading && file.held == 0 && (file.writers == 0 || file.fsyncRequested)
                         && !file.failedPermanently
-                    if ready && file.notBefore <= now && chosen == nil {
-                        file.uploading = true
-                        file.fsyncRequested = false
-                        chosen = file
+                    if ready && file.notBefore <= now {
+                        due.append((file, file.path, file.size, file.notBefore))
                     } else if ready {
                         nextWake = min(nextWake, file.notBefore)
                     }
                     file.lock.unlock()
                 }
-                if chosen == nil {
+                if due.isEmpty {
                     sleepingUntil[number] = nextWake
                     _ = condition.wait(until: nextWake)
+                    continue
+                }
+                batch = chooseBatch(due, bulk: bulk)
+                for file in batch {
+                    file.lock.lock()
+                    file.uploading = true
+                    file.fsyncRequested = false
+                    file.lock.unlock()
                 }
             }
             sleepingUntil[number] = nil
             activeUploads += 1
             condition.unlock()
-            upload(chosen!)
+            // One file alone goes by PUT: as many requests as a bulk request and its listing,
+            // and its conditions need no listing.
+            if batch.count == 1 {
+                upload(batch[0])
+            } else {
+                uploadBatch(batch, bulk: bulk)
+            }
             condition.lock()
             activeUploads -= 1
             condition.broadcast()
@@ -47,67 +96,105 @@ extension WriteBack {
         }
     }
 
-    func upload(_ file: StagedFile) {
-        file.lock.lock()
-        let (path, stagingPath, size, mtime, base, generation, journalID) =
-            (file.path, file.stagingPath, file.size, file.mtime, file.base, file.generation, file.journalID!)
-        file.attempts += 1
-        let attempt = file.attempts
-        file.lock.unlock()
-        _ = try? journal.setState(id: journalID, state: .uploading, error: nil)
-
-        var outcome: Result<RemoteEntry, DAVError>
-        var uploadedPath = path
-        do {
-            let conditions: WebDAVClient.WriteConditions = switch base {
-            case .new: .init(createOnly: true)
-            case .etag(let tag): .init(ifMatch: tag)
-            case .unconditional: .none
-            }
-            outcome = .success(try send(stagingPath, to: path, size: size, mtime: mtime, conditions: conditions, file: file, journalID: journalID))
-        } catch let mismatch as StoredMismatch {
-            // Our own attempt left a broken copy (a proxy or server that acknowledged bytes it
-            // did not store): the next attempt replaces exactly that version, by its ETag;
-            // left at the old base it would fail its precondition and go to a conflict copy,
-            // leaving the broken one under the name.
-            if let etag = mismatch.storedETag, !etag.isEmpty {
-                file.lock.lock()
-                if file.path == path { file.base = .etag(etag) }
-                file.lock.unlock()
-                _ = try? journal.setBaseETag(id: journalID, etag: etag)
-            }
-            outcome = .failure(mismatch.error)
-        } catch let error as DAVError where error.kind == .preconditionFailed {
-            if let same = identicalOnServer(path, stagingPath: stagingPath, size: size, mtime: mtime) {
-                // The server already has exactly these bytes: an earlier attempt of this
-                // upload succeeded without us hearing of it (a crash, or a lost answer).
-                outcome = .success(same)
-            } else {
-                // The server's copy changed (or the name was taken) since this content was
-                // based on it: keep both.
-                let conflictPath = WriteBack.conflictName(for: path, at: Date())
-                logger.warning("/\(path) changed on the server while a local version was pending; the local version is kept as /\(conflictPath)")
-                uploadedPath = conflictPath
-                do {
-                    outcome = .success(try send(stagingPath, to: conflictPath, size: size, mtime: mtime, conditions: .init(createOnly: true),
-                                                file: file, journalID: journalID))
-                } catch {
-                    outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: conflictPath, detail: "\(error)"))
-                }
-            }
-        } catch {
-            outcome = .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)"))
+    /// The files an uploader takes from those `due` (caller holds `condition`): the longest
+    /// waiting one, and if it is small, other small ones up to the batch limits, ordered by
+    /// path so that a batch spans few folders. The due files are shared among the idle
+    /// uploaders, so that a few batches run at once rather than one long one.
+    func chooseBatch(_ due: [(file: StagedFile, path: String, size: Int64, since: Date)], bulk: Bool) -> [StagedFile] {
+        let first = due.min { $0.since < $1.since }!
+        guard first.size <= settings.batchFileLimit else { return [first.file] }
+        let small = due.filter { $0.size <= settings.batchFileLimit }.sorted { $0.path < $1.path }
+        let idle = max(1, settings.uploaders - activeUploads)
+        let share = max(1, min(bulk ? settings.bulkFiles : settings.putBatchFiles, (small.count + idle - 1) / idle))
+        var batch = [first.file]
+        var bytes = first.size
+        for candidate in small where batch.count < share && candidate.file !== first.file {
+            guard bytes + candidate.size <= settings.bulkBytes else { break }
+            batch.append(candidate.file)
+            bytes += candidate.size
         }
-        finish(file, outcome: outcome, uploadedPath: uploadedPath, originalPath: path, stagingPath: stagingPath,
-               generation: generation, journalID: journalID, attempt: attempt)
+        return batch
     }
 
-    /// PUT (or chunked upload) of the staging file, then a check that the server stored the
-    /// size sent. Returns the server's entry for the file.
+    /// Whether the file may go in a bulk request at all (caller holds its lock): small, a name
+    /// the request's headers carry unchanged, and not refused by a bulk request before.
+    func bulkCandidate(_ file: StagedFile) -> Bool {
+        file.size <= settings.batchFileLimit && !file.bulkRefused && WebDAVClient.bulkEligible(file.path)
+    }
+
+    /// Takes the file's state for an attempt, and counts the attempt.
+    func job(for file: StagedFile) -> Job {
+        file.lock.lock()
+        file.attempts += 1
+        let job = Job(file: file, path: file.path, stagingPath: file.stagingPath, size: file.size, mtime: file.mtime,
+                      base: file.base, generation: file.generation, journalID: file.journalID!, attempt: file.attempts)
+        file.lock.unlock()
+        _ = try? journal.setState(id: job.journalID, state: .uploading, error: nil)
+        return job
+    }
+
+    /// One file on its own: PUT (or chunked), checked with a request of its own.
+    func upload(_ file: StagedFile) {
+        let settled = attempt(job(for: file), verify: true)
+        finish(settled)
+    }
+
+    /// Sends the job's bytes with its conditions. Without `verify`, a PUT's stored size is left
+    /// for the caller to check (by a listing); a conflict copy and a chunked upload are always
+    /// checked here.
+    func attempt(_ job: Job, verify: Bool) -> Settled {
+        let (file, path) = (job.file, job.path)
+        do {
+            let entry = try send(job.stagingPath, to: path, size: job.size, mtime: job.mtime, conditions: job.conditions,
+                                 file: file, journalID: job.journalID, verify: verify)
+            return Settled(job: job, outcome: .success(entry), uploadedPath: path)
+        } catch let mismatch as StoredMismatch {
+            adoptStoredVersion(job, etag: mismatch.storedETag)
+            return Settled(job: job, outcome: .failure(mismatch.error), uploadedPath: path)
+        } catch let error as DAVError where error.kind == .preconditionFailed {
+            if let same = identicalOnServer(path, stagingPath: job.stagingPath, size: job.size, mtime: job.mtime) {
+                // The server already has exactly these bytes: an earlier attempt of this
+                // upload succeeded without us hearing of it (a crash, or a lost answer).
+                return Settled(job: job, outcome: .success(same), uploadedPath: path)
+            }
+            // The server's copy changed (or the name was taken) since this content was
+            // based on it: keep both.
+            let conflictPath = WriteBack.conflictName(for: path, at: Date())
+            logger.warning("/\(path) changed on the server while a local version was pending; the local version is kept as /\(conflictPath)")
+            do {
+                let entry = try send(job.stagingPath, to: conflictPath, size: job.size, mtime: job.mtime, conditions: .init(createOnly: true),
+                                     file: file, journalID: job.journalID, verify: true)
+                return Settled(job: job, outcome: .success(entry), uploadedPath: conflictPath)
+            } catch {
+                return Settled(job: job, outcome: .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: conflictPath, detail: "\(error)")),
+                               uploadedPath: conflictPath)
+            }
+        } catch {
+            return Settled(job: job, outcome: .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)")),
+                           uploadedPath: path)
+        }
+    }
+
+    /// Our own attempt left a broken copy (a proxy or server that acknowledged bytes it did not
+    /// store): the next attempt replaces exactly that version, by its ETag; left at the old
+    /// base it would fail its precondition and go to a conflict copy, leaving the broken one
+    /// under the name.
+    func adoptStoredVersion(_ job: Job, etag: String?) {
+        guard let etag, !etag.isEmpty else { return }
+        job.file.lock.lock()
+        if job.file.path == job.path { job.file.base = .etag(etag) }
+        job.file.lock.unlock()
+        _ = try? journal.setBaseETag(id: job.journalID, etag: etag)
+    }
+
+    /// PUT (or chunked upload) of the staging file; with `verify` (always for chunked), then a
+    /// check that the server stored the size sent. Returns the server's entry for the file
+    /// (without `verify`, as the PUT's answer tells it).
     func send(_ stagingPath: String, to path: String, size: Int64, mtime: Int64,
-                      conditions: WebDAVClient.WriteConditions, file: StagedFile, journalID: Int64) throws -> RemoteEntry {
+              conditions: WebDAVClient.WriteConditions, file: StagedFile, journalID: Int64, verify: Bool) throws -> RemoteEntry {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
         var result: WebDAVClient.PutResult
+        var chunked = false
         if size > settings.chunkThreshold && client.chunkedUploadsAvailable() {
             var options = WebDAVClient.ChunkedUploadOptions()
             options.chunkSize = settings.chunkSize
@@ -117,6 +204,7 @@ extension WriteBack {
             _ = try? journal.setChunkUploadID(id: journalID, uploadID: options.uploadID)
             do {
                 result = try client.uploadChunked(stagingPath, to: path, mtime: date, conditions: conditions, options: options)
+                chunked = true
             } catch let error as DAVError where WebDAVClient.uploadsEndpointMissing(error) {
                 // The capabilities could not be read (or promised too much), and the upload
                 // collection is not there: this server takes whole files only.
@@ -128,6 +216,11 @@ extension WriteBack {
             result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
         }
         if !result.mtimeAccepted { try? client.setModificationTime(path, date) }
+        let name = MetadataCache.split(path).name
+        guard verify || chunked else {
+            return RemoteEntry(name: name, isDirectory: false, size: size, mtime: mtime, etag: result.etag ?? "",
+                               fileID: result.fileID ?? 0, permissions: Permissions(rawValue: 0))
+        }
         let stored: DAVResource
         do {
             stored = try client.stat(path)
@@ -136,14 +229,25 @@ extension WriteBack {
             throw DAVError(.protocolViolation, method: "PUT", path: path,
                            detail: "the server acknowledged the upload but has no file there")
         }
+        try Self.checkStored(stored, size: size, path: path)
+        var entry = RemoteEntry(stored)
+        entry.name = name
+        return entry
+    }
+
+    /// Throws `StoredMismatch` unless the server's entry has `size` bytes.
+    static func checkStored(_ stored: DAVResource, size: Int64, path: String) throws {
         guard (stored.contentLength ?? stored.size) == size else {
             throw StoredMismatch(storedETag: stored.etag,
                                  error: DAVError(.protocolViolation, method: "PUT", path: path,
                                                  detail: "the server stored \(stored.contentLength ?? stored.size ?? -1) bytes of \(size)"))
         }
-        var entry = RemoteEntry(stored)
-        entry.name = MetadataCache.split(path).name
-        return entry
+    }
+
+    func finish(_ settled: Settled) {
+        let job = settled.job
+        finish(job.file, outcome: settled.outcome, uploadedPath: settled.uploadedPath, originalPath: job.path,
+               stagingPath: job.stagingPath, generation: job.generation, journalID: job.journalID, attempt: job.attempt)
     }
 
     func finish(_ file: StagedFile, outcome: Result<RemoteEntry, DAVError>, uploadedPath: String, originalPath: String,

@@ -36,9 +36,20 @@ final class WriteBack: @unchecked Sendable {
         /// commit is their close's only fsync (the staging file is rebuilt from it after a
         /// crash); larger ones have their staging file fsynced.
         var inlineLimit: Int64 = 256 << 10
-        /// `close=crashsafe`: the journal commit of a file kept in its row is not fsynced (it
-        /// survives a crash of the daemon, not a power cut). Larger files are always fsynced.
-        var crashSafeClose = false
+        /// `close=crashsafe` (the default): the journal commit of a file kept in its row is not
+        /// fsynced (it survives a crash of the daemon, not a power cut). Larger files are
+        /// always fsynced.
+        var crashSafeClose = true
+        /// Send small files in bulk requests where the server offers them.
+        var bulkUpload = true
+        /// Files up to this size are batched: one bulk request, or PUTs verified by one
+        /// listing per folder. Nextcloud holds each bulk part in PHP memory.
+        var batchFileLimit: Int64 = 1 << 20
+        /// At most this many files and bytes in one bulk request.
+        var bulkFiles = 100
+        var bulkBytes: Int64 = 16 << 20
+        /// At most this many files in one batch of PUTs (one uploader sends them in turn).
+        var putBatchFiles = 8
         /// How long `fsync` waits for the upload before it fails with EIO.
         var fsyncTimeout: Double = 120
     }
@@ -353,7 +364,7 @@ final class WriteBack: @unchecked Sendable {
         if let extend { file.size = max(file.size, extend) }
         file.mtime = mtime ?? (size != nil || extend != nil ? Int64(Date().timeIntervalSince1970) : file.mtime)
         file.dirty = true
-        if size != nil || extend != nil { file.contentChanged = true }
+        if size != nil || extend != nil { file.contentChanged = true; file.bulkRefused = false }
         file.failedPermanently = false
         file.lock.unlock()
     }

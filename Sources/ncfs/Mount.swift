@@ -23,7 +23,9 @@ struct Mount: ParsableCommand {
             walk_ahead=N (subfolders listed ahead of a tree walk, 0 = off), \
             user=LOGIN, password_file=PATH, config=PATH, cache_dir=PATH, cache_size=SIZE, \
             log=PATH (where --background sends the daemon's messages), state_dir=PATH, upload_delay=SECONDS, \
-            close=crashsafe (a small file's close survives a daemon crash, not a power cut; default durable), \
+            close=crashsafe|durable (crashsafe, the default: a closed file survives a daemon crash, not a power cut; durable: \
+            a power cut too, at an fsync per close), bulk=on|off (small files many to a request where Nextcloud offers \
+            bulk upload; default on), \
             drain_timeout=SECONDS, incoming=NAME, noincoming, upload_prefix=PATH, ingest_delay=SECONDS, \
             ro (read-only), nonempty (mount over a folder that is not empty, hiding what is in it; refused \
             otherwise), allow_other, and other libfuse mount options. A password is \
@@ -147,6 +149,7 @@ struct Mount: ParsableCommand {
             var writes = FileSystem.WriteOptions(directory: try Mount.preparePrivateFolder(state, created: &created))
             if let delay = options.uploadDelay { writes.settleDelay = delay }
             if let crashSafe = options.crashSafeClose { writes.crashSafeClose = crashSafe }
+            if let bulk = options.bulkUpload { writes.bulkUpload = bulk }
             setup.writes = writes
             let sources = try SettingSources(config: connection.config, environment: ProcessInfo.processInfo.environment)
             setup.ingest = try Mount.ingestSetup(ingest, mountOptions: options, state: writes.directory, sources: sources,

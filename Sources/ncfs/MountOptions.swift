@@ -25,8 +25,10 @@ struct MountOptions {
     /// `ro`: a read-only mount (writes fail with EROFS; no journal is opened).
     var readOnly = false
     var uploadDelay: Double?
-    /// `close=crashsafe` (true) or `close=durable` (false, the default).
+    /// `close=crashsafe` (true, the default) or `close=durable` (false).
     var crashSafeClose: Bool?
+    /// `bulk=on|off`: small files in bulk requests where the server offers them (default on).
+    var bulkUpload: Bool?
     var drainTimeout: Double?
     /// The ingest folder's name (`incoming=NAME`), or none at all (`noincoming`).
     var incoming: String?
@@ -103,6 +105,9 @@ struct MountOptions {
             case "close":
                 guard value == "durable" || value == "crashsafe" else { throw usage("takes durable or crashsafe") }
                 crashSafeClose = value == "crashsafe"
+            case "bulk":
+                guard value == "on" || value == "off" else { throw usage("takes on or off") }
+                bulkUpload = value == "on"
             case "drain_timeout": drainTimeout = try seconds()
             case "incoming": incoming = try text()
             case "noincoming": noIncoming = true

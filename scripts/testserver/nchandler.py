@@ -2087,9 +2087,13 @@ class Handler(BaseHTTPRequestHandler):
         reader = BodyReader(self.iter_body())
         results = {}
 
+        # Nextcloud 32.0.1 (BulkUploadPlugin): a part it cannot parse, or whose hash does not
+        # match, stops the request with 400 and a body listing only the files stored before it.
         def fail(msg):
-            self.close_connection = True
-            self.send_json(400, dict(results, error=True, message=msg))
+            # PHP has the whole body before the plugin runs: read it all, then answer.
+            for _ in reader.rest():
+                pass
+            self.send_json(400, results)
 
         try:
             line = reader.readline()
@@ -2111,16 +2115,28 @@ class Handler(BaseHTTPRequestHandler):
                 if not cl.isdigit():
                     raise DavError(411, "Sabre\\DAV\\Exception\\LengthRequired", "The Content-Length header is required")
                 length = int(cl)
+                if not hdrs.get("x-file-md5") and not hdrs.get("oc-checksum"):
+                    return fail("The hash headers must not be null.")
+                # OC-Checksum ("algo:hex", NC 32+) wins over X-File-MD5, as on the server.
+                algo, want = "md5", (hdrs.get("x-file-md5") or "").strip().lower()
+                if hdrs.get("oc-checksum"):
+                    algo, _, want = hdrs["oc-checksum"].strip().partition(":")
+                    algo, want = algo.lower(), want.strip().lower()
+                if algo not in hashlib.algorithms_available:
+                    return fail("Unknown hash algorithm %s" % algo)
                 tmp = store.tmp_path()
-                md5 = hashlib.md5()
+                digest = hashlib.new(algo)
                 with open(tmp, "wb") as out:
-                    got = reader.copy_to(out, length, md5)
+                    got = reader.copy_to(out, length, digest)
                 if got != length:
                     os.unlink(tmp)
                     return fail("Unexpected end of body in part payload")
+                if digest.hexdigest() != want:
+                    os.unlink(tmp)
+                    return fail("Computed %s hash is incorrect (%s)." % (algo, digest.hexdigest()))
                 reader.readline()
                 path = hdrs.get("x-file-path", "")
-                results[path] = self._bulk_one(path, hdrs, tmp, length, md5.hexdigest())
+                results[path] = self._bulk_one(path, hdrs, tmp, length)
                 nxt = reader.readline().rstrip(b"\r\n")
                 if nxt == delim + b"--":
                     break
@@ -2132,7 +2148,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ClientGone()
         self.send_json(200, results)
 
-    def _bulk_one(self, path, hdrs, tmp, length, md5hex):
+    def _bulk_one(self, path, hdrs, tmp, length):
         st = self.state
         store = st.store
 
@@ -2144,9 +2160,6 @@ class Handler(BaseHTTPRequestHandler):
         parts = [unicodedata.normalize("NFC", p) for p in path.split("/") if p]
         if not parts or any(p in (".", "..") for p in parts):
             return err("Invalid X-File-Path")
-        want_md5 = hdrs.get("x-file-md5")
-        if want_md5 and want_md5.strip().lower() != md5hex:
-            return err("Computed md5 hash is incorrect.")
         mt = hdrs.get("x-file-mtime") or hdrs.get("x-oc-mtime")
         mtime = None
         if mt:
