@@ -102,6 +102,8 @@ public final class TestServer: @unchecked Sendable {
         public var status: Int
         public var depth: String?
         public var range: String?
+        /// For a bulk upload (`POST …/dav/bulk`): the parts it stored, by `X-File-Path`.
+        public var stored: [String]?
     }
 
     /// Every request the server has answered so far, in order.

@@ -65,7 +65,10 @@ class Fault:
         self.seconds = float(spec.get("seconds", 0) or 0)
         self.after_bytes = int(spec.get("after_bytes", 0) or 0)
         self.message = spec.get("message")
-        if self.action not in ("status", "reset", "delay", "stall"):
+        # Method "BULK-PART" matches one part of a bulk upload by its X-File-Path: "status"
+        # makes that part's entry an error (with "message"), "md5" makes its hash mismatch
+        # (the request stops there with 400). Faults a real server cannot be made to show.
+        if self.action not in ("status", "reset", "delay", "stall", "md5"):
             raise ValueError("unknown action %r" % self.action)
         if self.count < -1:
             raise ValueError("count must be -1 (unlimited) or positive")
@@ -519,6 +522,7 @@ class Handler(BaseHTTPRequestHandler):
         self.bytes_in = 0
         self.bytes_out = 0
         self.status = None
+        self.bulk_stored = None
         self.headers_sent = False
         self.stream_fault = None
         self.extra_headers = []
@@ -577,6 +581,8 @@ class Handler(BaseHTTPRequestHandler):
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "user_agent": self.headers.get("User-Agent"),
+            # A bulk upload's stored parts (X-File-Path as sent): what one POST wrote.
+            "stored": self.bulk_stored,
         })
 
     # ---- request bodies ----------------------------------------------------
@@ -2131,12 +2137,19 @@ class Handler(BaseHTTPRequestHandler):
                 if got != length:
                     os.unlink(tmp)
                     return fail("Unexpected end of body in part payload")
-                if digest.hexdigest() != want:
+                path = hdrs.get("x-file-path", "")
+                injected = st.faults.take("BULK-PART", path, path)
+                if digest.hexdigest() != want or (injected and injected.action == "md5"):
                     os.unlink(tmp)
                     return fail("Computed %s hash is incorrect (%s)." % (algo, digest.hexdigest()))
                 reader.readline()
-                path = hdrs.get("x-file-path", "")
-                results[path] = self._bulk_one(path, hdrs, tmp, length)
+                if injected:
+                    os.unlink(tmp)
+                    results[path] = {"error": True, "message": injected.message or "injected failure"}
+                else:
+                    results[path] = self._bulk_one(path, hdrs, tmp, length)
+                    if not results[path]["error"]:
+                        self.bulk_stored = (self.bulk_stored or []) + [path]
                 nxt = reader.readline().rstrip(b"\r\n")
                 if nxt == delim + b"--":
                     break

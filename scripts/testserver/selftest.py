@@ -759,6 +759,15 @@ def t_bulk(srv, c):
     check(jj["bulk/exists.bin"]["error"] is False and c.get("bulk/exists.bin").body == b"newer",
           "bulk: overwrites without conditions; a path without a leading slash is keyed as sent")
     check(jj["/bulk"]["error"] is True, "bulk: a folder at the name -> error entry")
+    ctl = lambda obj: c.req("POST", "/__control/fault", json.dumps(obj).encode(), {"Content-Type": "application/json"}, auth=False)
+    ctl({"method": "BULK-PART", "path_contains": "h1.txt", "message": "no space for h1"})
+    r = post([("/bulk/h1.txt", b"h1", [md5(b"h1")]), ("/bulk/h2.txt", b"h2", [md5(b"h2")])])
+    jj = json.loads(r.body)
+    check(r.status == 200 and jj["/bulk/h1.txt"] == {"error": True, "message": "no space for h1"} and jj["/bulk/h2.txt"]["error"] is False
+          and c.get("bulk/h1.txt").status == 404, "bulk: an injected part fault is that part's error entry alone")
+    ctl({"method": "BULK-PART", "path_contains": "i2.txt", "action": "md5"})
+    r = post([("/bulk/i1.txt", b"i1", [md5(b"i1")]), ("/bulk/i2.txt", b"i2", [md5(b"i2")]), ("/bulk/i3.txt", b"i3", [md5(b"i3")])])
+    check(r.status == 400 and list(json.loads(r.body)) == ["/bulk/i1.txt"], "bulk: an injected md5 fault stops the request there")
     check(c.get("bulk/b.bin").body == bytes(range(256)) * 50, "bulk: content stored")
     e = c.props("bulk/a.txt", ["d:getlastmodified", "d:getetag"])[0]
     check(ptext(e, DAV + "getlastmodified") == "Sun, 13 Sep 2020 12:26:40 GMT", "bulk: mtime applied")
