@@ -262,6 +262,60 @@ struct RealServerTests {
         if let conflict { #expect(try client.get(conflict).bytes == Array("local v2".utf8)) }
     }
 
+    @Test("Bulk upload: cp -a of 200 small files goes up in a few POST /remote.php/dav/bulk (≤ 0.1 upload requests per file), every file intact at its mtime; a pending rewrite of a file changed on the server meanwhile keeps both versions",
+          .enabled(if: fuse, "needs /dev/fuse"))
+    func bulkCopy() throws {
+        let space = try NextcloudServer.shared().space("bulk")
+        defer { space.remove() }
+        let client = try space.client()
+        _ = try client.put("shared.txt", body: .text("v1"))
+        let source = space.dataDir.appendingPathComponent("src")
+        var rng = SeededGenerator(seed: 17)
+        var expected: [String: [UInt8]] = [:]
+        for i in 0..<200 {
+            let bytes = (0..<Int.random(in: 1_000...60_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            expected[String(format: "p%03d.bin", i)] = bytes
+            try write(source.appendingPathComponent(String(format: "p%03d.bin", i)), bytes)
+        }
+        _ = run("/bin/sh", ["-c", "find '\(source.path)' -type f -exec touch -d '2021-03-04 05:06:07 UTC' {} +"])
+        let mount = try MountedServer(space, options: ["upload_delay=3"])
+        defer { mount.unmount() }
+        // A rewrite based on v1, and the server's own change a second later (Nextcloud keeps a
+        // file's ETag when it is overwritten within the same second; see fsyncAndConflict).
+        let local = open(mount.path("shared.txt"), O_WRONLY | O_TRUNC | O_CLOEXEC)
+        usleep(1_100_000)
+        _ = try client.put("shared.txt", body: .text("server v2"))
+        #expect(Posix.write(local, "local v2") == 8)
+        close(local)
+
+        let mark = space.mark()
+        let cp = run("/bin/cp", ["-a", source.path, mount.path("photos")], timeout: 300, errors: true)
+        #expect(cp.status == 0, "cp -a: \(cp.out)")
+        #expect(waitForUploads(space, timeout: 180))
+        // All of the server's requests: a bulk request's path names no folder. (The suite is
+        // serialized: nothing else runs meanwhile.)
+        let requests = try NextcloudServer.shared().requests(since: mark)
+        let posts = requests.filter { $0.method == "POST" && $0.path.hasSuffix("/dav/bulk") }
+        let puts = requests.filter { $0.method == "PUT" }
+        let byMethod = Dictionary(grouping: requests, by: \.method).mapValues(\.count)
+        #expect(!posts.isEmpty && posts.allSatisfy { $0.status == 200 }, "bulk requests: \(posts)")
+        // shared.txt takes the PUT path (its listing shows another version): a PUT refused by
+        // If-Match, then its conflict copy.
+        #expect(Double(posts.count + puts.count) <= 0.1 * Double(expected.count) + 2,
+                "upload requests for \(expected.count) files: \(byMethod)")
+        let (_, listed) = try client.list("photos")
+        #expect(Set(listed.map(\.name)) == Set(expected.keys), "exactly the copied files: \(listed.count)")
+        #expect(listed.allSatisfy { $0.lastModified == Date(timeIntervalSince1970: 1_614_834_367) }, "every mtime is the source's")
+        for (name, bytes) in expected { #expect(try client.get("photos/" + name).bytes == bytes, "\(name)") }
+
+        let names = try client.list("").children.map(\.name)
+        let conflict = names.first { $0.hasPrefix("shared (conflict ") && $0.hasSuffix(").txt") }
+        #expect(conflict != nil, "both versions kept: \(names)")
+        #expect(try client.get("shared.txt").bytes == Array("server v2".utf8), "the server's change stays under the name")
+        if let conflict { #expect(try client.get(conflict).bytes == Array("local v2".utf8)) }
+        #expect(mount.unmount() == 0, "clean exit, every upload done")
+    }
+
     @Test("folder times set by rsync -a and cp -a survive the uploads into those folders", .enabled(if: fuse, "needs /dev/fuse"))
     func folderTimes() throws {
         try WriteTests.folderTimesSurviveUploads(on: try NextcloudServer.shared().space("times"), client: { try $0.client() },
