@@ -150,6 +150,7 @@ extension IngestService {
         let local = folder.localPath(staged)
         let checksum = "SHA256:" + sha
         try ensureFolder(originalFolder(item))
+        if let done = try uploadInBulk(item, local: local, path: path, checksum: checksum) { return done }
         do {
             try put(local, to: path, size: item.size, mtime: item.sourceMtime, checksum: checksum, conditions: .init(createOnly: true))
         } catch let error as DAVError where error.kind == .preconditionFailed {
@@ -182,14 +183,19 @@ extension IngestService {
             throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored ?? -1) of \(item.size) bytes")
         }
         noteOriginal(PathBytes.lastComponent(path), in: originalFolder(item), checksums: [checksum])
-        if settings.shareLinks && item.shareURL == nil {
-            do { item.shareURL = try client.createPublicShare(path).url } catch {
-                logger.warning("ingest: public link for /\(path): \(error)")
-            }
-        }
+        shareIfAsked(&item, path)
         item.state = .deriving
         try catalog.update(item)
         return item
+    }
+
+    /// A public link for the original, when the settings ask for one (a failure is logged:
+    /// the item goes on without it).
+    func shareIfAsked(_ item: inout IngestItem, _ path: String) {
+        guard settings.shareLinks && item.shareURL == nil else { return }
+        do { item.shareURL = try client.createPublicShare(path).url } catch {
+            logger.warning("ingest: public link for /\(path): \(error)")
+        }
     }
 
     /// A file's size as the server reports it: Nextcloud's `oc:size`, or `getcontentlength`
@@ -235,18 +241,19 @@ extension IngestService {
     private func deriveAndUpload(_ start: IngestItem) throws -> IngestItem {
         var item = start
         let result = try derivation(for: item)
-        item.isImage = result.isImage
-        item.format = result.format
-        item.width = result.width
-        item.height = result.height
-        item.captureDate = result.captureDate
-        item.palette = result.palette
-        item.derivativeError = result.notImage.map { "not an image: \($0)" } ?? result.error
+        apply(result, to: &item)
         var stored: [StoredDerivative] = []
         let dayFolder = settings.prefix + "/" + (item.day ?? "")
+        // In one bulk request where the server takes them; what it did not store goes by PUT.
+        let inBulk = try derivativesInBulk(result, of: item)
         for derivative in result.derivatives {
             let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
             let remote = dayFolder + "/" + derivative.relativePath
+            if inBulk.contains(derivative.relativePath) {
+                stored.append(StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
+                                               height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType))
+                continue
+            }
             try ensureFolder(PathBytes.beforeLastSlash(remote))
             // Derivatives are made from the original again on a retry; replacing is right.
             try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))

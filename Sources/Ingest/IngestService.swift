@@ -74,6 +74,11 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         public var shareLinks = false
         /// Originals above this go up in chunks.
         public var chunkThreshold: Int64 = 10 << 20
+        /// An original up to this size goes up with its derivatives in one bulk request where
+        /// the server offers bulk upload (Nextcloud holds each part in PHP memory, and so do we
+        /// while sending); larger ones by PUT, their derivatives still in one request.
+        public var bulkUpload = true
+        public var bulkLimit: Int64 = 8 << 20
 
         public init(deriveTool: URL, workDirectory: URL) {
             self.deriveTool = deriveTool

@@ -69,6 +69,7 @@ extension Mount {
             throw CLIError(message: "the derivative tool \(tool.path) is missing or not executable (build it with `swift build --product ncfs-derive`, or pass --derive-tool, or --no-incoming)", code: 1)
         }
         var settings = IngestService.Settings(deriveTool: tool, workDirectory: state.appendingPathComponent("ingest-work"))
+        if let bulk = mountOptions.bulkUpload { settings.bulkUpload = bulk }
         let prefix = sources.value(flags.uploadPrefix ?? mountOptions.uploadPrefix, "NEXTCLOUD_UPLOAD_PREFIX") ?? "pindeck/media-uploads"
         settings.prefix = prefix.split(separator: "/").joined(separator: "/")
         guard !settings.prefix.isEmpty, !settings.prefix.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {

@@ -98,6 +98,33 @@ struct BulkUploadTests {
         Self.nothingPending(server)
     }
 
+    @Test("kill -9 while bulk requests are in flight (the server holds each for 2 s, then stores it): after a restart every file is on the server once, intact, at its mtime; no conflict copy of our own upload; nothing pending")
+    func killDuringBulk() throws {
+        let (source, files) = try Self.sourceTree(60, seed: 14)
+        defer { try? FileManager.default.removeItem(at: source) }
+        let server = try populatedServer { _ in }
+        defer { server.stop() }
+        try server.fault(method: "POST", pathContains: "/dav/bulk", action: "delay", count: -1, seconds: 2)
+        var mount = try MountedServer(server, options: ["upload_delay=0.5"])
+        defer { mount.unmount() }
+        let mark = server.mark()
+        #expect(run("/bin/cp", ["-a", source.path, mount.path("killed")], timeout: 120).status == 0, "cp -a")
+        // The settle delay has passed and the uploaders have sent their batches: the server
+        // holds them when the daemon dies.
+        usleep(1_500_000)
+        mount.kill()
+        let inFlight = server.requests(since: mark).filter { $0.method == "POST" }
+        #expect(inFlight.isEmpty, "no bulk request had been answered before the kill: \(inFlight.count)")
+        try server.control("clear", [:])
+        sleep(2)  // the held requests finish on the server (they store their files)
+        mount = try MountedServer(server)
+        #expect(mount.unmount() == 0, "the restarted daemon drains the journal: \(mount.logTail)")
+        let stored = server.requests(since: mark).filter { $0.method == "POST" }.flatMap { $0.stored ?? [] }
+        #expect(!stored.isEmpty, "the killed daemon's bulk requests stored files")
+        Self.checkStored(server, folder: "killed", files)
+        Self.nothingPending(server)
+    }
+
     @Test("a server whose bulk endpoint is missing (404): the mount falls back to PUT once, loses nothing; -o bulk=off makes no bulk request")
     func bulkFallback() throws {
         let (source, files) = try Self.sourceTree(40, seed: 13)

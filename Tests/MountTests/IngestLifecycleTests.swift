@@ -112,6 +112,8 @@ struct IngestLifecycleTests {
         defer { h.stop() }
         let incoming = h.mount.path("incoming")
         let state = ["--state-dir", h.state.path]
+        // Refused in their bulk request, then 403 on their PUT.
+        try h.server.control("fault", ["method": "BULK-PART", "path_contains": "bad-", "message": "injected", "count": -1])
         try h.server.control("fault", ["method": "PUT", "path_contains": "bad-", "status": 403, "count": -1])
         for (name, source) in [("bad-1.png", "alpha.png"), ("bad-2.png", "one-pixel.png"), ("bad-3.jpg", "grey.jpg")] {
             try Data(contentsOf: h.source.appendingPathComponent(source)).write(to: URL(fileURLWithPath: incoming + "/" + name))
@@ -157,6 +159,7 @@ struct IngestLifecycleTests {
         #expect(try h.status()["failed"] as? Int == 1)
 
         // A failed item whose file is still in incoming/ is not dismissed by --state.
+        try h.server.control("fault", ["method": "BULK-PART", "path_contains": "bad-4", "message": "injected", "count": -1])
         try h.server.control("fault", ["method": "PUT", "path_contains": "bad-4", "status": 403, "count": -1])
         try Data(contentsOf: h.source.appendingPathComponent("alpha.png")).write(to: URL(fileURLWithPath: incoming + "/bad-4.png"))
         try h.waitUntil(timeout: 60) { ($0["failed"] as? Int ?? 0) == 2 }

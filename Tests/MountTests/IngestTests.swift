@@ -160,18 +160,28 @@ struct IngestTests {
         }
     }
 
-    @Test("kill -9 while uploading, while deriving, and at random moments of a 200-file ingest: after restarts every item succeeded exactly once, nothing orphaned or duplicated, no row stuck, catalog intact")
-    func crashes() throws {
-        let h = try IngestHarness(photos: 0, generated: 200)
+    @Test("kill -9 while uploading, while deriving, and at random moments of a 200-file ingest: after restarts every item succeeded exactly once, nothing orphaned or duplicated, no row stuck, catalog intact",
+          arguments: [true, false])
+    func crashes(bulk: Bool) throws {
+        // With bulk upload (the default) an item's five files go in one request, made in the
+        // uploading state; step by step (bulk=off) the original, then the derivatives.
+        let h = try IngestHarness(photos: 0, generated: 200, arguments: bulk ? [] : ["-o", "bulk=off"])
         defer { h.stop() }
-        // Slow originals and derivatives down so kills find work in every state.
-        try h.server.control("fault", ["method": "PUT", "path_contains": "/original/", "action": "delay", "seconds": 0.3, "count": -1])
-        try h.server.control("fault", ["method": "PUT", "path_contains": "/high/", "action": "delay", "seconds": 0.2, "count": -1])
+        // Slow uploads down so kills find work in every state.
+        if bulk {
+            try h.server.control("fault", ["method": "POST", "path_contains": "/dav/bulk", "action": "delay", "seconds": 0.3, "count": -1])
+        } else {
+            try h.server.control("fault", ["method": "PUT", "path_contains": "/original/", "action": "delay", "seconds": 0.3, "count": -1])
+            try h.server.control("fault", ["method": "PUT", "path_contains": "/high/", "action": "delay", "seconds": 0.2, "count": -1])
+        }
         let copy = run("/usr/bin/rsync", ["-a", h.generated.path + "/", h.mount.path("incoming") + "/"], timeout: 300)
         #expect(copy.status == 0)
 
         var kills: [String] = []
-        for (point, state) in [("while uploading", "uploading"), ("while deriving", "deriving"), ("at a random moment", nil)] as [(String, String?)] {
+        let points: [(String, String?)] = bulk
+            ? [("while uploading", "uploading"), ("at a random moment", nil), ("at another random moment", nil)]
+            : [("while uploading", "uploading"), ("while deriving", "deriving"), ("at a random moment", nil)]
+        for (point, state) in points {
             let deadline = Date().addingTimeInterval(60)
             var hit = false
             while Date() < deadline {
@@ -240,6 +250,8 @@ struct IngestTests {
         let incoming = h.mount.path("incoming")
 
         // 403 on the original's PUT is a failure retrying cannot fix: failed at once.
+        // Refused in its bulk request, then 403 on its PUT.
+        try h.server.control("fault", ["method": "BULK-PART", "path_contains": "broken.png", "message": "injected", "count": -1])
         try h.server.control("fault", ["method": "PUT", "path_contains": "broken.png", "status": 403, "count": -1])
         try Data(contentsOf: h.source.appendingPathComponent("alpha.png")).write(to: URL(fileURLWithPath: incoming + "/broken.png"))
         try h.waitUntil(timeout: 60) { ($0["failed"] as? Int ?? 0) == 1 }
@@ -249,7 +261,8 @@ struct IngestTests {
         try h.server.control("clear", [:])
 
         // While its original is being uploaded (stalled), the file cannot change.
-        try h.server.control("fault", ["method": "PUT", "path_contains": "busy.png", "action": "stall", "seconds": 8, "count": 1])
+        // (Its five files go in one bulk request, which the server holds.)
+        try h.server.control("fault", ["method": "POST", "path_contains": "/dav/bulk", "action": "stall", "seconds": 8, "count": 1])
         try Data(contentsOf: h.source.appendingPathComponent("one-pixel.png")).write(to: URL(fileURLWithPath: incoming + "/busy.png"))
         try h.waitUntil(timeout: 30) { ($0["uploading"] as? Int ?? 0) == 1 }
         #expect(open(incoming + "/busy.png", O_WRONLY) == -1 && errno == EBUSY)

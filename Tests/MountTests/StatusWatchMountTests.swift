@@ -13,6 +13,8 @@ struct StatusWatchMountTests {
         defer { h.stop() }
         let state = ["--state-dir", h.state.path]
         // An earlier batch with a failure.
+        // (Its bulk request refuses it first; then its PUT gets the 403.)
+        try h.server.control("fault", ["method": "BULK-PART", "path_contains": "old.png", "message": "injected", "count": -1])
         try h.server.control("fault", ["method": "PUT", "path_contains": "old.png", "status": 403, "count": -1])
         try Data(contentsOf: h.source.appendingPathComponent("alpha.png")).write(to: URL(fileURLWithPath: h.mount.path("incoming/old.png")))
         try h.waitUntil(timeout: 60) { ($0["failed"] as? Int ?? 0) == 1 }
@@ -20,7 +22,7 @@ struct StatusWatchMountTests {
         sleep(6)  // the queue idle for longer than a batch's gap
 
         // The new batch, slowed down so the watch sees it in progress.
-        try h.server.control("fault", ["method": "PUT", "path_contains": "/original/", "action": "delay", "seconds": 1, "count": -1])
+        try h.server.control("fault", ["method": "POST", "path_contains": "/dav/bulk", "action": "delay", "seconds": 1, "count": -1])
         let copy = run("/usr/bin/rsync", ["-a", h.generated.path + "/", h.mount.path("incoming") + "/"], timeout: 60)
         #expect(copy.status == 0, "\(copy.out)")
 
