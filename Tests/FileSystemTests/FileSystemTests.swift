@@ -160,7 +160,7 @@ struct FileSystemTests {
 
     @Test("errno table")
     func errnoTable() {
-        func e(_ kind: DAVError.Kind) -> Int32 { FileSystem.errno(for: DAVError(kind, method: "GET", path: "x")) }
+        func e(_ kind: DAVError.Kind) -> Int32 { FSError.errno(for: DAVError(kind, method: "GET", path: "x")) }
         #expect(e(.unauthorized) == EACCES && e(.forbidden) == EACCES)
         #expect(e(.notFound) == ENOENT && e(.conflict) == ENOENT)
         #expect(e(.preconditionFailed) == ESTALE && e(.locked) == EBUSY && e(.insufficientStorage) == ENOSPC)
