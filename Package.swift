@@ -36,6 +36,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // FileDescriptor (EINTR-retrying writes) and Errno (strerror text) for the CLI.
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // MARK: C libraries (system libraries found through pkg-config; apt names the Debian package)
@@ -129,6 +131,7 @@ let package = Package(
                 "WebDAV", "HTTPTransport", "RemoteCache", "FileSystem", "FUSEBridge", "Journal", "Ingest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
