@@ -2,7 +2,11 @@
 // ncfs — a Nextcloud media store as a local directory (FUSE), with an ingest pipeline.
 //
 // Layering (arrows point at what a target may import):
-//   C shims  →  HTTPTransport  →  WebDAV  →  (RemoteCache → FileSystem → FUSEBridge, Ingest)  →  ncfs
+//   C shims  →  HTTPTransport  →  WebDAV  →  RemoteCache  →  FileSystem  →  FUSEBridge  →  ncfs
+//   CSQLite  →  SQLiteStore  →  Journal (the upload journal, FileSystem's write-back)
+//                            →  Ingest's catalog
+//   FileSystemInterface (FSError, the incoming/ protocols, WorkerPool)  ←  FileSystem, Ingest
+// Ingest never imports FileSystem; docs/ARCHITECTURE.md draws the whole picture.
 // Each C library sits behind a system-library target whose shim.h holds the typed wrappers
 // Swift cannot call directly (variadic functions, function-like macros, global function pointers).
 import PackageDescription
@@ -32,6 +36,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // FileDescriptor (EINTR-retrying writes) and Errno (strerror text) for the CLI.
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // MARK: C libraries (system libraries found through pkg-config; apt names the Debian package)
@@ -62,7 +68,8 @@ let package = Package(
         ),
         .target(
             name: "FileSystem",
-            dependencies: ["RemoteCache", "WebDAV", "Journal", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RemoteCache", "WebDAV", "Journal", "FileSystemInterface",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(
@@ -70,9 +77,25 @@ let package = Package(
             dependencies: ["CFuse3", "FileSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // What the filesystem and the ingest pipeline both speak, so that Ingest need not import
+        // FileSystem: the error type (and its errno), the incoming/ folder's two protocols, and
+        // the worker pool both run blocking jobs on. FileSystem re-exports it.
+        .target(
+            name: "FileSystemInterface",
+            dependencies: ["WebDAV"],
+            swiftSettings: strict
+        ),
+        // SQLite as Swift: a connection, typed values and rows, transactions, durability levels.
+        // Knows no schema; the upload journal and the ingest catalog are built on it.
+        .target(
+            name: "SQLiteStore",
+            dependencies: ["CSQLite"],
+            swiftSettings: strict
+        ),
+        // The upload journal (the write-back's durable record of what the server is owed).
         .target(
             name: "Journal",
-            dependencies: ["CSQLite"],
+            dependencies: ["SQLiteStore", "CSQLite"],
             swiftSettings: strict
         ),
         // The JSON `ncfs-derive` prints and the pipeline reads: one definition for both sides,
@@ -98,7 +121,7 @@ let package = Package(
         // `ncfs-derive`, so the daemon itself never links libvips), repair.
         .target(
             name: "Ingest",
-            dependencies: ["Journal", "WebDAV", "HTTPTransport", "FileSystem", "CCrypto", "DerivationFormat",
+            dependencies: ["SQLiteStore", "WebDAV", "HTTPTransport", "FileSystemInterface", "CCrypto", "DerivationFormat",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
@@ -108,6 +131,7 @@ let package = Package(
                 "WebDAV", "HTTPTransport", "RemoteCache", "FileSystem", "FUSEBridge", "Journal", "Ingest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
@@ -163,12 +187,12 @@ let package = Package(
         ),
         .testTarget(
             name: "IngestTests",
-            dependencies: ["Ingest", "Journal", "FileSystem", "TestSupport"],
+            dependencies: ["Ingest", "SQLiteStore", "FileSystemInterface", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "JournalTests",
-            dependencies: ["Journal"],
+            dependencies: ["Journal", "SQLiteStore"],
             swiftSettings: strict
         ),
     ]

@@ -6,9 +6,11 @@ public import WebDAV
 /// POSIX semantics over the Nextcloud tree, without FUSE: inode numbers, lookup counts,
 /// directory and file handles, attributes, xattrs, and the errno of every failure
 /// (`FSError.errno`). The FUSE bridge only copies arguments in and results out, so all of
-/// this is tested in-process against the test server.
+/// this can be tested in-process against the test server (FileSystemTests does, for the read
+/// side; writes and incoming/ are tested through a mount so far, in MountTests).
 ///
-/// Read-only for now: every write operation fails with EROFS (and the mount is made `ro`).
+/// Writes go through `writeBack` (staging files, the upload journal, background uploads); a
+/// filesystem made without one is read-only, and every write operation fails with EROFS.
 /// Methods block the calling thread on network requests; call them from worker threads,
 /// never from the Swift concurrency pool.
 public final class FileSystem: @unchecked Sendable {

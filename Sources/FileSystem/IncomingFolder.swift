@@ -3,27 +3,11 @@ import Glibc
 import RemoteCache
 import WebDAV
 
-/// What the ingest pipeline tells the `incoming/` folder, and is told by it. Paths are relative
-/// to the incoming folder ("photos/a.jpg").
-public protocol IncomingObserver: AnyObject, Sendable {
-    /// Runs `change` (an open for writing, a truncate, a rename, an unlink of `paths`) if the
-    /// pipeline allows it now for every one of them, else throws `.busy`: an item being
-    /// uploaded or derived cannot change under the pipeline. Called with no filesystem lock held.
-    func permitChange<T>(_ paths: [String], _ change: () throws(FSError) -> T) throws(FSError) -> T
-    /// The file at `path` was closed after writing, renamed to this name, or had its times
-    /// set: it becomes (again) a candidate, taken once it has been quiet for a moment.
-    func changed(_ path: String)
-    /// The file at `path` was unlinked or renamed away by the user.
-    func removed(_ path: String)
-    /// `user.ncfs.*` extended attributes of the file at `path` (name → value).
-    func attributes(_ path: String) -> [String: String]
-}
-
 /// The local half of the mount: `incoming/` is a folder of staged files on local disk, shown
 /// at the mount root, that the server never sees. Files are written at local-disk speed and
 /// made durable (fsync of the file, and of its folder for new names) before `close` returns;
 /// the ingest pipeline takes them from here and removes each one once it is persisted.
-public final class IncomingFolder: @unchecked Sendable {
+public final class IncomingFolder: IncomingStaging, @unchecked Sendable {
     // @unchecked: `writers` is guarded by `lock` (a leaf lock); `observer` and `nameRules` are
     // set once before the mount is served.
 
@@ -49,24 +33,12 @@ public final class IncomingFolder: @unchecked Sendable {
         chmod(root.path, 0o700)
     }
 
-    /// Names that are not items until renamed to a real name: rsync's `.name.XXXXXX`,
-    /// editors' `name~` and `.name.swp`, GNOME's `.goutputstream-*`, browsers' `*.part`.
-    public static func isTemporaryName(_ name: String) -> Bool {
-        if name.hasSuffix("~") || name.hasSuffix(".part") || name.hasSuffix(".crdownload") { return true }
-        guard name.hasPrefix(".") else { return false }
-        if name.hasPrefix(".goutputstream-") || name.hasSuffix(".swp") || name.hasSuffix(".swx") { return true }
-        // rsync: "." + name + "." + 6 random characters.
-        let parts = name.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
-        if parts.count >= 2, let last = parts.last, last.count == 6, last.allSatisfy({ $0.isLetter || $0.isNumber }) { return true }
-        return false
-    }
-
     /// EINVAL for a name the server refuses, given to a new file (created or renamed to) or
     /// folder. Temporary names are exempt for files: they never reach the server (a browser's
     /// `photo.jpg.part` is renamed to `photo.jpg` before it is an item).
     func checkNewName(_ relative: String, isFile: Bool) throws(FSError) {
         guard let rules = nameRules?.value, let name = PathBytes.components(relative).last else { return }
-        if isFile && Self.isTemporaryName(name) { return }
+        if isFile && IncomingNames.isTemporaryName(name) { return }
         if rules.violation(in: name) != nil { throw .invalid }
     }
 

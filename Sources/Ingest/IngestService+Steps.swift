@@ -1,4 +1,4 @@
-import FileSystem
+import FileSystemInterface
 import Foundation
 import Glibc
 import HTTPTransport

@@ -1,4 +1,4 @@
-import FileSystem
+import FileSystemInterface
 import Foundation
 import WebDAV
 public import Logging
@@ -88,7 +88,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
 
     public let settings: Settings
     public let catalog: any Catalog
-    let folder: IncomingFolder
+    let folder: any IncomingStaging
     let client: WebDAVClient
     let logger: Logger
     /// Told the remote folders a finished item wrote to, and the parents of folders it made
@@ -124,7 +124,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     /// Held while a folder is listed, so workers starting a batch together list it once.
     private let listingLock = NSLock()
 
-    public init(settings: Settings, catalog: any Catalog, folder: IncomingFolder, client: WebDAVClient, logger: Logger,
+    public init(settings: Settings, catalog: any Catalog, folder: any IncomingStaging, client: WebDAVClient, logger: Logger,
                 onFinished: @escaping @Sendable ([String], String?) -> Void) throws {
         self.settings = settings
         self.catalog = catalog
@@ -175,7 +175,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
 
     public func changed(_ path: String) {
         let name = PathBytes.components(path).last ?? ""
-        guard !IncomingFolder.isTemporaryName(name) else { return }
+        guard !IncomingNames.isTemporaryName(name) else { return }
         condition.lock()
         candidates[path] = Date().addingTimeInterval(settings.quietDelay)
         condition.signal()
@@ -206,7 +206,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
 
     public func attributes(_ path: String) -> [String: String] {
         let name = PathBytes.components(path).last ?? ""
-        if IncomingFolder.isTemporaryName(name) { return ["user.ncfs.status": "temporary"] }
+        if IncomingNames.isTemporaryName(name) { return ["user.ncfs.status": "temporary"] }
         guard let item = try? catalog.inIncoming(stagingPath: path) else { return ["user.ncfs.status": "waiting"] }
         var attributes = ["user.ncfs.status": item.state.rawValue, "user.ncfs.id": String(item.id)]
         if let error = item.persistError ?? item.derivativeError { attributes["user.ncfs.error"] = error }
@@ -240,7 +240,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         ((try? FileManager.default.subpathsOfDirectory(atPath: root.path)) ?? []).filter { path in
             var st = stat()
             return lstat(root.appendingPathComponent(path).path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
-                && !taken.contains(path) && !IncomingFolder.isTemporaryName(PathBytes.components(path).last ?? "")
+                && !taken.contains(path) && !IncomingNames.isTemporaryName(PathBytes.components(path).last ?? "")
         }
     }
 

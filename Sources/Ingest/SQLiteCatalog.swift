@@ -1,5 +1,5 @@
 import Foundation
-import Journal
+import SQLiteStore
 
 /// The embedded catalog: one SQLite file (`catalog.sqlite` in the mount's state folder), WAL
 /// and synchronous=FULL like the upload journal, so `ncfs status` and `ncfs items` read it

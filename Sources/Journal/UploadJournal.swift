@@ -1,5 +1,8 @@
 import Foundation
 internal import CSQLite
+// The journal's API throws SQLiteError and takes SQLiteDatabase.Durability: its clients get the
+// SQLite layer's types by importing Journal alone.
+@_exported import SQLiteStore
 
 /// The durable record of uploads the write-back mount still owes the server (issue 4).
 ///

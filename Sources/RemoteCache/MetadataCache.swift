@@ -19,7 +19,7 @@ public import WebDAV
 /// the next use; a cold listing failure is thrown to the caller.
 ///
 /// Listings are never evicted today; a listing costs roughly the bytes measured in
-/// `FileSystemTests` per child (see README).
+/// `FileSystemTests` per child (docs/SEMANTICS.md, "Not implemented yet" of the read side).
 public final class MetadataCache: @unchecked Sendable {
     // @unchecked: all mutable state below is guarded by `condition` (its lock); the client
     // and configuration are immutable and Sendable.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HTTPTransport
+import SystemPackage
 
 /// Where the connection settings come from, highest priority first: command-line flags, the
 /// environment (the names pindeck deployments already use), then a config file of
@@ -176,7 +177,7 @@ extension ConnectionOptions {
     /// Reads a secret, refusing files that group or others can read.
     static func readSecretFile(_ path: String) throws -> String {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw ConfigurationError.unreadable(path, String(cString: strerror(errno))) }
+        guard stat(path, &st) == 0 else { throw ConfigurationError.unreadable(path, Errno(rawValue: errno).description) }
         if st.st_mode & 0o077 != 0 { throw ConfigurationError.unsafePasswordFile(path, mode: st.st_mode) }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigurationError.unreadable(path, "not UTF-8 text")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HTTPTransport
+import SystemPackage
 import WebDAV
 
 struct List: RemoteCommand {
@@ -20,7 +21,7 @@ struct List: RemoteCommand {
         } else {
             entries = first.filter { $0.path != target }.sorted { $0.name < $1.name }
         }
-        if json { Format.printJSON(entries.map(Format.json)); return }
+        if json { try JSONOutput.print(entries.map(ResourceJSON.init)); return }
         var out = ""
         for e in entries {
             let name = e.name + (e.isCollection ? "/" : "")
@@ -44,9 +45,12 @@ struct Stat: RemoteCommand {
 
     func run(client: WebDAVClient) throws {
         let r = try client.stat(path)
-        var o = Format.json(r)
-        if !r.checksums.isEmpty { o["checksums"] = r.checksums }
-        if json { Format.printJSON(o); return }
+        if json {
+            var o = ResourceJSON(r)
+            if !r.checksums.isEmpty { o.checksums = r.checksums }
+            try JSONOutput.print(o)
+            return
+        }
         let size = Format.size(r.isCollection ? r.size : (r.contentLength ?? r.size), human: false)
         let lines = [
             ("path", "/" + r.path),
@@ -87,12 +91,9 @@ struct Get: RemoteCommand {
         let target = local ?? name
         if target == "-" {
             try client.get(remote, range: nil, sink: .stream({ chunk in
-                var offset = 0
-                while offset < chunk.count {
-                    let n = write(STDOUT_FILENO, chunk.baseAddress! + offset, chunk.count - offset)
-                    if n < 0 && errno == EINTR { continue }
-                    if n <= 0 { throw CLIError(message: "cannot write to stdout: \(String(cString: strerror(errno)))") }
-                    offset += n
+                // writeAll goes on after short writes and EINTR.
+                do { _ = try FileDescriptor.standardOutput.writeAll(chunk) } catch {
+                    throw CLIError(message: "cannot write to stdout: \(error)")
                 }
             }))
             return
@@ -209,11 +210,9 @@ struct Trash: ParsableCommand {
         func run(client: WebDAVClient) throws {
             let items = try client.trashList().sorted { ($0.trash?.deletionTime ?? .distantPast) > ($1.trash?.deletionTime ?? .distantPast) }
             if json {
-                Format.printJSON(items.map { r -> [String: Any] in
-                    var o = Format.json(r)
-                    o["item"] = r.path
-                    o["original_location"] = r.trash?.originalLocation ?? NSNull()
-                    o["deleted"] = Format.iso(r.trash?.deletionTime)
+                try JSONOutput.print(items.map { r in
+                    var o = ResourceJSON(r)
+                    o.trash = .init(item: r.path, originalLocation: r.trash?.originalLocation, deleted: r.trash?.deletionTime)
                     return o
                 })
                 return
@@ -256,7 +255,7 @@ struct Search: RemoteCommand {
     func run(client: WebDAVClient) throws {
         let like = pattern.contains("%") || pattern.contains("_") ? pattern : "%\(pattern)%"
         let results = try client.search(name: like, under: under, limit: limit).sorted { $0.path < $1.path }
-        if json { Format.printJSON(results.map(Format.json)); return }
+        if json { try JSONOutput.print(results.map(ResourceJSON.init)); return }
         for r in results { print("/" + r.path + (r.isCollection ? "/" : "")) }
     }
 }

@@ -87,30 +87,6 @@ struct IngestProgress {
     var active: Int { counts[.pending] + counts[.uploading] + counts[.deriving] }
     var done: Int { counts[.succeeded] + counts[.duplicate] }
 
-    var json: [String: Any] {
-        var result: [String: Any] = ["staged": staged]
-        for state in IngestItem.State.allCases { result[state.rawValue] = counts[state] }
-        var bytes: [String: Any] = [:]
-        for state in IngestItem.State.allCases { bytes[state.rawValue] = counts.bytes[state] ?? 0 }
-        result["bytes"] = bytes
-        if let rate = batch.rate { result["rate_bytes_per_second"] = Int(rate) }
-        if let eta = batch.eta { result["eta_seconds"] = Int(eta.rounded(.up)) }
-        var current: [String: Any] = [
-            "in_progress": batch.inProgress, "total": batch.total, "finished": batch.finished, "succeeded": batch.succeeded,
-            "duplicate": batch.duplicates, "quarantined": batch.quarantined, "failed": batch.failed, "pending": batch.pending,
-            "uploading": batch.uploading, "deriving": batch.deriving, "waiting": batch.waiting,
-            "remaining_bytes": batch.remainingBytes, "finished_bytes": batch.finishedBytes,
-        ]
-        let iso = ISO8601DateFormatter()
-        if let start = batch.start { current["started"] = iso.string(from: start) }
-        if let end = batch.end { current["ended"] = iso.string(from: end) }
-        if let rate = batch.rate { current["rate_bytes_per_second"] = Int(rate) }
-        if let rate = batch.itemRate { current["rate_items_per_second"] = rate }
-        if let eta = batch.eta { current["eta_seconds"] = Int(eta.rounded(.up)) }
-        result["batch"] = current
-        return result
-    }
-
     func printSummary() {
         let total = counts.count.values.reduce(0, +) + staged
         guard total > 0 else { return }

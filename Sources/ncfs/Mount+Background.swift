@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 
 /// `ncfs mount --background`: mount(8) waits for its helper to exit and then expects the
 /// filesystem to be there, so the helper must return exactly when the mount is live — or
@@ -72,8 +73,12 @@ extension Mount {
 
     /// Opens the log for appending (created 0600), so a remount keeps the earlier messages.
     static func openLog(_ path: String) throws -> FileHandle {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CLIError(message: "cannot open the log \(path): \(String(cString: strerror(errno)))", code: 1) }
-        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        do {
+            let fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.append, .create, .closeOnExec],
+                                             permissions: [.ownerReadWrite])
+            return FileHandle(fileDescriptor: fd.rawValue, closeOnDealloc: true)
+        } catch {
+            throw CLIError(message: "cannot open the log \(path): \(error)", code: 1)
+        }
     }
 }

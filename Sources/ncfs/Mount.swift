@@ -6,6 +6,7 @@ import HTTPTransport
 import Ingest
 import Logging
 import RemoteCache
+import SystemPackage
 import WebDAV
 
 /// `ncfs mount`: the composition root of the mount — clients, metadata cache, filesystem,
@@ -300,7 +301,7 @@ struct Mount: ParsableCommand {
         }
         var st = stat()
         guard stat(folder.path, &st) == 0 else {
-            throw CLIError(message: "cannot use the folder \(folder.path): \(String(cString: strerror(errno)))", code: 1)
+            throw CLIError(message: "cannot use the folder \(folder.path): \(Errno(rawValue: errno).description)", code: 1)
         }
         if st.st_mode & 0o077 != 0 {
             throw CLIError(message: "the folder \(folder.path) is open to other users (mode \(String(st.st_mode & 0o777, radix: 8))) and would hold copies of your files; run `chmod 700 \(folder.path)` first", code: 3)
@@ -327,9 +328,9 @@ extension Mount {
             case ENOENT:
                 throw CLIError(message: "the mount point \(path) does not exist: create an empty folder first (mkdir -p \(path))", code: 2)
             case ENOTCONN:
-                throw CLIError(message: "the mount point \(path) is a mount whose daemon has ended (\(String(cString: strerror(code)))): run `fusermount3 -u \(path)` first", code: 2)
+                throw CLIError(message: "the mount point \(path) is a mount whose daemon has ended (\(Errno(rawValue: code).description)): run `fusermount3 -u \(path)` first", code: 2)
             default:
-                throw CLIError(message: "cannot use the mount point \(path): \(String(cString: strerror(code)))", code: 2)
+                throw CLIError(message: "cannot use the mount point \(path): \(Errno(rawValue: code).description)", code: 2)
             }
         }
         guard st.st_mode & S_IFMT == S_IFDIR else {
@@ -341,7 +342,7 @@ extension Mount {
             throw CLIError(message: "\(path) is already a mount point (\(type)): unmount it first (fusermount3 -u \(path)), or mount elsewhere", code: 2)
         }
         guard let folder = opendir(path) else {
-            throw CLIError(message: "cannot read the mount point \(path): \(String(cString: strerror(errno)))", code: 2)
+            throw CLIError(message: "cannot read the mount point \(path): \(Errno(rawValue: errno).description)", code: 2)
         }
         defer { closedir(folder) }
         var names: [String] = []

@@ -141,27 +141,6 @@ enum Format {
         let n = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S", &parts)
         return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
-
-    static func iso(_ d: Date?) -> Any {
-        guard let d else { return NSNull() }
-        return ISO8601DateFormatter().string(from: d)
-    }
-
-    static func json(_ r: DAVResource) -> [String: Any] {
-        var o: [String: Any] = ["path": r.path, "name": r.name, "type": r.isCollection ? "folder" : "file"]
-        o["etag"] = r.etag ?? NSNull()
-        o["size"] = (r.isCollection ? r.size : (r.contentLength ?? r.size)) ?? NSNull()
-        o["modified"] = iso(r.lastModified)
-        o["fileid"] = r.fileID ?? NSNull()
-        o["permissions"] = r.permissions ?? NSNull()
-        return o
-    }
-
-    static func printJSON(_ value: Any) {
-        if let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]) {
-            print(String(decoding: data, as: UTF8.self))
-        }
-    }
 }
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 
 /// The receiving end of sd_notify(3), for `ncfs mount --background`: the parent plays the
 /// service manager for the daemon it starts, so the daemon reports "mounted" (`READY=1`) and
@@ -23,7 +24,7 @@ final class NotifyListener {
         let base = environment["XDG_RUNTIME_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var template = Array("\(base)/ncfs-XXXXXX".utf8CString)
         guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw Failure(description: "cannot create a folder in \(base): \(String(cString: strerror(errno)))")
+            throw Failure(description: "cannot create a folder in \(base): \(Errno(rawValue: errno).description)")
         }
         folder = String(cString: created)
         path = folder + "/notify"
@@ -32,7 +33,7 @@ final class NotifyListener {
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard fd >= 0, bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            let why = fd < 0 ? String(cString: strerror(errno)) : "path too long"
+            let why = fd < 0 ? Errno(rawValue: errno).description : "path too long"
             remove()
             throw Failure(description: "cannot create the socket \(path): \(why)")
         }
@@ -43,7 +44,7 @@ final class NotifyListener {
             }
         }
         guard bound == 0 else {
-            let why = String(cString: strerror(errno))
+            let why = Errno(rawValue: errno).description
             remove()
             throw Failure(description: "cannot bind \(path): \(why)")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import SystemPackage
 
 /// One mount daemon per state folder. Two daemons on one folder would share the upload journal,
 /// the catalog and the staged files of `incoming/`, and each would work the other's items (an
@@ -30,20 +31,20 @@ final class StateLock {
         for _ in 0..<10 {
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
-                throw CLIError(message: "cannot open the lock file \(path): \(String(cString: strerror(errno)))", code: 1)
+                throw CLIError(message: "cannot open the lock file \(path): \(Errno(rawValue: errno).description)", code: 1)
             }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 let code = errno
                 let holder = code == EWOULDBLOCK ? readHolder(fd) : [:]
                 close(fd)
                 if code == EWOULDBLOCK { throw CLIError(message: busyMessage(folder: folder, holder: holder), code: 1) }
-                throw CLIError(message: "cannot lock \(path): \(String(cString: strerror(code)))", code: 1)
+                throw CLIError(message: "cannot lock \(path): \(Errno(rawValue: code).description)", code: 1)
             }
             var held = stat(), current = stat()
             if fstat(fd, &held) == 0, stat(path, &current) == 0, held.st_dev == current.st_dev, held.st_ino == current.st_ino {
                 let text = "pid=\(getpid())\nmountpoint=\(mountpoint)\n"
                 guard ftruncate(fd, 0) == 0, pwrite(fd, text, text.utf8.count, 0) == text.utf8.count else {
-                    let reason = String(cString: strerror(errno))
+                    let reason = Errno(rawValue: errno).description
                     close(fd)
                     throw CLIError(message: "cannot write the lock file \(path): \(reason)", code: 1)
                 }

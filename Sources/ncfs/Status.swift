@@ -39,9 +39,8 @@ struct Status: ParsableCommand {
         let path = folder.appendingPathComponent("journal.sqlite").path
         guard FileManager.default.fileExists(atPath: path) else {
             if json {
-                let summary: [String: Any] = ["pending": 0, "bytes": 0, "failed": 0, "uploads": [Any](),
-                                              "ingest": try IngestProgress.read(folder: folder).json]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))
+                let summary = StatusJSON(uploads: [], ingest: try IngestProgress.read(folder: folder), now: Date())
+                print(try JSONOutput.encode(summary, pretty: false))
             } else {
                 print("no journal at \(path): nothing pending (this mount never wrote)")
                 try IngestProgress.read(folder: folder).printSummary()
@@ -56,18 +55,8 @@ struct Status: ParsableCommand {
         }
         let now = Date()
         if json {
-            let items: [[String: Any]] = uploads.map { upload in
-                var item: [String: Any] = ["path": upload.remotePath, "bytes": upload.size, "state": upload.state.rawValue,
-                                           "attempts": upload.attempts, "age_seconds": Int(now.timeIntervalSince(upload.createdAt)),
-                                           "mtime": upload.mtime]
-                if let error = upload.lastError { item["error"] = error }
-                return item
-            }
-            let summary: [String: Any] = ["pending": uploads.count, "bytes": uploads.reduce(Int64(0)) { $0 + $1.size },
-                                          "failed": uploads.filter { $0.state == .failed }.count, "uploads": items,
-                                          "ingest": try IngestProgress.read(folder: folder).json]
-            let data = try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            let summary = StatusJSON(uploads: uploads, ingest: try IngestProgress.read(folder: folder), now: now)
+            print(try JSONOutput.encode(summary, pretty: false))
             return
         }
         if uploads.isEmpty {

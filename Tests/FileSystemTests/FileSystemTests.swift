@@ -158,16 +158,6 @@ struct FileSystemTests {
         #expect(list.split(separator: 0).map { String(decoding: $0, as: UTF8.self) } == FileSystem.xattrNames)
     }
 
-    @Test("errno table")
-    func errnoTable() {
-        func e(_ kind: DAVError.Kind) -> Int32 { FileSystem.errno(for: DAVError(kind, method: "GET", path: "x")) }
-        #expect(e(.unauthorized) == EACCES && e(.forbidden) == EACCES)
-        #expect(e(.notFound) == ENOENT && e(.conflict) == ENOENT)
-        #expect(e(.preconditionFailed) == ESTALE && e(.locked) == EBUSY && e(.insufficientStorage) == ENOSPC)
-        #expect(e(.transport) == EIO && e(.server) == EIO && e(.unavailable) == EAGAIN)
-        #expect(FSError.readOnly.errno == EROFS && FSError.attributeReadOnly.errno == ENOTSUP)
-    }
-
     @Test("bytes per cached entry with 100k entries")
     func memoryPerEntry() {
         // RSS is the whole process's, and other suites allocate at the same time (libvips in

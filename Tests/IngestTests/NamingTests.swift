@@ -1,4 +1,4 @@
-import FileSystem
+import FileSystemInterface
 import Foundation
 @testable import Ingest
 import Testing
@@ -14,7 +14,7 @@ struct NamingTests {
               ("photo.jpg", false), (".hidden", false), (".config.json", false), ("a.b.c", false), (".x.toolong1", false),
           ])
     func temporaryNames(name: String, temporary: Bool) {
-        #expect(IncomingFolder.isTemporaryName(name) == temporary, "\(name)")
+        #expect(IncomingNames.isTemporaryName(name) == temporary, "\(name)")
     }
 
     @Test("A taken name is numbered before its extension; names without one (or dotfiles) at the end")

@@ -1,5 +1,5 @@
 import Foundation
-import Journal
+import SQLiteStore
 import Testing
 
 @Suite("SQLiteDatabase")

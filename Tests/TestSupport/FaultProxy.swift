@@ -87,8 +87,8 @@ public final class FaultProxy: @unchecked Sendable {
     /// - `5xx`: faults a client is expected to survive. Requests that may be repeated (GET, PUT,
     ///   PROPFIND, DELETE, …) get 500, 502, 503 or 504 (drawn with the seed); MOVE, COPY, MKCOL,
     ///   POST, LOCK and UNLOCK get only 503, because after a 500 nobody can tell whether they were
-    ///   applied, and ncfs by design does not repeat them (README: Retries) — the operation fails
-    ///   with EIO, which no fault-free test expects.
+    ///   applied, and ncfs by design does not repeat them (docs/SEMANTICS.md: Retries) — the
+    ///   operation fails with EIO, which no fault-free test expects.
     /// - `5xx-strict`: any of the four on every method.
     /// - a status code such as `503` or `429`; `reset` (connection reset instead of an answer);
     ///   `truncate` (half the body, then close).

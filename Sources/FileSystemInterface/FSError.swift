@@ -1,7 +1,8 @@
 import Foundation
 public import WebDAV
 
-/// Every way a filesystem operation fails. `errno` is the one place these become numbers.
+/// Every way a filesystem operation fails. `errno` is the one place these become numbers;
+/// docs/SEMANTICS.md holds the same table for readers, and FileSystemTests checks the two agree.
 public enum FSError: Error, Sendable {
     /// The server (or the transport) said no.
     case remote(DAVError)
@@ -9,7 +10,7 @@ public enum FSError: Error, Sendable {
     case notFound
     case notDirectory
     case isDirectory
-    /// Writes are not implemented yet: the mount is read-only.
+    /// A write on a read-only mount (`-o ro`: no write-back, no journal).
     case readOnly
     /// getxattr of a name ncfs does not provide.
     case noAttribute
@@ -44,7 +45,7 @@ extension FSError {
     /// The errno the kernel gets. Exhaustive on purpose: a new case must be mapped here.
     public var errno: Int32 {
         switch self {
-        case .remote(let error): return FileSystem.errno(for: error)
+        case .remote(let error): return FSError.errno(for: error)
         case .notFound: return ENOENT
         case .notDirectory: return ENOTDIR
         case .isDirectory: return EISDIR
@@ -68,42 +69,8 @@ extension FSError {
         }
     }
 
-    /// Failures an open retries: the staged file it found went away (its staging file is
-    /// gone), or a GET for staging hit the version the finished upload replaced.
-    var isStagingRace: Bool {
-        switch self {
-        case .stagingRace: return true
-        case .remote(let error): return error.kind == .preconditionFailed
-        default: return false
-        }
-    }
-
-    /// Wraps any error thrown below the filesystem; DAVErrors keep their kind.
-    static func wrap(_ error: any Error) -> FSError {
-        switch error {
-        case let e as FSError: return e
-        case let e as DAVError: return .remote(e)
-        default: return .remote(DAVError(.server, method: "", path: "", detail: "\(error)"))
-        }
-    }
-}
-
-extension FileSystem {
-    /// The errno for a server or transport failure. One exhaustive switch, no `default:`.
-    ///
-    /// | kind | errno | why |
-    /// |---|---|---|
-    /// | unauthorized (401), forbidden (403) | EACCES | |
-    /// | notFound (404/410), conflict (409: parent missing) | ENOENT | |
-    /// | preconditionFailed (412) | ESTALE | the version changed under us |
-    /// | locked (423) | EBUSY | |
-    /// | insufficientStorage (507) | ENOSPC | |
-    /// | alreadyExists (405 on MKCOL) | EEXIST | |
-    /// | invalidName | EINVAL | refused before sending |
-    /// | badRequest (400) | EINVAL | |
-    /// | throttled (429), unavailable (503) after retries | EAGAIN | temporary; try again later |
-    /// | transport (no answer, timeout), server (5xx), protocolViolation | EIO | |
-    /// | unsupported | ENOTSUP | |
+    /// The errno for a server or transport failure. One exhaustive switch, no `default:`; the
+    /// reasons for each row are in docs/SEMANTICS.md ("Errors"), which a test keeps in step.
     public static func errno(for error: DAVError) -> Int32 {
         switch error.kind {
         case .unauthorized, .forbidden: return EACCES

@@ -12,7 +12,7 @@ public struct SQLiteRow: Sendable {
     public let columns: [String]
     public let values: [SQLiteValue]
     /// The statement that produced the row, for error messages.
-    let sql: String
+    public let sql: String
 
     public subscript(index: Int) -> SQLiteValue { values[index] }
 

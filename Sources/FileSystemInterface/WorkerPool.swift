@@ -1,9 +1,11 @@
 import Foundation
 
-/// A fixed set of threads running blocking jobs: FUSE requests (FileSystem calls block on the
-/// network) and content fetches. Jobs run here — never on the FUSE loop's threads (which only
-/// read requests and hand them over) and never on the Swift concurrency pool (whose few
-/// threads must not block). An idle thread costs only its stack.
+/// A fixed set of threads running blocking jobs: FUSE requests that may wait on the network,
+/// content fetches, walk-ahead listings, ingest items. The FUSE loop's threads hand such
+/// requests over and answer themselves only those that never wait on the server (writes and
+/// flushes to local staging files, reads of bytes already cached, xattr names ncfs never has);
+/// the Swift concurrency pool is never used for them (its few threads must not block). An idle
+/// thread costs only its stack.
 public final class WorkerPool: @unchecked Sendable {
     // @unchecked: `jobs` and `stopped` are guarded by `condition`'s lock.
     private let condition = NSCondition()
