@@ -67,7 +67,9 @@ struct IngestProgress {
             do {
                 let catalog = try SQLiteCatalog(readOnlyPath: path)
                 progress.counts = try catalog.counts(now: now, rateWindow: IngestBatch.rateWindow)
-                inIncoming = Set(try catalog.allInIncoming().compactMap(\.stagingPath))
+                // A finished item's file is still in incoming/ for a moment (its state commits
+                // before the file goes): held by it, not waiting to be taken.
+                inIncoming = Set(try (catalog.allInIncoming() + catalog.finishedWithStagedFile()).compactMap(\.stagingPath))
                 times = try catalog.timeline()
             } catch {
                 throw CLIError(message: "cannot read the catalog \(path): \(error)", code: 1)

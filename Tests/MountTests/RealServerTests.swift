@@ -316,6 +316,39 @@ struct RealServerTests {
         #expect(mount.unmount() == 0, "clean exit, every upload done")
     }
 
+    @Test("Bulk upload faults on the real server: an answer lost after Nextcloud stored the files (fault proxy) and a 503 on the endpoint; every file once, intact, at its mtime, nothing pending",
+          .enabled(if: fuse, "needs /dev/fuse"))
+    func bulkFaults() throws {
+        let space = try NextcloudServer.shared().space("bulkfault")
+        defer { space.remove() }
+        let client = try space.client()
+        let source = space.dataDir.appendingPathComponent("src")
+        var rng = SeededGenerator(seed: 19)
+        var expected: [String: [UInt8]] = [:]
+        for i in 0..<60 {
+            let bytes = (0..<Int.random(in: 1_000...40_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            expected[String(format: "q%03d.bin", i)] = bytes
+            try write(source.appendingPathComponent(String(format: "q%03d.bin", i)), bytes)
+        }
+        _ = run("/bin/sh", ["-c", "find '\(source.path)' -type f -exec touch -d '2021-03-04 05:06:07 UTC' {} +"])
+        let proxy = try FaultProxy()
+        defer { proxy.stop() }
+        try proxy.setRules([["method": "POST", "path": "/dav/bulk$", "action": "reset", "forward": true, "count": 1],
+                            ["method": "POST", "path": "/dav/bulk$", "action": "status", "status": 503, "count": 1]])
+        let mount = try MountedServer(space, arguments: ["--drain-timeout", "120"], proxy: proxy)
+        defer { mount.unmount() }
+        let cp = run("/bin/cp", ["-a", source.path, mount.path("faults")], timeout: 300, errors: true)
+        #expect(cp.status == 0, "cp -a: \(cp.out)")
+        #expect(mount.unmount() == 0, "unmount drains every upload: \(mount.logTail)")
+        let posts = proxy.records().filter { $0.method == "POST" }
+        #expect(posts.contains { $0.outcome.contains("reset") } && posts.contains { $0.status == 503 }, "both faults hit: \(posts.map(\.outcome))")
+        let (_, listed) = try client.list("faults")
+        #expect(Set(listed.map(\.name)) == Set(expected.keys), "exactly the copied files, no conflict copies: \(listed.map(\.name).sorted())")
+        #expect(listed.allSatisfy { $0.lastModified == Date(timeIntervalSince1970: 1_614_834_367) }, "every mtime is the source's")
+        for (name, bytes) in expected { #expect(try client.get("faults/" + name).bytes == bytes, "\(name)") }
+        #expect(ncfs(space, ["status"]).out.hasPrefix("nothing pending"))
+    }
+
     @Test("folder times set by rsync -a and cp -a survive the uploads into those folders", .enabled(if: fuse, "needs /dev/fuse"))
     func folderTimes() throws {
         try WriteTests.folderTimesSurviveUploads(on: try NextcloudServer.shared().space("times"), client: { try $0.client() },
