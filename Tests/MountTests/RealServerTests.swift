@@ -406,9 +406,27 @@ struct RealServerTests {
         let mount = try MountedServer(space, options: ["state_dir=\(state.path)", "ingest_delay=0.3"], arguments: ["--time-zone", "UTC"],
                                       environment: ["NEXTCLOUD_PUBLIC_SHARE_TOKEN": share.token])
         defer { mount.unmount() }
+        let before = space.mark()
         let copy = run("/usr/bin/rsync", ["-a", source.path + "/", mount.path("incoming") + "/"], timeout: 300, errors: true)
         #expect(copy.status == 0, "\(copy.out)")
         let items = try waitForItems(state: state, count: names.count, timeout: 300)
+        // Each photo's five files in one bulk request: no PUT, one POST per photo; the date
+        // folders made once (MKCOL), the original folder listed once per batch.
+        let firstWrites = try NextcloudServer.shared().requests(since: before).filter { ["PUT", "POST", "MKCOL"].contains($0.method) }
+        let posts = firstWrites.filter { $0.method == "POST" && $0.path.hasSuffix("/dav/bulk") }
+        // (A photo over the chunk threshold goes up in chunks, under /dav/uploads/, its
+        // derivatives still in one bulk request.)
+        // An original over the bulk limit (8 MiB) goes by PUT (chunks above 10 MiB).
+        let smallPut = firstWrites.contains { request in
+            guard request.method == "PUT", !request.path.contains("/dav/uploads/") else { return false }
+            let name = String(request.path.split(separator: "/").last ?? "").removingPercentEncoding ?? ""
+            let size = (try? FileManager.default.attributesOfItem(atPath: source.appendingPathComponent(name).path)[.size] as? Int) ?? 0
+            return size <= 8 << 20
+        }
+        #expect(posts.count == names.count && !smallPut,
+                "one bulk request per photo and no PUT of a file: \(Dictionary(grouping: firstWrites, by: \.method).mapValues(\.count)); PUTs: \(firstWrites.filter { $0.method == "PUT" })")
+        let folders = firstWrites.filter { $0.method == "MKCOL" && !$0.path.contains("/dav/uploads/") }
+        #expect(folders.count <= 10, "each date folder made once (MKCOL): \(folders)")
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let c = calendar.dateComponents([.year, .month, .day], from: Date())
