@@ -26,7 +26,10 @@ extension WriteBack {
         var settled: [Settled] = []
         var byPut: [Job] = []
         if bulk {
-            let eligible = jobs.filter { job in job.file.lock.withLock { bulkCandidate(job.file) } }
+            // By the state the attempt took (a writer may have grown the file since: copy on write).
+            let eligible = jobs.filter { job in
+                job.size <= settings.batchFileLimit && WebDAVClient.bulkEligible(job.path) && !job.file.lock.withLock { job.file.bulkRefused }
+            }
             byPut = jobs.filter { job in !eligible.contains { $0.file === job.file } }
             let (safe, unsafe) = safeForBulk(eligible)
             byPut += unsafe
@@ -102,9 +105,9 @@ extension WriteBack {
         var stopped = false
         for (job, outcome) in zip(sent, outcomes) {
             switch outcome {
-            case .stored(let etag, let fileID):
+            case .stored(let etag, let fileID, let permissions):
                 let entry = RemoteEntry(name: MetadataCache.split(job.path).name, isDirectory: false, size: job.size, mtime: job.mtime,
-                                        etag: etag, fileID: fileID ?? 0, permissions: Permissions(rawValue: 0))
+                                        etag: etag, fileID: fileID ?? 0, permissions: Permissions(permissions))
                 settled.append(Settled(job: job, outcome: .success(entry), uploadedPath: job.path))
             case .refused(let message):
                 logger.info("bulk upload refused /\(job.path) (\(message)); sending it alone")

@@ -116,12 +116,6 @@ extension WriteBack {
         return batch
     }
 
-    /// Whether the file may go in a bulk request at all (caller holds its lock): small, a name
-    /// the request's headers carry unchanged, and not refused by a bulk request before.
-    func bulkCandidate(_ file: StagedFile) -> Bool {
-        file.size <= settings.batchFileLimit && !file.bulkRefused && WebDAVClient.bulkEligible(file.path)
-    }
-
     /// Takes the file's state for an attempt, and counts the attempt.
     func job(for file: StagedFile) -> Job {
         file.lock.lock()

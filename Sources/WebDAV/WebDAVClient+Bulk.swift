@@ -39,8 +39,8 @@ extension WebDAVClient {
 
     /// What became of one file of a bulk request.
     public enum BulkOutcome: Sendable, Equatable {
-        /// Stored: the server's ETag (unquoted) and file id.
-        case stored(etag: String, fileID: Int64?)
+        /// Stored: the server's ETag (unquoted), file id and permission letters.
+        case stored(etag: String, fileID: Int64?, permissions: String)
         /// The server refused this file alone (its message); the others are unaffected. A PUT
         /// of the file on its own gets the precise error.
         case refused(String)
@@ -104,7 +104,8 @@ extension WebDAVClient {
                 continue
             }
             if entry["error"] as? Bool == false, let etag = entry["etag"] as? String, !etag.isEmpty {
-                outcomes.append(.stored(etag: Self.unquote(etag), fileID: (entry["fileid"] as? String).flatMap(Self.parseFileID)))
+                outcomes.append(.stored(etag: Self.unquote(etag), fileID: (entry["fileid"] as? String).flatMap(Self.parseFileID),
+                                        permissions: entry["permissions"] as? String ?? ""))
             } else {
                 let message = entry["message"] as? String ?? "refused without a message"
                 outcomes.append(.refused(String(message.prefix(300))))
