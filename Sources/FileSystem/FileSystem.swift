@@ -51,7 +51,10 @@ public final class FileSystem: @unchecked Sendable {
     /// that closes early costs little). Past that the stream waits for its readers
     /// (back-pressure: the socket fills and the server waits); a stream kept waiting longer
     /// than `parkLimit` seconds ends, and the reader's next read starts another. A read away
-    /// from the stream (a seek) cancels it.
+    /// from the stream (a seek) cancels it. A read up to `sequentialSlack` (8 MiB) past the
+    /// previous one still counts as sequential: the kernel's readahead sends reads for its
+    /// whole window at once (`read_ahead_kb`, 128 KiB by default, often raised to a few MiB),
+    /// and FUSE workers answer them in any order.
     ///
     /// Random reads fetch the asked range rounded up to `randomGranule` (128 KiB, the kernel's
     /// usual largest FUSE read). The second random read of a file of at most `wholeFileMax`
@@ -68,6 +71,7 @@ public final class FileSystem: @unchecked Sendable {
     public struct ReadAhead: Sendable {
         public var initialWindow: Int64 = 1 << 20
         public var streamAhead: Int64 = 32 << 20
+        public var sequentialSlack: Int64 = 8 << 20
         public var parkLimit: Double = 5
         public var randomGranule: Int64 = 128 << 10
         public var wholeFileMax: Int64 = 256 << 20

@@ -7,9 +7,9 @@ import WebDAV
 /// One open file being read: decides what to fetch into the file's cached content and waits
 /// for the bytes a read needs.
 ///
-/// The state machine: a read that continues near where the previous ones ended (within one
-/// `initialWindow` ahead or one `streamAhead` behind: the kernel's readahead sends several
-/// reads at once and the worker pool may run them out of order) is sequential. A sequential
+/// The state machine: a read that continues near where the previous ones ended (within
+/// `sequentialSlack` ahead or `streamAhead` behind: the kernel's readahead sends several reads
+/// at once and the worker pool may run them out of order) is sequential. A sequential
 /// read whose following bytes are not already held or coming starts one stream: a GET from
 /// there to the next held byte (normally the end of the file) that runs ahead of its readers
 /// with back-pressure (see `FileSystem.ReadAhead`). Any other read is random: it cancels this
@@ -42,7 +42,7 @@ final class ReadStream: @unchecked Sendable {
     /// reads this reader has made (this one included).
     private func classify(offset: Int64, end: Int64, policy: FileSystem.ReadAhead) -> (sequential: Bool, randomReads: Int) {
         lock.lock(); defer { lock.unlock() }
-        let near = offset >= lastEnd - policy.streamAhead && offset <= lastEnd + policy.initialWindow
+        let near = offset >= lastEnd - policy.streamAhead && offset <= lastEnd + policy.sequentialSlack
         sequential = offset == lastEnd || (sequential && near)
         lastEnd = sequential ? max(lastEnd, end) : end
         if !sequential { randomReads += 1 }
@@ -64,9 +64,11 @@ final class ReadStream: @unchecked Sendable {
         content.condition.lock()
         let startSequence = content.failureSequence
         var started: [ContentFetch] = []
-        // A read at or just past a stream's position lets that stream run further ahead.
+        // A read anywhere in a stream's span (the kernel's readahead asks for several ranges
+        // at once) lets that stream run on to it and past it: a stream never waits for its
+        // readers while one of them waits for it.
         for fetch in content.fetches where fetch.kind == .stream && !fetch.cancelled && fetch.readerEnd < range.upperBound
-            && fetch.start <= range.lowerBound && range.lowerBound <= fetch.remaining.lowerBound + policy.initialWindow {
+            && fetch.start <= range.lowerBound && range.lowerBound < fetch.remaining.upperBound {
             fetch.readerEnd = range.upperBound
             content.condition.broadcast()
         }
@@ -185,6 +187,12 @@ final class ContentFetcher: Sendable {
         }
     }
 
+    /// Received bytes are stored in pieces of up to this size (or what came within
+    /// `coalesceDelay`): a loopback or LAN socket hands libcurl 16 KiB at a time, and storing
+    /// each (a pwrite, a lock, waking the readers) cost a sequential read a fifth of its time.
+    static let coalesceSize = 256 << 10
+    static let coalesceDelay: Duration = .milliseconds(10)
+
     private func run(_ fetch: ContentFetch, of content: CachedContent, path: String, policy: FileSystem.ReadAhead) {
         content.condition.lock()
         var position = fetch.remaining.lowerBound
@@ -194,15 +202,35 @@ final class ContentFetcher: Sendable {
         let began = ContinuousClock.now
         var deadline = Date().addingTimeInterval(resumeBudget)
         var failure: FSError?
+        // Bytes received and not stored yet: `pending` holds those at `position`.
+        var pending: [UInt8] = []
+        var pendingSince = began
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            try pending.withUnsafeBytes { try Self.store($0, at: position, for: fetch, in: content, policy: policy) }
+            position += Int64(pending.count)
+            pending.removeAll(keepingCapacity: true)
+        }
         while !cancelled && position < end {
             let before = position
             do {
+                defer {
+                    // Whatever came before an error is the version asked for (If-Match): kept.
+                    do { try flush() } catch { pending.removeAll() }
+                }
                 try fetch.cancellation.run { () throws in
                     _ = try client.get(path, range: position..<end, ifMatch: content.etag, sink: .stream({ chunk in
-                        try Self.store(chunk, at: position, for: fetch, in: content, policy: policy)
-                        position += Int64(chunk.count)
+                        if pending.isEmpty {
+                            pendingSince = .now
+                            if pending.capacity == 0 { pending.reserveCapacity(Self.coalesceSize) }
+                        }
+                        pending.append(contentsOf: chunk)
+                        if pending.count >= Self.coalesceSize || ContinuousClock.now - pendingSince >= Self.coalesceDelay {
+                            try flush()
+                        }
                     }))
                 }
+                try flush()
                 if position < end {
                     throw DAVError(.protocolViolation, method: "GET", path: path,
                                    detail: "the server sent \(position - before) of \(end - before) bytes")
