@@ -50,7 +50,9 @@ public final class FileSystem: @unchecked Sendable {
     /// 80 ms at 400 MB/s, enough to ride out a reader's pauses, while a `head` of a large file
     /// that closes early costs little). Past that the stream waits for its readers
     /// (back-pressure: the socket fills and the server waits); a stream kept waiting longer
-    /// than `parkLimit` seconds ends, and the reader's next read starts another. A read away
+    /// than `parkLimit` (2 s) ends, and the reader's next read starts another. Not longer:
+    /// Nextcloud holds a shared lock on a file while a GET of it runs, and anyone's upload
+    /// of that file meanwhile fails with 423 Locked. A read away
     /// from the stream (a seek) cancels it. A read up to `sequentialSlack` (8 MiB) past the
     /// previous one still counts as sequential: the kernel's readahead sends reads for its
     /// whole window at once (`read_ahead_kb`, 128 KiB by default, often raised to a few MiB),
@@ -72,7 +74,7 @@ public final class FileSystem: @unchecked Sendable {
         public var initialWindow: Int64 = 1 << 20
         public var streamAhead: Int64 = 32 << 20
         public var sequentialSlack: Int64 = 8 << 20
-        public var parkLimit: Double = 5
+        public var parkLimit: Double = 2
         public var randomGranule: Int64 = 128 << 10
         public var wholeFileMax: Int64 = 256 << 20
         public var timeout: Double = 30

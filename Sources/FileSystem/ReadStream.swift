@@ -17,18 +17,21 @@ import WebDAV
 /// random read of a small enough file also starts the one whole-file fetch of its version.
 /// Bytes already held are never fetched again.
 final class ReadStream: @unchecked Sendable {
-    // @unchecked: `lastEnd`, `sequential` and `randomReads` are guarded by `lock` (a leaf lock,
-    // never held while taking another); `stream` by `content.condition`; `content` has its own.
+    // @unchecked: `lastStart`, `lastEnd`, `sequential` and `randomReads` are guarded by `lock` (a leaf lock,
+    // never held while taking another); `stream` and `streamed` by `content.condition`; `content` has its own.
     let path: String
     /// The file as it was when opened (what an fgetattr of this handle answers).
     let entry: RemoteEntry
     let content: CachedContent
     private let lock = NSLock()
+    private var lastStart: Int64 = -1
     private var lastEnd: Int64 = 0
     private var sequential = false
     private var randomReads = 0
     /// This reader's stream, while it may still be running.
     private var stream: ContentFetch?
+    /// This reader has had a stream.
+    private var streamed = false
 
     init(path: String, entry: RemoteEntry, content: CachedContent) {
         self.path = path
@@ -42,6 +45,10 @@ final class ReadStream: @unchecked Sendable {
     /// reads this reader has made (this one included).
     private func classify(offset: Int64, end: Int64, policy: FileSystem.ReadAhead) -> (sequential: Bool, randomReads: Int) {
         lock.lock(); defer { lock.unlock() }
+        // The same read again: the FUSE bridge plans a read on its loop thread (`wait: false`)
+        // and, when the bytes are not there yet, waits for them on a worker.
+        if offset == lastStart && end == lastEnd { return (sequential, randomReads) }
+        lastStart = offset
         let near = offset >= lastEnd - policy.streamAhead && offset <= lastEnd + policy.sequentialSlack
         sequential = offset == lastEnd || (sequential && near)
         lastEnd = sequential ? max(lastEnd, end) : end
@@ -74,13 +81,17 @@ final class ReadStream: @unchecked Sendable {
         }
         if sequential {
             let start = content.horizon(from: range.lowerBound)
-            // The bytes from this read on stop coming within a window: one stream from there.
-            if start < size && start < range.upperBound + policy.initialWindow {
+            // One stream from where the held-or-coming bytes end: when this read needs bytes
+            // from there, or (a reader whose stream ended while it waited for it) when they
+            // stop within a window. Not earlier: a 4 KiB read at a random spot makes the
+            // kernel read on past it, within the 128 KiB that spot's GET brought.
+            if start < size && (start < range.upperBound || (streamed && start < range.upperBound + policy.initialWindow)) {
                 if let own = stream { content.cancel(own) }
                 let fetch = ContentFetch(.stream, start..<content.nextHeld(from: start))
                 fetch.readerEnd = range.upperBound
                 content.add(fetch)
                 stream = fetch
+                streamed = true
                 started.append(fetch)
             }
         } else {
