@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTransport
+import RemoteCache
 import WebDAV
 
 /// The bytes of one version of one file (file id + ETag) held in a sparse local file, plus the
@@ -140,7 +141,8 @@ final class ContentFetch: @unchecked Sendable {
         /// The missed range of a random read.
         case range
         /// A sequential reader's stream: one GET from where its bytes stop coming to the next
-        /// held byte (normally the end of the file), kept within `ahead` bytes of its readers.
+        /// held byte (normally the end of the file), at most `ReadAhead.streamAhead` ahead of its
+        /// readers.
         case stream
         /// The whole file (from its first to its last missing byte), once, for random access.
         case whole
@@ -170,7 +172,7 @@ final class ContentFetch: @unchecked Sendable {
     /// Bytes per second since the first byte; nil until a few milliseconds of data are in.
     func rate(now: ContinuousClock.Instant) -> Double? {
         guard let firstByte else { return nil }
-        let seconds = Double((now - firstByte).components.attoseconds) / 1e18 + Double((now - firstByte).components.seconds)
+        let seconds = MetadataCache.seconds(now - firstByte)
         guard seconds > 0.005 else { return nil }
         return Double(remaining.lowerBound - firstByteOffset) / seconds
     }

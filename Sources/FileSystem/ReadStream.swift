@@ -264,8 +264,7 @@ final class ContentFetcher: Sendable {
             }
         }
         if fetch.kind == .range, failure == nil, !cancelled {
-            let elapsed = ContinuousClock.now - began
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = MetadataCache.seconds(ContinuousClock.now - began)
             latency.withLock { $0 = 0.8 * $0 + 0.2 * seconds }
         }
         content.condition.lock()
@@ -303,7 +302,7 @@ final class ContentFetcher: Sendable {
         }
         fetch.remaining = min(end, fetch.remaining.upperBound)..<fetch.remaining.upperBound
         content.condition.broadcast()
-        guard fetch.kind == .stream else { return }
+        guard fetch.kind == .stream, !fetch.remaining.isEmpty else { return }
         // Back-pressure: ahead of the readers by at most what they have read since the stream
         // began (at least `initialWindow`, at most `streamAhead`).
         let parkedUntil = Date().addingTimeInterval(policy.parkLimit)
