@@ -66,6 +66,10 @@ public final class FileSystem: @unchecked Sendable {
     /// there sooner than a ranged GET usually answers. 256 MiB: at 100 MB/s a second or two
     /// of transfer, against a ranged GET per miss at tens of milliseconds each on a real
     /// server (64 misses already cost more); davfs2 downloads every file whole on open.
+    /// Only from a server whose ranged GETs take `wholeFileMinLatency` (10 ms) or more, as
+    /// measured on this mount's random reads: one that answers sooner (a LAN server with
+    /// little work per request) serves each miss about as fast as it would stream the whole
+    /// file, and a whole-file GET would only compete with the misses.
     ///
     /// A read that has not got its bytes after `timeout` seconds fails with EIO (the reader
     /// client's own stall and retry limits normally end a failing fetch sooner; this bounds
@@ -77,6 +81,7 @@ public final class FileSystem: @unchecked Sendable {
         public var parkLimit: Double = 2
         public var randomGranule: Int64 = 128 << 10
         public var wholeFileMax: Int64 = 256 << 20
+        public var wholeFileMinLatency: Double = 0.01
         public var timeout: Double = 30
         public init() {}
     }

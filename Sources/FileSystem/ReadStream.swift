@@ -14,7 +14,8 @@ import WebDAV
 /// there to the next held byte (normally the end of the file) that runs ahead of its readers
 /// with back-pressure (see `FileSystem.ReadAhead`). Any other read is random: it cancels this
 /// reader's stream, and fetches only the asked range (rounded up to the granule); the second
-/// random read of a small enough file also starts the one whole-file fetch of its version.
+/// random read of a small enough file, from a server slow enough per request, also starts
+/// the one whole-file fetch of its version.
 /// Bytes already held are never fetched again.
 final class ReadStream: @unchecked Sendable {
     // @unchecked: `lastStart`, `lastEnd`, `sequential` and `randomReads` are guarded by `lock` (a leaf lock,
@@ -100,7 +101,8 @@ final class ReadStream: @unchecked Sendable {
                 content.cancel(own)
                 stream = nil
             }
-            if randomReads >= 2, size <= policy.wholeFileMax, !content.wholeFetchStarted {
+            if randomReads >= 2, size <= policy.wholeFileMax, !content.wholeFetchStarted,
+               fetcher.rangeLatency >= policy.wholeFileMinLatency {
                 let gaps = content.held.gaps(in: 0..<size)
                 if let first = gaps.first, let last = gaps.last {
                     content.wholeFetchStarted = true
@@ -177,9 +179,9 @@ final class ContentFetcher: Sendable {
     let pool: WorkerPool
     /// How long a fetch keeps resuming after its connection broke mid-body without progress.
     let resumeBudget: Double
-    /// Seconds a ranged GET of a random read took, a moving average (starting at a real
-    /// server's usual 50 ms).
-    private let latency = Mutex<Double>(0.05)
+    /// Seconds a ranged GET of a random read took, a moving average (the first one measured
+    /// replaces the starting guess, a real server's usual 50 ms), and how many were measured.
+    private let latency = Mutex<(seconds: Double, samples: Int)>((0.05, 0))
 
     init(client: WebDAVClient, cache: ContentCache, threads: Int, resumeBudget: Double) {
         self.client = client
@@ -188,7 +190,7 @@ final class ContentFetcher: Sendable {
         self.resumeBudget = resumeBudget
     }
 
-    var rangeLatency: Double { latency.withLock { $0 } }
+    var rangeLatency: Double { latency.withLock { $0.seconds } }
 
     /// Runs `fetch` (already registered with `content`) in the background.
     func start(_ fetch: ContentFetch, of content: CachedContent, path: String, policy: FileSystem.ReadAhead) {
@@ -265,7 +267,10 @@ final class ContentFetcher: Sendable {
         }
         if fetch.kind == .range, failure == nil, !cancelled {
             let seconds = MetadataCache.seconds(ContinuousClock.now - began)
-            latency.withLock { $0 = 0.8 * $0 + 0.2 * seconds }
+            latency.withLock { average in
+                let blended: Double = average.samples == 0 ? seconds : 0.8 * average.seconds + 0.2 * seconds
+                average = (blended, average.samples + 1)
+            }
         }
         content.condition.lock()
         content.fetches.removeAll { $0 === fetch }

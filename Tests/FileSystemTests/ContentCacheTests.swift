@@ -298,6 +298,7 @@ struct ContentCacheTests {
         defer { server.stop() }
         var opts = options(server.dataDir.appendingPathComponent("content"))
         opts.readAhead.wholeFileMax = 24 << 20
+        opts.readAhead.wholeFileMinLatency = 0  // the test server answers in about a millisecond
         let fs = try makeFileSystem(server, options: opts)
         let w = try fs.lookup(parent: FileSystem.rootInode, name: "w.bin")
         var (fh, _) = try fs.open(w.inode, writable: false)
@@ -342,6 +343,7 @@ struct ContentCacheTests {
         defer { server.stop() }
         var opts = options(server.dataDir.appendingPathComponent("content"))
         opts.readAhead.wholeFileMax = 4 << 20
+        opts.readAhead.wholeFileMinLatency = 0
         let fs = try makeFileSystem(server, options: opts)
         let big = try fs.lookup(parent: FileSystem.rootInode, name: "big.bin")
         var (fh, _) = try fs.open(big.inode, writable: false)
@@ -360,6 +362,37 @@ struct ContentCacheTests {
         #expect(try fs.read(fh, offset: 1 << 20, count: 4096) == Array(content[(1 << 20)..<(1 << 20) + 4096]))
         fs.release(fh)
         #expect(server.requests(since: mark).map { $0.range ?? "-" } == ["bytes=1048576-1179647"], "one seek (a `tail`) is not random access yet")
+    }
+
+    @Test("whole-file fetch learns from the server: ranged GETs that take 50 ms (a real server) start it; under the threshold misses stay ranged")
+    func wholeFileLearns() throws {
+        let content = Self.pattern(3 << 20, seed: 13)
+        let server = try populatedServer {
+            files in try write(files.appendingPathComponent("slow.bin"), content)
+            try write(files.appendingPathComponent("fast.bin"), content)
+        }
+        defer { server.stop() }
+        let offsets = [2_500_000, 700_000, 1_900_000, 100_000, 2_900_000, 1_300_000]
+        func ranges(_ name: String, minLatency: Double?) throws -> [String] {
+            var opts = options(server.dataDir.appendingPathComponent("content-\(name)"))
+            if let minLatency { opts.readAhead.wholeFileMinLatency = minLatency }
+            let fs = try makeFileSystem(server, options: opts)
+            let inode = try fs.lookup(parent: FileSystem.rootInode, name: name).inode
+            let (fh, _) = try fs.open(inode, writable: false)
+            let mark = server.mark()
+            for o in offsets {
+                #expect(try fs.read(fh, offset: Int64(o), count: 4096) == Array(content[o..<o + 4096]))
+            }
+            fs.release(fh)
+            return server.requests(since: mark).filter { $0.method == "GET" }.map { $0.range ?? "-" }
+        }
+        // Every GET of slow.bin waits 50 ms, as a real server's PHP does.
+        try server.fault(method: "GET", pathContains: "slow.bin", action: "delay", count: -1, seconds: 0.05)
+        let slow = try ranges("slow.bin", minLatency: nil)
+        #expect(slow.first == "bytes=2500000-2631071" && slow.contains("bytes=0-3145727") && slow.count < offsets.count + 1, "\(slow)")
+        // A threshold no server reaches: every miss its own 128 KiB.
+        let fast = try ranges("fast.bin", minLatency: 1000)
+        #expect(fast.count == offsets.count && !fast.contains { $0.hasPrefix("bytes=0-3") }, "\(fast)")
     }
 
     @Test("a partly fetched version, closed and opened again, still serves the bytes it holds (and fetches only the rest)")
