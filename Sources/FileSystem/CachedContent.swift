@@ -1,4 +1,6 @@
 import Foundation
+import HTTPTransport
+import RemoteCache
 import WebDAV
 
 /// The bytes of one version of one file (file id + ETag) held in a sparse local file, plus the
@@ -21,8 +23,10 @@ final class CachedContent: @unchecked Sendable {
     /// The local file, open while a handle or a fetch uses it (-1 otherwise).
     var fd: Int32 = -1
     var held = ExtentSet()
-    /// Ranges being fetched now.
-    var inFlight: [Range<Int64>] = []
+    /// The GETs filling this content now.
+    var fetches: [ContentFetch] = []
+    /// A whole-file fetch of this version was started (it is never started twice).
+    var wholeFetchStarted = false
     /// Recent failures: the range that could not be had, the error, and a sequence number so
     /// a reader only fails on failures that happened while it waited.
     var failures: [(range: Range<Int64>, error: FSError, sequence: UInt64)] = []
@@ -45,20 +49,54 @@ final class CachedContent: @unchecked Sendable {
     }
 
     var isComplete: Bool { held.contains(0..<size) }
-    var isBusy: Bool { openCount > 0 || !inFlight.isEmpty }
+    var isBusy: Bool { openCount > 0 || !fetches.isEmpty }
 
-    /// The parts of `range` neither held nor being fetched. Caller holds `condition`.
-    func unplanned(_ range: Range<Int64>) -> [Range<Int64>] {
+    /// Held bytes plus the bytes the running fetches will still deliver; of a whole-file fetch
+    /// only its next `wholeReach` bytes (nil: all of them), so a read further on is fetched by
+    /// range rather than waiting for the whole file to get there. Caller holds `condition`.
+    private func coming(wholeReach: Int64? = nil) -> ExtentSet {
         var covered = held
-        for r in inFlight { covered.insert(r) }
-        return covered.gaps(in: range)
+        for fetch in fetches {
+            let rest = fetch.remaining
+            if fetch.kind == .whole, let wholeReach {
+                covered.insert(rest.lowerBound..<min(rest.upperBound, rest.lowerBound + wholeReach))
+            } else {
+                covered.insert(rest)
+            }
+        }
+        return covered
+    }
+
+    /// The parts of `range` neither held nor coming (see `coming`). Caller holds `condition`.
+    func unplanned(_ range: Range<Int64>, wholeReach: Int64? = nil) -> [Range<Int64>] {
+        coming(wholeReach: wholeReach).gaps(in: range)
     }
 
     /// Where the run of held-or-coming bytes from `offset` ends. Caller holds `condition`.
     func horizon(from offset: Int64) -> Int64 {
-        var covered = held
-        for r in inFlight { covered.insert(r) }
-        return covered.runEnd(from: offset)
+        coming().runEnd(from: offset)
+    }
+
+    /// Where the next held byte at or after `offset` is (`size` if none): a stream started at
+    /// `offset` stops there instead of fetching bytes held already. Caller holds `condition`.
+    func nextHeld(from offset: Int64) -> Int64 {
+        held.ranges.first { $0.upperBound > offset }.map { max(offset, $0.lowerBound) } ?? size
+    }
+
+    /// Registers `fetch` as running. Caller holds `condition`.
+    func add(_ fetch: ContentFetch) {
+        fetches.append(fetch)
+    }
+
+    /// Stops `fetch`: from now on nothing it receives is marked held, its transfer ends at its
+    /// next chunk (or within a second, libcurl's progress callback, while no byte comes), and
+    /// readers stop counting on it at once. Caller holds `condition`.
+    func cancel(_ fetch: ContentFetch) {
+        guard !fetch.cancelled else { return }
+        fetch.cancelled = true
+        fetch.cancellation.cancel()
+        fetch.remaining = fetch.remaining.upperBound..<fetch.remaining.upperBound
+        condition.broadcast()
     }
 
     /// A failure recorded after `sequence` that overlaps `range`. Caller holds `condition`.
@@ -92,5 +130,50 @@ final class CachedContent: @unchecked Sendable {
         }
         guard done == count else { throw .cacheFailure("reading the cached copy: \(done) of \(count) bytes") }
         return bytes
+    }
+}
+
+/// One GET filling part of a `CachedContent`. Every `var` is guarded by the content's
+/// condition.
+final class ContentFetch: @unchecked Sendable {
+    // @unchecked: the vars are only touched under the owning content's `condition`.
+    enum Kind {
+        /// The missed range of a random read.
+        case range
+        /// A sequential reader's stream: one GET from where its bytes stop coming to the next
+        /// held byte (normally the end of the file), at most `ReadAhead.streamAhead` ahead of its
+        /// readers.
+        case stream
+        /// The whole file (from its first to its last missing byte), once, for random access.
+        case whole
+    }
+
+    let kind: Kind
+    /// Where the GET began.
+    let start: Int64
+    /// The bytes still to come: the lower bound moves up as bytes are stored.
+    var remaining: Range<Int64>
+    /// A stream's readers have read up to here (back-pressure measures from this).
+    var readerEnd: Int64
+    var cancelled = false
+    /// Ends the transfer (the thread running it makes this its current cancellation).
+    let cancellation = Cancellation()
+    /// When its first byte arrived (the rate of a whole-file fetch is measured from there).
+    var firstByte: ContinuousClock.Instant?
+    var firstByteOffset: Int64 = 0
+
+    init(_ kind: Kind, _ range: Range<Int64>) {
+        self.kind = kind
+        self.start = range.lowerBound
+        self.remaining = range
+        self.readerEnd = range.lowerBound
+    }
+
+    /// Bytes per second since the first byte; nil until a few milliseconds of data are in.
+    func rate(now: ContinuousClock.Instant) -> Double? {
+        guard let firstByte else { return nil }
+        let seconds = MetadataCache.seconds(now - firstByte)
+        guard seconds > 0.005 else { return nil }
+        return Double(remaining.lowerBound - firstByteOffset) / seconds
     }
 }

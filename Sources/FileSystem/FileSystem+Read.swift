@@ -126,7 +126,9 @@ extension FileSystem {
 
     public func release(_ handle: UInt64) {
         switch handles.remove(handle) {
-        case .file(let stream)?: contentCache.close(stream.content)
+        case .file(let stream)?:
+            stream.close()
+            contentCache.close(stream.content)
         case .staged(let file, let fd, let writable)?:
             Glibc.close(fd)
             if writable, let writeBack {

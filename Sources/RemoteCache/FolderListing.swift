@@ -7,9 +7,10 @@ public final class FolderListing: Sendable {
     /// The folder's path relative to the mount root ("" is the root).
     public let path: String
     public let folder: RemoteEntry
+    /// Sorted by name: a name is found by binary search. (A name → index dictionary cost
+    /// 40 bytes per entry at its usual fill, 4 MiB of a 100,000-entry tree, for lookups that
+    /// take 17 comparisons in a 100,000-entry folder without it.)
     public let children: [RemoteEntry]
-    /// Name → index into `children`.
-    private let index: [String: Int32]
     /// Monotonic time (ns, `DispatchTime`) the request that produced this listing was sent:
     /// local changes made before it are in it, later ones may not be.
     public let fetchedAt: UInt64
@@ -19,21 +20,24 @@ public final class FolderListing: Sendable {
         self.path = path
         self.folder = folder
         self.fetchedAt = fetchedAt
-        let sorted = children.sorted { $0.name < $1.name }
-        self.children = sorted
-        var index = [String: Int32](minimumCapacity: sorted.count)
-        for (i, child) in sorted.enumerated() { index[child.name] = Int32(i) }
-        self.index = index
+        self.children = children.sorted { $0.name < $1.name }
     }
 
     /// The child called `name`, or nil: a fresh listing without the name is the negative cache.
     public func child(named name: String) -> RemoteEntry? {
-        index[name].map { children[Int($0)] }
+        position(of: name).map { children[$0] }
     }
 
     /// Where the child called `name` is in `children`, or nil.
     public func position(of name: String) -> Int? {
-        index[name].map { Int($0) }
+        var low = 0, high = children.count
+        while low < high {
+            let middle = (low + high) / 2
+            let other = children[middle].name
+            if other == name { return middle }
+            if other < name { low = middle + 1 } else { high = middle }
+        }
+        return nil
     }
 
     /// The path of a child of this folder.

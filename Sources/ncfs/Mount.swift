@@ -23,6 +23,7 @@ struct Mount: ParsableCommand {
             read_timeout=SECONDS, dirsize=zero (folders report size 0 instead of their recursive size), \
             walk_ahead=N (subfolders listed ahead of a tree walk, 0 = off), \
             user=LOGIN, password_file=PATH, config=PATH, cache_dir=PATH, cache_size=SIZE, \
+            whole_file_max=SIZE (a file read at random up to this size is fetched whole once; default 256M, 0 = never), \
             log=PATH (where --background sends the daemon's messages), state_dir=PATH, upload_delay=SECONDS, \
             close=crashsafe|durable (crashsafe, the default: a closed file survives a daemon crash, not a power cut; durable: \
             a power cut too, at an fsync per close), bulk=on|off (small files many to a request where Nextcloud offers \
@@ -135,6 +136,7 @@ struct Mount: ParsableCommand {
                           fuseOptions: options.fuse, log: options.log)
         setup.fileSystem.zeroFolderSizes = options.zeroFolderSizes ?? false
         if let window = options.walkAhead { setup.fileSystem.walkAhead.window = window }
+        if let size = options.wholeFileMax { setup.fileSystem.readAhead.wholeFileMax = size }
         if let size = options.cacheSize {
             setup.fileSystem.contentCache.limit = size
         } else if let text = cacheSize {

@@ -21,6 +21,8 @@ struct MountOptions {
     var config: String?
     var cacheDirectory: String?
     var cacheSize: Int64?
+    /// `whole_file_max=SIZE`: a file read at random up to this size is fetched whole (0: never).
+    var wholeFileMax: Int64?
     var stateDirectory: String?
     /// `ro`: a read-only mount (writes fail with EROFS; no journal is opened).
     var readOnly = false
@@ -98,6 +100,9 @@ struct MountOptions {
             case "cache_size":
                 guard let size = MountOptions.size(try text()) else { throw usage("expected a size such as 512M or 10G") }
                 cacheSize = size
+            case "whole_file_max":
+                guard let size = MountOptions.size(try text()) else { throw usage("expected a size such as 256M (0: never)") }
+                wholeFileMax = size
             case "log": log = try text()
             case "state_dir": stateDirectory = try text()
             case "ro": readOnly = true

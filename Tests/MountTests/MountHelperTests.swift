@@ -72,7 +72,7 @@ struct MountHelperTests {
     }
 
     @Test("bad -o options are refused before anything starts; a password in -o is never echoed",
-          arguments: ["password=hunter2-secret", "cache_size=12Q", "poll=soon", "walk_ahead=many", "close=sometimes"])
+          arguments: ["password=hunter2-secret", "cache_size=12Q", "whole_file_max=big", "poll=soon", "walk_ahead=many", "close=sometimes"])
     func refusedOption(option: String) throws {
         let site = try HelperSite(server: nil)
         defer { site.cleanUp() }

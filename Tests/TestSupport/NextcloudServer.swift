@@ -129,6 +129,8 @@ public final class NextcloudServer: @unchecked Sendable {
         /// The request target, percent-encoded as sent.
         public var path: String
         public var status: Int
+        /// Body bytes sent (`%b`; 0 for "-").
+        public var bytes: Int
         /// Server time in microseconds (`%D`).
         public var microseconds: Int
         public var userAgent: String
@@ -149,7 +151,8 @@ public final class NextcloudServer: @unchecked Sendable {
         let request = quoted[1].split(separator: " ")
         let numbers = quoted[2].split(separator: " ")
         guard request.count >= 2, numbers.count >= 3, let status = Int(numbers[0]), let micros = Int(numbers[2]) else { return nil }
-        return LoggedRequest(method: String(request[0]), path: String(request[1]), status: status, microseconds: micros,
+        return LoggedRequest(method: String(request[0]), path: String(request[1]), status: status,
+                             bytes: Int(numbers[1]) ?? 0, microseconds: micros,
                              userAgent: String(quoted[3]))
     }
 
