@@ -81,6 +81,8 @@ struct CrashMatrixTests {
         case midOriginal = "in the middle of an original's PUT"
         /// A derivative's PUT held: the original is stored, its derivatives partly.
         case midDerivative = "during a derivative's upload"
+        /// A bulk request (an item's original and derivatives in one) held.
+        case midBulk = "in the middle of a bulk request"
 
         var testDescription: String { rawValue }
     }
@@ -89,12 +91,16 @@ struct CrashMatrixTests {
           arguments: IngestPoint.allCases)
     func ingest(_ point: IngestPoint) throws {
         let total = 12
-        let h = try IngestHarness(photos: 0, generated: total)
+        // The PUT points are the step-by-step path's (bulk upload off); by default an item's
+        // five files go in one bulk request.
+        let stepByStep = point == .midOriginal || point == .midDerivative
+        let h = try IngestHarness(photos: 0, generated: total, arguments: stepByStep ? ["-o", "bulk=off"] : [])
         defer { h.stop() }
         let hold: (method: String, path: String) = switch point {
         case .afterCommit: ("MKCOL", "/original")
         case .midOriginal: ("PUT", "/original/")
         case .midDerivative: ("PUT", "/high/")
+        case .midBulk: ("POST", "/dav/bulk")
         }
         try stall(h.server, method: hold.method, path: hold.path)
         let copy = run("/usr/bin/rsync", ["-a", h.generated.path + "/", h.mount.path("incoming") + "/"], timeout: 120)

@@ -83,6 +83,8 @@ struct SecretsTests {
         // Content through the cache, a write outside incoming/ (the upload journal), and ingest.
         #expect(try String(contentsOfFile: mnt.path("docs/readme.txt"), encoding: .utf8) == "read through the cache\n")
         try Data("a note\n".utf8).write(to: URL(fileURLWithPath: mnt.path("docs/note.txt")))
+        // Each is refused in its bulk request first, then gets the status on its PUT.
+        try server.control("fault", ["method": "BULK-PART", "path_contains": "-item.txt", "message": "injected", "count": 2])
         try server.fault(method: "PUT", pathContains: "forbidden-item", status: 403, count: 1)
         try server.fault(method: "PUT", pathContains: "unauthorized-item", status: 401, count: 1)
         for name in ["first.txt", "second.txt", "forbidden-item.txt", "unauthorized-item.txt"] {

@@ -6,7 +6,9 @@ import Testing
 /// saying so) instead of failing at once. Runs a copy of the script in a scratch folder with
 /// stand-ins for the commands it calls (`dpkg-query` reports every package missing, `id` says
 /// root, `apt-get` fails with apt's lock error until a given moment), so nothing is installed.
-@Suite("scripts/setup waits for the package lock", .serialized, .timeLimit(.minutes(2)))
+/// Each test takes a few seconds alone; the limit is wide because in a full run on a loaded
+/// machine both once waited over 120 s before they finished (bounded by `runIsolated`'s 60 s).
+@Suite("scripts/setup waits for the package lock", .serialized, .timeLimit(.minutes(5)))
 struct SetupScriptTests {
     @Test("a lock held for 3 s: setup says it waits, then updates and installs")
     func waitsForLock() throws {
