@@ -30,6 +30,8 @@ extension IngestService {
         let result = try runDeriveTool(source: folder.localPath(staged), stem: stem, into: work)
         let data = try JSONEncoder().encode(KeptDerivation(stem: stem, result: result))
         try data.write(to: record, options: .atomic)
+        // Private like everything in the state folder (the folder is 0700 meanwhile).
+        chmod(record.path, 0o600)
         return result
     }
 
