@@ -97,9 +97,12 @@ extension FileSystem {
         var mtime = entry.mtime * 1_000_000_000
         if let local = record?.mtime, local.floorDivided(by: 1_000_000_000) == entry.mtime { mtime = local }
         let link = posix.isSymbolicLink && !entry.isDirectory
+        // A folder's link count is 1, "not counted" (as btrfs reports it): 2 + subfolders is
+        // what fts (FileManager, `du`, `rm -r` of some tools) would otherwise trust to stop
+        // looking for subfolders, and 2 would tell it there are none.
         return Attributes(inode: inode, isDirectory: entry.isDirectory, size: size,
                           blocks: entry.isDirectory ? 0 : (size + 511) / 512, mtime: entry.mtime,
-                          permissions: UInt16(link ? 0o777 : posix.permissions), links: entry.isDirectory ? 2 : 1,
+                          permissions: UInt16(link ? 0o777 : posix.permissions), links: 1,
                           uid: posix.uid, gid: posix.gid, isSymbolicLink: link, mtimeNanoseconds: mtime,
                           atimeNanoseconds: record?.atime ?? mtime, ctimeNanoseconds: max(record?.ctime ?? 0, mtime))
     }
@@ -133,6 +136,11 @@ extension FileSystem {
         if changes.size != nil || seconds != nil {
             _ = try setattr(inode, size: changes.size, mtime: seconds, handle: handle)
             updated = try entry(at: path) ?? current
+            if let seconds, current.isDirectory, updated.mtime != seconds {
+                // The server has it now; the cached listing of the parent does not.
+                updated.mtime = seconds
+                overlay.present(path, updated)
+            }
         }
         let server = current.posix ?? defaultPosix(isDirectory: current.isDirectory)
         try attributeStore.update(path) { r in
