@@ -8,16 +8,17 @@ import WebDAV
 ///
 /// Changes coalesce: the thread wakes `delay` after the first change it was told of, so a
 /// `chmod` followed by a `chown` (what `cp -a`, `rsync -a` and `tar x` do) costs one request.
-/// A file whose content is still waiting for its upload is skipped until the upload is done
-/// (the server has no file to attach the property to yet). What is pending at unmount stays
+/// A new file is skipped until its first upload is done (the server has no file to attach the
+/// property to yet); a file already on the server gets its property at once, even while a
+/// new version of its content waits for upload (Nextcloud keeps dead properties across PUTs). What is pending at unmount stays
 /// in `attributes.sqlite` and goes out at the next mount.
 final class AttributeSync: @unchecked Sendable {
     // @unchecked: `woken`, `stopped` and `running` are guarded by `condition`; the rest is
     // immutable or has its own lock.
     private let store: AttributeStore
     private let client: WebDAVClient
-    /// Whether `path` has content still waiting for its upload.
-    private let isStaged: @Sendable (String) -> Bool
+    /// Whether `path` is a new file whose first upload has not finished.
+    private let awaitsUpload: @Sendable (String) -> Bool
     private let logger: Logger
     private let delay: Double
     private let condition = NSCondition()
@@ -26,12 +27,12 @@ final class AttributeSync: @unchecked Sendable {
     private var running = false
 
     init(store: AttributeStore, client: WebDAVClient, delay: Double = 0.5, logger: Logger,
-         isStaged: @escaping @Sendable (String) -> Bool) {
+         awaitsUpload: @escaping @Sendable (String) -> Bool) {
         self.store = store
         self.client = client
         self.delay = delay
         self.logger = logger
-        self.isStaged = isStaged
+        self.awaitsUpload = awaitsUpload
     }
 
     func start() {
@@ -59,15 +60,19 @@ final class AttributeSync: @unchecked Sendable {
     private func loop() {
         condition.lock()
         running = true
+        var left = 0
         while !stopped {
-            // Without news, a look every 2 s anyway: files skipped for their pending upload.
-            if !woken { _ = condition.wait(until: Date().addingTimeInterval(2)) }
+            // Without news, another look in 2 s while changes are left over (files waiting for
+            // their first upload, a server that failed); else sleep until woken.
+            if !woken {
+                if left > 0 { _ = condition.wait(until: Date().addingTimeInterval(2)) } else { condition.wait() }
+            }
             if stopped { break }
             let news = woken
             woken = false
             condition.unlock()
             if news { usleep(useconds_t(delay * 1_000_000)) }
-            _ = syncOnce()
+            left = syncOnce()
             condition.lock()
         }
         running = false
@@ -79,8 +84,8 @@ final class AttributeSync: @unchecked Sendable {
     @discardableResult
     func syncOnce() -> Int {
         var left = 0
-        for (path, posix) in store.pending(limit: 256) {
-            if isStaged(path) { left += 1; continue }
+        for (path, posix) in store.pending(limit: .max) {
+            if awaitsUpload(path) { left += 1; continue }
             do {
                 try client.setPosixProperty(path, posix.property)
                 store.stored(path, posix)

@@ -51,11 +51,19 @@ extension FileSystem {
     func enableAttributes(directory: URL, client: WebDAVClient) throws {
         let store = try AttributeStore(directory: directory)
         let sync = AttributeSync(store: store, client: client, logger: logger) { [weak self] path in
-            self?.writeBack?.staged(path) != nil
+            self?.awaitsFirstUpload(path) ?? false
         }
         attributeStore = store
         attributeSync = sync
         sync.start()
+    }
+
+    /// Whether `path` is a new file the server has never had (its first upload has not
+    /// finished): a property cannot be attached to it yet. The same test `unlink` makes.
+    func awaitsFirstUpload(_ path: String) -> Bool {
+        guard let file = writeBack?.staged(path) else { return false }
+        file.lock.lock(); defer { file.lock.unlock() }
+        return file.base == .new && file.uploadedGeneration == 0
     }
 
     /// Stores the mode and owner changes still pending (waiting up to `timeout`) and stops
