@@ -50,7 +50,14 @@ final class AttributeSync: @unchecked Sendable {
     /// many changes are left for the next mount.
     func drain(timeout: Double) -> Int {
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline && syncOnce() > 0 { usleep(200_000) }
+        // Until nothing is left, or a pass stored nothing more (what is left waits for uploads
+        // that are themselves left for the next mount, or for a server that keeps failing).
+        var left = syncOnce(), previous = Int.max
+        while left > 0 && left < previous && Date() < deadline {
+            usleep(200_000)
+            previous = left
+            left = syncOnce()
+        }
         condition.lock(); stopped = true; condition.signal()
         while running { condition.wait() }
         condition.unlock()

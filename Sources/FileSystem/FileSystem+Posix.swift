@@ -86,19 +86,32 @@ extension FileSystem {
     /// The mode and owner of `entry` at `path`: this mount's own while the server may not have
     /// them yet, else the server's, else the defaults.
     func posix(of entry: RemoteEntry, path: String?, record: AttributeStore.Record?) -> PosixAttributes {
+        let server = serverPosix(entry, path: path)
         if let local = record?.posix, let path {
-            if let server = entry.posix, server == local, record?.pending == false {
+            if let server, server == local, record?.pending == false {
                 attributeStore.confirm(path, server)
             }
             return local
         }
-        return entry.posix ?? defaultPosix(isDirectory: entry.isDirectory)
+        return server ?? defaultPosix(isDirectory: entry.isDirectory)
+    }
+
+    /// The server's property for `entry`: its own, or, for an entry this mount made of a file
+    /// it is rewriting or has just uploaded (those carry no property), the one the cached
+    /// listing has for the same file. Without this, a 0600 file would show (and the kernel
+    /// would check) the default mode while its new content waits for upload.
+    func serverPosix(_ entry: RemoteEntry, path: String?) -> PosixAttributes? {
+        if let posix = entry.posix { return posix }
+        guard entry.fileID != 0, !entry.isDirectory, let path, !path.isEmpty else { return nil }
+        let (parent, name) = MetadataCache.split(path)
+        guard let listed = cache.cachedListing(parent)?.child(named: name), listed.fileID == entry.fileID else { return nil }
+        return listed.posix
     }
 
     /// `Attributes` of `entry`, with mode, owner, link type and times resolved as the type's
     /// comment says.
-    func posixAttributes(_ entry: RemoteEntry, inode: UInt64) -> Attributes {
-        let path = attributeStore.isEmpty ? nil : inodes.path(of: inode)
+    func attributes(_ entry: RemoteEntry, inode: UInt64) -> Attributes {
+        let path = entry.posix == nil || !attributeStore.isEmpty ? inodes.path(of: inode) : nil
         let record = path.flatMap { attributeStore.record($0) }
         let posix = posix(of: entry, path: path, record: record)
         let size = entry.isDirectory && options.zeroFolderSizes ? 0 : entry.size
@@ -150,7 +163,7 @@ extension FileSystem {
                 overlay.present(path, updated)
             }
         }
-        let server = current.posix ?? defaultPosix(isDirectory: current.isDirectory)
+        let server = serverPosix(current, path: path) ?? defaultPosix(isDirectory: current.isDirectory)
         try attributeStore.update(path) { r in
             if after != before {
                 // Back to what the server has: nothing to store.
@@ -162,7 +175,7 @@ extension FileSystem {
             r.ctime = FileSystem.nanosecondsNow()
         }
         if after != before { attributeSync?.wake() }
-        return posixAttributes(updated, inode: inode)
+        return attributes(updated, inode: inode)
     }
 
     /// A file or folder was just created at `path` with `mode` by `caller`: recorded when that
@@ -230,7 +243,7 @@ extension FileSystem {
         attributeStore.remove(path, tree: false)
         overlay.present(path, entry)
         linkTargets.set(path, etag: entry.etag, target: target)
-        return posixAttributes(entry, inode: inodes.lookup(path))
+        return attributes(entry, inode: inodes.lookup(path))
     }
 
     /// readlink(2): the link's content, fetched once per version of the file.

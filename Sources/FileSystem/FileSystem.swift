@@ -13,7 +13,7 @@ public import WebDAV
 /// never from the Swift concurrency pool.
 public final class FileSystem: @unchecked Sendable {
     // @unchecked: `_invalidationObserver` is guarded by `observerLock` (a leaf lock);
-    // `writeBack` is written once before the filesystem is shared; everything else is
+    // `writeBack`, `attributeStore` and `attributeSync` are written once before the filesystem is shared; everything else is
     // immutable or a Sendable/@unchecked-with-its-own-lock object.
 
     public struct Options: Sendable {
@@ -255,10 +255,6 @@ public final class FileSystem: @unchecked Sendable {
     func path(of inode: UInt64) throws(FSError) -> String {
         guard let path = inodes.path(of: inode) else { throw .notFound }
         return path
-    }
-
-    func attributes(_ entry: RemoteEntry, inode: UInt64) -> Attributes {
-        posixAttributes(entry, inode: inode)
     }
 
     /// Runs a call into the cache or client and turns its failure into an FSError.

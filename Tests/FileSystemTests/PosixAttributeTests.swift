@@ -181,6 +181,27 @@ struct PosixAttributeTests {
         _ = fs.drainAttributes(timeout: 1)
     }
 
+    @Test("a file with a stored mode keeps it while this mount rewrites it and after the upload (the kernel checks access with it)")
+    func rewriteKeepsMode() throws {
+        let server = try populatedServer { files in try write(files.appendingPathComponent("secret"), Array("old".utf8)) }
+        defer { server.stop() }
+        try server.client().setPosixProperty("secret", "100600 0 0")
+        let (fs, state) = try Self.writable(server)
+        defer { try? FileManager.default.removeItem(at: state) }
+        let file = try fs.lookup(parent: FileSystem.rootInode, name: "secret")
+        #expect(file.permissions == 0o600)
+        let (fh, _) = try fs.open(file.inode, writable: true, truncate: true)
+        _ = try Array("new content".utf8).withUnsafeBytes { bytes throws(FSError) in try fs.write(fh, offset: 0, bytes: bytes) }
+        try fs.flush(fh)
+        #expect(try fs.getattr(file.inode).permissions == 0o600, "while staged")
+        try fs.fsync(fh)
+        fs.release(fh)
+        #expect(try fs.getattr(file.inode).permissions == 0o600, "after the upload")
+        #expect(try Self.posixProperty(server, "secret") == "100600 0 0", "the upload kept the property")
+        _ = fs.drainUploads(timeout: 5)
+        _ = fs.drainAttributes(timeout: 1)
+    }
+
     @Test("the state folder keeps modes and times across a restart; renames and removals move and drop them")
     func storeSurvivesRestart() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-attr-\(UUID().uuidString.prefix(8))")

@@ -47,6 +47,28 @@ struct PosixSuiteTests {
         Self.expectMountOutcome(PosixSuite.run(at: mount.path("")), mount)
     }
 
+    @Test("-o uid=,gid=,umask= are what entries without a stored mode show; a bad value is refused before mounting")
+    func mountDefaults() throws {
+        let server = try populatedServer { files in
+            try write(files.appendingPathComponent("file"), Array("x".utf8))
+            try FileManager.default.createDirectory(at: files.appendingPathComponent("folder"), withIntermediateDirectories: true)
+        }
+        defer { server.stop() }
+        do {
+            let mount = try MountedServer(server, options: ["uid=4321,gid=8765,umask=027"])
+            defer { mount.unmount() }
+            var st = stat()
+            #expect(stat(mount.path("file"), &st) == 0 && st.st_uid == 4321 && st.st_gid == 8765 && st.st_mode & 0o7777 == 0o640)
+            #expect(stat(mount.path("folder"), &st) == 0 && st.st_mode & 0o7777 == 0o750)
+        }
+        for bad in ["umask=999", "uid=alice"] {
+            let refused = run(MountedServer.binary, ["mount", "--url", server.baseURL, "--user", server.user, "-o", bad,
+                                                     server.dataDir.appendingPathComponent("mnt").path],
+                              environment: ["NEXTCLOUD_WEBDAV_APP_PASSWORD": server.password], errors: true)
+            #expect(refused.status == 2 && refused.out.contains("-o \(bad.split(separator: "=")[0])"), "\(bad): \(refused.out)")
+        }
+    }
+
     // MARK: Another local user
 
     static let otherUser = "ncfstest"
