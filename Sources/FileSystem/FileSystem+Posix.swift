@@ -164,10 +164,13 @@ extension FileSystem {
             }
         }
         let server = serverPosix(current, path: path) ?? defaultPosix(isDirectory: current.isDirectory)
+        // Back to what the server has: nothing to store, unless an earlier value may be on its
+        // way there (a new file's never is before its first upload: rsync's 0600 temporary
+        // file chmodded to 0644 costs no request).
+        let unsent = attributeStore.record(path)?.pending != true || awaitsFirstUpload(path)
         try attributeStore.update(path) { r in
             if after != before {
-                // Back to what the server has: nothing to store.
-                r.posix = after == server && !(r.pending && r.posix != nil) ? nil : after
+                r.posix = after == server && unsent ? nil : after
                 r.pending = r.posix != nil
             }
             if let mtime = changes.mtime { r.mtime = mtime } else if changes.size != nil { r.mtime = nil }

@@ -68,7 +68,7 @@ struct PosixAttributeTests {
         _ = other.drainAttributes(timeout: 1)
     }
 
-    @Test("a file with the default mode and owner costs no record and no request")
+    @Test("a file with the default mode and owner costs no record and no request, also when it was created 0600 and chmodded (rsync)")
     func defaultsCostNothing() throws {
         let server = try populatedServer { _ in }
         defer { server.stop() }
@@ -81,6 +81,14 @@ struct PosixAttributeTests {
         fs.release(fh)
         _ = try fs.setattr(created.inode, FileSystem.AttributeChanges(mode: 0o644), handle: nil, caller: Self.root)
         #expect(fs.attributeStore.record("plain.txt")?.posix == nil)
+        // rsync's way: a 0600 temporary file, chmodded to the default before its upload.
+        let (temporary, tfh) = try fs.create(parent: FileSystem.rootInode, name: ".tmp.x", exclusive: true, mode: 0o600,
+                                             caller: FileSystem.Caller(uid: getuid(), gid: getgid()))
+        _ = try fs.setattr(temporary.inode, FileSystem.AttributeChanges(mode: 0o644), handle: tfh, caller: Self.root)
+        try fs.flush(tfh)
+        try fs.fsync(tfh)
+        fs.release(tfh)
+        #expect(fs.attributeStore.record(".tmp.x")?.posix == nil)
         #expect(fs.attributeStore.pending(limit: 10).isEmpty)
         _ = fs.drainUploads(timeout: 5)
         #expect(fs.drainAttributes(timeout: 1) == 0)
