@@ -68,7 +68,11 @@ extension FileSystem {
 
     /// Stores the mode and owner changes still pending (waiting up to `timeout`) and stops
     /// the sync; returns how many are left for the next mount. Call after `drainUploads`.
-    public func drainAttributes(timeout: Double) -> Int { attributeSync?.drain(timeout: timeout) ?? 0 }
+    public func drainAttributes(timeout: Double) -> Int {
+        let left = attributeSync?.drain(timeout: timeout) ?? 0
+        attributeStore.close()
+        return left
+    }
 
     /// The wall clock in nanoseconds since 1970.
     public static func nanosecondsNow() -> Int64 {
@@ -168,7 +172,7 @@ extension FileSystem {
         // way there (a new file's never is before its first upload: rsync's 0600 temporary
         // file chmodded to 0644 costs no request).
         let unsent = attributeStore.record(path)?.pending != true || awaitsFirstUpload(path)
-        try attributeStore.update(path) { r in
+        attributeStore.update(path) { r in
             if after != before {
                 r.posix = after == server && unsent ? nil : after
                 r.pending = r.posix != nil
@@ -183,26 +187,22 @@ extension FileSystem {
 
     /// A file or folder was just created at `path` with `mode` by `caller`: recorded when that
     /// differs from the defaults (and any earlier record of the name is forgotten).
-    func created(_ path: String, isDirectory: Bool, mode: UInt32?, caller: Caller?) throws(FSError) {
+    func created(_ path: String, isDirectory: Bool, mode: UInt32?, caller: Caller?) {
         attributeStore.remove(path, tree: isDirectory)
         let defaults = defaultPosix(isDirectory: isDirectory)
         var posix = defaults
         if let mode { posix.mode = defaults.type | (mode & 0o7777) }
         if let caller { posix.uid = caller.uid; posix.gid = caller.gid }
         guard posix != defaults else { return }
-        try attributeStore.update(path) { r in r.posix = posix; r.pending = true }
+        attributeStore.update(path) { r in r.posix = posix; r.pending = true }
         attributeSync?.wake()
     }
 
     /// A rename moved `from` to `to`: the local records follow, and the moved entry's ctime
     /// moves (as ext4's does).
     func renamedAttributes(from: String, to: String, isDirectory: Bool) {
-        do {
-            try attributeStore.rename(from: from, to: to, tree: isDirectory)
-            try attributeStore.update(to) { $0.ctime = FileSystem.nanosecondsNow() }
-        } catch {
-            logger.error("recording the rename of /\(from): \(error)")
-        }
+        attributeStore.rename(from: from, to: to, tree: isDirectory)
+        attributeStore.update(to) { $0.ctime = FileSystem.nanosecondsNow() }
     }
 
     // MARK: Symbolic links

@@ -111,7 +111,7 @@ extension FileSystem {
             try checkName(name, in: parentPath)
         }
         let (file, handle) = try openForWriting(path, entry: existing, truncate: true)
-        if existing == nil { try created(path, isDirectory: false, mode: mode, caller: caller) }
+        if existing == nil { created(path, isDirectory: false, mode: mode, caller: caller) }
         let ino = inodes.lookup(path)
         return (attributes(file.entry(name: name), inode: ino), handle)
     }
@@ -248,7 +248,7 @@ extension FileSystem {
         let folder = RemoteEntry(name: name, isDirectory: true, size: 0, mtime: Int64(Date().timeIntervalSince1970), etag: "",
                                  fileID: 0, permissions: Permissions(rawValue: 0))
         overlay.present(path, folder)
-        try created(path, isDirectory: true, mode: mode, caller: caller)
+        created(path, isDirectory: true, mode: mode, caller: caller)
         // A new folder is empty: no need to ask.
         cache.store(FolderListing(path: path, folder: folder, children: []))
         return attributes(folder, inode: inodes.lookup(path))

@@ -217,11 +217,15 @@ struct PosixAttributeTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         do {
             let store = try AttributeStore(directory: folder)
-            try store.update("a/x") { $0.posix = PosixAttributes(mode: 0o100600, uid: 1, gid: 2); $0.pending = true }
-            try store.update("a/y") { $0.mtime = 1_600_000_000_123_456_789 }
-            try store.update("b") { $0.ctime = 5 }
-            try store.rename(from: "a", to: "c", tree: true)
+            store.update("a/x") { $0.posix = PosixAttributes(mode: 0o100600, uid: 1, gid: 2); $0.pending = true }
+            store.update("a/y") { $0.mtime = 1_600_000_000_123_456_789 }
+            store.update("b") { $0.ctime = 5 }
+            store.update("d") { $0.ctime = 6 }
+            // The flusher writes behind; a later rename and removal must win over that.
+            #expect(Self.eventually(2) { (try? AttributeStore(directory: folder))?.record("d")?.ctime == 6 }, "written within the flush delay")
+            store.rename(from: "a", to: "c", tree: true)
             store.remove("b", tree: false)
+            store.close()
         }
         let store = try AttributeStore(directory: folder)
         #expect(store.record("a/x") == nil && store.record("b") == nil)
@@ -232,5 +236,6 @@ struct PosixAttributeTests {
         #expect(store.pending(limit: 10).isEmpty)
         store.confirm("c/x", PosixAttributes(mode: 0o100600, uid: 1, gid: 2))
         #expect(store.record("c/x") == nil, "the server's copy took over")
+        store.close()
     }
 }
