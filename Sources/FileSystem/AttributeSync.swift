@@ -87,6 +87,16 @@ final class AttributeSync: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Answers that say "no" rather than "not now": 4xx other than 404, 423 and 429, and a
+    /// 405 or 501 (no PROPPATCH here), or an answer that is not a multistatus.
+    static func isRefusal(_ error: DAVError) -> Bool {
+        switch error.kind {
+        case .forbidden, .badRequest, .conflict, .invalidName, .unsupported, .protocolViolation, .preconditionFailed: return true
+        case .server: return error.status == 405 || error.status == 501
+        case .notFound, .unauthorized, .alreadyExists, .locked, .insufficientStorage, .throttled, .unavailable, .transport: return false
+        }
+    }
+
     /// One pass over the pending changes; returns how many are left.
     @discardableResult
     func syncOnce() -> Int {
@@ -99,6 +109,11 @@ final class AttributeSync: @unchecked Sendable {
             } catch let error as DAVError where error.kind == .notFound {
                 // Gone from the server (deleted by another client): nothing to keep for it.
                 store.remove(path, tree: false)
+            } catch let error as DAVError where AttributeSync.isRefusal(error) {
+                // Asking again will not help (a share without the right to change properties,
+                // a server without dead properties): kept by this mount only.
+                store.stored(path, posix)
+                logger.warning("the server refused to store the mode and owner of /\(path); this mount keeps them, other mounts show the defaults: \(error)")
             } catch {
                 left += 1
                 logger.warning("storing the mode and owner of /\(path) on the server failed (retried): \(error)")

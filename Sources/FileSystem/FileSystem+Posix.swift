@@ -171,7 +171,7 @@ extension FileSystem {
         // Back to what the server has: nothing to store, unless an earlier value may be on its
         // way there (a new file's never is before its first upload: rsync's 0600 temporary
         // file chmodded to 0644 costs no request).
-        let unsent = attributeStore.record(path)?.pending != true || awaitsFirstUpload(path)
+        let unsent = record?.pending != true || awaitsFirstUpload(path)
         attributeStore.update(path) { r in
             if after != before {
                 r.posix = after == server && unsent ? nil : after

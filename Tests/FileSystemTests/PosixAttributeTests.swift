@@ -189,6 +189,29 @@ struct PosixAttributeTests {
         _ = fs.drainAttributes(timeout: 1)
     }
 
+    @Test("a PROPPATCH answered 503 is tried again; one answered 403 is not, and the mode stays on this mount")
+    func serverFailures() throws {
+        let server = try populatedServer { files in
+            try write(files.appendingPathComponent("busy"), Array("x".utf8))
+            try write(files.appendingPathComponent("refused"), Array("x".utf8))
+        }
+        defer { server.stop() }
+        let (fs, state) = try Self.writable(server)
+        defer { try? FileManager.default.removeItem(at: state) }
+        try server.fault(method: "PROPPATCH", pathContains: "busy", status: 503, count: 1)
+        try server.fault(method: "PROPPATCH", pathContains: "refused", status: 403, count: -1)
+        for name in ["busy", "refused"] {
+            let file = try fs.lookup(parent: FileSystem.rootInode, name: name)
+            _ = try fs.setattr(file.inode, FileSystem.AttributeChanges(mode: 0o600), handle: nil, caller: Self.root)
+        }
+        #expect(try Self.eventually { try Self.posixProperty(server, "busy") == "100600 \(getuid()) \(getgid())" }, "the 503 was not retried")
+        #expect(Self.eventually { fs.attributeStore.pending(limit: 10).isEmpty }, "the 403 is retried forever")
+        #expect(try Self.posixProperty(server, "refused") == nil)
+        #expect(try fs.getattr(fs.lookup(parent: FileSystem.rootInode, name: "refused").inode).permissions == 0o600)
+        #expect(fs.drainAttributes(timeout: 2) == 0)
+        _ = fs.drainUploads(timeout: 5)
+    }
+
     @Test("a file with a stored mode keeps it while this mount rewrites it and after the upload (the kernel checks access with it)")
     func rewriteKeepsMode() throws {
         let server = try populatedServer { files in try write(files.appendingPathComponent("secret"), Array("old".utf8)) }
