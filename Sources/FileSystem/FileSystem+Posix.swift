@@ -120,7 +120,10 @@ extension FileSystem {
         let posix = posix(of: entry, path: path, record: record)
         let size = entry.isDirectory && options.zeroFolderSizes ? 0 : entry.size
         var mtime = entry.mtime * 1_000_000_000
-        if let local = record?.mtime, local.floorDivided(by: 1_000_000_000) == entry.mtime { mtime = local }
+        // The local time counts while it is the server's to the second (set here, with the
+        // nanoseconds the server cannot keep) or newer than it (a folder whose entries changed
+        // here before the server's listing shows it).
+        if let local = record?.mtime, local.floorDivided(by: 1_000_000_000) == entry.mtime || local > mtime { mtime = local }
         let link = posix.isSymbolicLink && !entry.isDirectory
         // A folder's link count is 1, "not counted" (as btrfs reports it): 2 + subfolders is
         // what fts (FileManager, `du`, `rm -r` of some tools) would otherwise trust to stop
@@ -189,6 +192,7 @@ extension FileSystem {
     /// differs from the defaults (and any earlier record of the name is forgotten).
     func created(_ path: String, isDirectory: Bool, mode: UInt32?, caller: Caller?) {
         attributeStore.remove(path, tree: isDirectory)
+        folderChanged(containing: path)
         let defaults = defaultPosix(isDirectory: isDirectory)
         var posix = defaults
         if let mode { posix.mode = defaults.type | (mode & 0o7777) }
@@ -199,10 +203,20 @@ extension FileSystem {
     }
 
     /// A rename moved `from` to `to`: the local records follow, and the moved entry's ctime
-    /// moves (as ext4's does).
+    /// moves (as ext4's does), and so do both folders' mtime and ctime.
     func renamedAttributes(from: String, to: String, isDirectory: Bool) {
         attributeStore.rename(from: from, to: to, tree: isDirectory)
         attributeStore.update(to) { $0.ctime = FileSystem.nanosecondsNow() }
+        folderChanged(containing: from)
+        folderChanged(containing: to)
+    }
+
+    /// An entry of the folder holding `path` was created, removed or renamed: the folder's
+    /// mtime and ctime move now, as on a local file system, not only once the server's
+    /// listing shows the change.
+    func folderChanged(containing path: String) {
+        let now = FileSystem.nanosecondsNow()
+        attributeStore.update(MetadataCache.split(path).parent) { $0.mtime = now; $0.ctime = now }
     }
 
     // MARK: Symbolic links
@@ -244,6 +258,7 @@ extension FileSystem {
         let entry = RemoteEntry(name: name, isDirectory: false, size: Int64(bytes.count), mtime: now, etag: put.etag ?? "",
                                 fileID: put.fileID ?? 0, permissions: Permissions(rawValue: 0), posix: posix)
         attributeStore.remove(path, tree: false)
+        folderChanged(containing: path)
         overlay.present(path, entry)
         linkTargets.set(path, etag: entry.etag, target: target)
         return attributes(entry, inode: inodes.lookup(path))

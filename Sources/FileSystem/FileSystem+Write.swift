@@ -285,6 +285,7 @@ extension FileSystem {
             }
             overlay.absent(path)
             attributeStore.remove(path, tree: false)
+            folderChanged(containing: path)
             inodes.detach(path)
         }
     }
@@ -306,6 +307,7 @@ extension FileSystem {
         overlay.absent(path)
         cache.invalidate(path)
         attributeStore.remove(path, tree: true)
+        folderChanged(containing: path)
         inodes.detach(path)
     }
 

@@ -354,6 +354,23 @@ enum PosixSuite {
             let st = try lstat(d + "/f")
             try check(nanoseconds(st.st_ctim) > before && st.st_mtim.tv_sec > 1_000_000_000, "truncate did not move ctime and mtime")
         },
+        Case(name: "parent_times_create") { d in
+            try ok(mkdir(d + "/sub", 0o755), "mkdir")
+            try setTimes(d + "/sub", atime: timespec(tv_sec: 1_000_000_000, tv_nsec: 0), mtime: timespec(tv_sec: 1_000_000_000, tv_nsec: 0))
+            let before = try lstat(d + "/sub")
+            tick()
+            try file(d + "/sub/f", "x")
+            let after = try lstat(d + "/sub")
+            try check(after.st_mtim.tv_sec > 1_000_000_000 && nanoseconds(after.st_ctim) > nanoseconds(before.st_ctim),
+                      "creating a file did not move its folder's mtime and ctime")
+        },
+        Case(name: "parent_times_unlink") { d in
+            try ok(mkdir(d + "/sub", 0o755), "mkdir")
+            try file(d + "/sub/f", "x")
+            try setTimes(d + "/sub", atime: timespec(tv_sec: 1_000_000_000, tv_nsec: 0), mtime: timespec(tv_sec: 1_000_000_000, tv_nsec: 0))
+            try ok(unlink(d + "/sub/f"), "unlink")
+            try check(try lstat(d + "/sub").st_mtim.tv_sec > 1_000_000_000, "removing a file did not move its folder's mtime")
+        },
         // symbolic links
         Case(name: "symlink_readlink") { d in
             try file(d + "/target", "pointed at")
