@@ -43,6 +43,14 @@ enum FUSEOperations {
         }
     }
 
+    /// The process that sent `req` (its fsuid and fsgid, what the kernel checks access with).
+    static func caller(_ req: fuse_req_t?) -> FileSystem.Caller {
+        guard let ctx = fuse_req_ctx(req) else { return FileSystem.Caller(uid: getuid(), gid: getgid()) }
+        return FileSystem.Caller(uid: ctx.pointee.uid, gid: ctx.pointee.gid)
+    }
+
+    static func nanoseconds(_ t: timespec) -> Int64 { Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
+
     /// libfuse's interrupt callback (on a loop thread, under the request's lock).
     static let interrupted: fuse_interrupt_func_t = { _, data in
         guard let data else { return }
@@ -158,11 +166,12 @@ enum FUSEOperations {
             let name = String(cString: name!)
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in try fs.setxattr(ino, name: name) }
         }
-        ops.create = { req, parent, name, _, fi in
+        ops.create = { req, parent, name, mode, fi in
             let name = String(cString: name!)
             let exclusive = fi!.pointee.flags & O_EXCL != 0
+            let caller = FUSEOperations.caller(req)
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in
-                let (attributes, fh) = try fs.create(parent: parent, name: name, exclusive: exclusive)
+                let (attributes, fh) = try fs.create(parent: parent, name: name, exclusive: exclusive, mode: UInt32(mode), caller: caller)
                 r.reply(created: attributes, handle: fh, timeout: fs.kernelTimeout)
             }
         }
@@ -201,17 +210,30 @@ enum FUSEOperations {
         }
         ops.setattr = { req, ino, attr, toSet, fi in
             let st = attr!.pointee
-            let size: Int64? = toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(st.st_size) : nil
-            let mtime: Int64? = if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { Int64(Date().timeIntervalSince1970) }
-                else if toSet & FUSE_SET_ATTR_MTIME != 0 { Int64(st.st_mtim.tv_sec) } else { nil }
+            let now = FileSystem.nanosecondsNow()
+            // The kernel resolved UTIME_NOW to the _NOW flags and UTIME_OMIT to no flag at all.
+            var changes = FileSystem.AttributeChanges()
+            if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = Int64(st.st_size) }
+            if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = UInt32(st.st_mode) & 0o7777 }
+            if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = st.st_uid }
+            if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = st.st_gid }
+            if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.mtime = now }
+            else if toSet & FUSE_SET_ATTR_MTIME != 0 { changes.mtime = FUSEOperations.nanoseconds(st.st_mtim) }
+            if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.atime = now }
+            else if toSet & FUSE_SET_ATTR_ATIME != 0 { changes.atime = FUSEOperations.nanoseconds(st.st_atim) }
             let fh = fi.map { $0.pointee.fh }
+            let caller = FUSEOperations.caller(req)
+            let asked = changes
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in
-                r.reply(attributes: try fs.setattr(ino, size: size, mtime: mtime, handle: fh), timeout: fs.kernelTimeout)
+                r.reply(attributes: try fs.setattr(ino, asked, handle: fh, caller: caller), timeout: fs.kernelTimeout)
             }
         }
-        ops.mkdir = { req, parent, name, _ in
+        ops.mkdir = { req, parent, name, mode in
             let name = String(cString: name!)
-            FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(entry: try fs.mkdir(parent: parent, name: name), timeout: fs.kernelTimeout) }
+            let caller = FUSEOperations.caller(req)
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                r.reply(entry: try fs.mkdir(parent: parent, name: name, mode: UInt32(mode), caller: caller), timeout: fs.kernelTimeout)
+            }
         }
         ops.unlink = { req, parent, name in
             let name = String(cString: name!)
@@ -241,16 +263,27 @@ enum FUSEOperations {
         ops.mknod = { req, parent, name, mode, _ in
             let name = String(cString: name!)
             let regular = mode & S_IFMT == S_IFREG
+            let caller = FUSEOperations.caller(req)
             FUSEOperations.dispatch(req) { fs, r throws(FSError) in
                 guard regular else { throw .notPermitted }
-                let (attributes, fh) = try fs.create(parent: parent, name: name, exclusive: true)
+                let (attributes, fh) = try fs.create(parent: parent, name: name, exclusive: true, mode: UInt32(mode), caller: caller)
                 try fs.flush(fh)
                 fs.release(fh)
                 r.reply(entry: attributes, timeout: fs.kernelTimeout)
             }
         }
-        // Nextcloud has neither symbolic nor hard links.
-        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        // Symbolic links are small files marked as links (FileSystem+Posix).
+        ops.symlink = { req, link, parent, name in
+            let target = String(cString: link!), name = String(cString: name!)
+            let caller = FUSEOperations.caller(req)
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in
+                r.reply(entry: try fs.symlink(parent: parent, name: name, target: target, caller: caller), timeout: fs.kernelTimeout)
+            }
+        }
+        ops.readlink = { req, ino in
+            FUSEOperations.dispatch(req) { fs, r throws(FSError) in r.reply(link: try fs.readlink(ino)) }
+        }
+        // Nextcloud has no hard links: one file, one name.
         ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
         return ops
     }

@@ -95,6 +95,11 @@ struct Request: @unchecked Sendable {
         fuse_reply_create(raw, &entry, &fi)
     }
 
+    func reply(link target: String) {
+        detach()
+        _ = target.withCString { fuse_reply_readlink(raw, $0) }
+    }
+
     func reply(bytes: [UInt8]) {
         detach()
         bytes.withUnsafeBufferPointer { buffer in
@@ -136,20 +141,24 @@ struct Request: @unchecked Sendable {
         fuse_reply_statfs(raw, &v)
     }
 
+    static func timespec(_ nanoseconds: Int64) -> Glibc.timespec {
+        let seconds = nanoseconds.floorDivided(by: 1_000_000_000)
+        return Glibc.timespec(tv_sec: Int(seconds), tv_nsec: Int(nanoseconds - seconds * 1_000_000_000))
+    }
+
     static func stat(_ a: Attributes) -> Glibc.stat {
         var st = Glibc.stat()
         st.st_ino = UInt(a.inode)
-        st.st_mode = (a.isDirectory ? S_IFDIR : S_IFREG) | mode_t(a.permissions)
+        st.st_mode = (a.isDirectory ? S_IFDIR : a.isSymbolicLink ? S_IFLNK : S_IFREG) | mode_t(a.permissions)
         st.st_nlink = UInt(a.links)
         st.st_uid = a.uid
         st.st_gid = a.gid
         st.st_size = Int(a.size)
         st.st_blocks = Int(a.blocks)
         st.st_blksize = 4096
-        let time = timespec(tv_sec: Int(a.mtime), tv_nsec: 0)
-        st.st_mtim = time
-        st.st_ctim = time
-        st.st_atim = time
+        st.st_mtim = Request.timespec(a.mtimeNanoseconds)
+        st.st_ctim = Request.timespec(a.ctimeNanoseconds)
+        st.st_atim = Request.timespec(a.atimeNanoseconds)
         return st
     }
 }

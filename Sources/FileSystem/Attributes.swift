@@ -13,6 +13,12 @@ public struct Attributes: Sendable, Equatable {
     public var links: UInt32
     public var uid: UInt32
     public var gid: UInt32
+    /// A symbolic link (`S_IFLNK`); `size` is the target's length.
+    public var isSymbolicLink = false
+    /// The times in nanoseconds since 1970 (`mtime` above is the same in whole seconds).
+    public var mtimeNanoseconds: Int64 = 0
+    public var atimeNanoseconds: Int64 = 0
+    public var ctimeNanoseconds: Int64 = 0
 }
 
 /// One directory entry for readdir(plus); `attributes` is nil for "." and "..".

@@ -47,6 +47,7 @@ extension FileSystem {
         let writeBack = try WriteBack(settings: settings, client: client, overlay: overlay, cache: cache, logger: logger)
         writeBack.start()
         self.writeBack = writeBack
+        try enableAttributes(directory: options.directory, client: client)
     }
 
     public var isWritable: Bool { writeBack != nil }
@@ -94,8 +95,9 @@ extension FileSystem {
     // MARK: Files
 
     /// Creates (or, without O_EXCL, truncates) `name` in `parent` and opens it for writing.
-    /// Nothing reaches the server before the file is closed and settled.
-    public func create(parent: UInt64, name: String, exclusive: Bool) throws(FSError) -> (Attributes, UInt64) {
+    /// Nothing reaches the server before the file is closed and settled. A new file gets `mode`
+    /// and the `caller` as owner (see `FileSystem+Posix`); an existing one keeps its own.
+    public func create(parent: UInt64, name: String, exclusive: Bool, mode: UInt32? = nil, caller: Caller? = nil) throws(FSError) -> (Attributes, UInt64) {
         _ = try requireWritable()
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
@@ -113,6 +115,7 @@ extension FileSystem {
             try checkName(name, in: parentPath)
         }
         let (file, handle) = try openForWriting(path, entry: existing, truncate: true)
+        if existing == nil { created(path, isDirectory: false, mode: mode, caller: caller) }
         let ino = inodes.lookup(path)
         return (attributes(file.entry(name: name), inode: ino), handle)
     }
@@ -234,7 +237,7 @@ extension FileSystem {
 
     // MARK: Namespace
 
-    public func mkdir(parent: UInt64, name: String) throws(FSError) -> Attributes {
+    public func mkdir(parent: UInt64, name: String, mode: UInt32? = nil, caller: Caller? = nil) throws(FSError) -> Attributes {
         _ = try requireWritable()
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
@@ -249,6 +252,7 @@ extension FileSystem {
         let folder = RemoteEntry(name: name, isDirectory: true, size: 0, mtime: Int64(Date().timeIntervalSince1970), etag: "",
                                  fileID: 0, permissions: Permissions(rawValue: 0))
         overlay.present(path, folder)
+        created(path, isDirectory: true, mode: mode, caller: caller)
         // A new folder is empty: no need to ask.
         cache.store(FolderListing(path: path, folder: folder, children: []))
         return attributes(folder, inode: inodes.lookup(path))
@@ -284,6 +288,8 @@ extension FileSystem {
                 }
             }
             overlay.absent(path)
+            attributeStore.remove(path, tree: false)
+            folderChanged(containing: path)
             inodes.detach(path)
         }
     }
@@ -304,6 +310,8 @@ extension FileSystem {
         try remote { try cache.client.delete(path) }
         overlay.absent(path)
         cache.invalidate(path)
+        attributeStore.remove(path, tree: true)
+        folderChanged(containing: path)
         inodes.detach(path)
     }
 
@@ -346,6 +354,7 @@ extension FileSystem {
                          staged: staged, targetStaged: targetStaged, writeBack: writeBack)
         }
         inodes.rename(from, to: to)
+        renamedAttributes(from: from, to: to, isDirectory: source.isDirectory)
     }
 
     /// The server and local half of a rename, with no upload of either name running.

@@ -15,7 +15,7 @@ public import WebDAV
 /// never from the Swift concurrency pool.
 public final class FileSystem: @unchecked Sendable {
     // @unchecked: `_invalidationObserver` is guarded by `observerLock` (a leaf lock);
-    // `writeBack` is written once before the filesystem is shared; everything else is
+    // `writeBack`, `attributeStore` and `attributeSync` are written once before the filesystem is shared; everything else is
     // immutable or a Sendable/@unchecked-with-its-own-lock object.
 
     public struct Options: Sendable {
@@ -23,6 +23,8 @@ public final class FileSystem: @unchecked Sendable {
         public var zeroFolderSizes = false
         public var uid: UInt32 = getuid()
         public var gid: UInt32 = getgid()
+        /// Bits taken away from 0666 (files) and 0777 (folders) for entries with no stored mode.
+        public var umask: UInt32 = 0o022
         public var readAhead = ReadAhead()
         public var walkAhead = WalkAhead()
         public var contentCache = ContentCacheOptions()
@@ -112,6 +114,12 @@ public final class FileSystem: @unchecked Sendable {
     /// Set once by `enableWrites`, before the filesystem is mounted (and so before any other
     /// thread reads it); nil keeps the mount read-only.
     var writeBack: WriteBack?
+    /// Modes, owners and local times (`FileSystem+Posix`): in memory until `enableWrites`
+    /// replaces it with the state folder's, before the filesystem is mounted.
+    var attributeStore = AttributeStore()
+    /// Set once by `enableWrites` with the store; nil on a read-only mount.
+    var attributeSync: AttributeSync?
+    let linkTargets = LinkTargets()
     /// Set once by `enableIncoming`, before the filesystem is mounted; nil: no incoming/ folder.
     public internal(set) var incoming: IncomingFolder?
     private let observerLock = NSLock()
@@ -277,14 +285,6 @@ public final class FileSystem: @unchecked Sendable {
     func path(of inode: UInt64) throws(FSError) -> String {
         guard let path = inodes.path(of: inode) else { throw .notFound }
         return path
-    }
-
-    func attributes(_ entry: RemoteEntry, inode: UInt64) -> Attributes {
-        let size = entry.isDirectory && options.zeroFolderSizes ? 0 : entry.size
-        return Attributes(inode: inode, isDirectory: entry.isDirectory, size: size,
-                          blocks: entry.isDirectory ? 0 : (size + 511) / 512, mtime: entry.mtime,
-                          permissions: entry.isDirectory ? 0o755 : 0o644, links: entry.isDirectory ? 2 : 1,
-                          uid: options.uid, gid: options.gid)
     }
 
     /// Runs a call into the cache or client and turns its failure into an FSError.

@@ -39,6 +39,8 @@ public enum FSError: Error, Sendable {
     case busy
     /// A rename between incoming/ (local until ingested) and the server's tree.
     case crossDevice
+    /// A symbolic link's target longer than PATH_MAX.
+    case nameTooLong
 }
 
 extension FSError {
@@ -66,6 +68,7 @@ extension FSError {
         case .busy: return EBUSY
         // mv falls back to copy + unlink, which is exactly an ingest.
         case .crossDevice: return EXDEV
+        case .nameTooLong: return ENAMETOOLONG
         }
     }
 

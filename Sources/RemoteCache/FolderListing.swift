@@ -47,14 +47,14 @@ public final class FolderListing: Sendable {
         parent.isEmpty ? name : parent + "/" + name
     }
 
-    /// Names whose entry appeared, disappeared or changed (ETag, size, type) between two
+    /// Names whose entry appeared, disappeared or changed (ETag, size, type, mode) between two
     /// listings of the same folder.
     func changedNames(since old: FolderListing) -> [String] {
         var names: [String] = []
         for child in children {
             guard let before = old.child(named: child.name) else { names.append(child.name); continue }
             if before.etag != child.etag || before.size != child.size || before.isDirectory != child.isDirectory
-                || before.mtime != child.mtime {
+                || before.mtime != child.mtime || before.posix != child.posix {
                 names.append(child.name)
             }
         }

@@ -18,8 +18,13 @@ public struct RemoteEntry: Sendable, Equatable {
     public var etag: String
     public var permissions: Permissions
     public var isDirectory: Bool
+    /// ncfs's `posix` dead property (mode, owner, symbolic-link marker); nil when the server
+    /// has none, or one that does not fit the entry (a folder marked as a link). One optional
+    /// field, so an entry without it costs a few bytes only.
+    public var posix: PosixAttributes?
 
-    public init(name: String, isDirectory: Bool, size: Int64, mtime: Int64, etag: String, fileID: Int64, permissions: Permissions) {
+    public init(name: String, isDirectory: Bool, size: Int64, mtime: Int64, etag: String, fileID: Int64, permissions: Permissions,
+                posix: PosixAttributes? = nil) {
         self.name = name
         self.isDirectory = isDirectory
         self.size = size
@@ -27,13 +32,27 @@ public struct RemoteEntry: Sendable, Equatable {
         self.etag = etag
         self.fileID = fileID
         self.permissions = permissions
+        self.posix = posix
     }
 
     public init(_ resource: DAVResource) {
         let size = resource.isCollection ? (resource.size ?? 0) : (resource.contentLength ?? resource.size ?? 0)
         self.init(name: resource.name, isDirectory: resource.isCollection, size: max(0, size),
                   mtime: Int64(resource.lastModified?.timeIntervalSince1970 ?? 0), etag: resource.etag ?? "",
-                  fileID: resource.fileID ?? 0, permissions: Permissions(resource.permissions ?? ""))
+                  fileID: resource.fileID ?? 0, permissions: Permissions(resource.permissions ?? ""),
+                  posix: RemoteEntry.posix(resource.posix, isDirectory: resource.isCollection, size: size))
+    }
+
+    /// The property's value if it fits the entry: a folder's says folder, a file's says file
+    /// or link, and a link's target fits in PATH_MAX (a larger "link" was changed by another
+    /// client into a file and is shown as one).
+    static func posix(_ text: String?, isDirectory: Bool, size: Int64) -> PosixAttributes? {
+        guard let text, let posix = PosixAttributes(property: text) else { return nil }
+        switch posix.type {
+        case PosixAttributes.directory: return isDirectory ? posix : nil
+        case PosixAttributes.symbolicLink: return !isDirectory && size > 0 && size < 4096 ? posix : nil
+        default: return isDirectory ? nil : posix
+        }
     }
 }
 

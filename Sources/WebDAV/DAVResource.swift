@@ -27,6 +27,8 @@ public struct DAVResource: Sendable, Equatable {
     public var quotaAvailable: Int64?
     /// `oc:checksums` entries such as `SHA1:…`.
     public var checksums: [String]
+    /// ncfs's dead property `{https://ncfs.invalid/ns}posix` (mode and owner), as stored.
+    public var posix: String?
     /// Trash bin properties, present on trash listings.
     public var trash: TrashInfo?
     /// A `d:status` directly inside `d:response` (an error for the whole href), else nil.

@@ -3,11 +3,14 @@
 enum MultistatusProperty {
     case etag, lastModified, contentLength, contentType, resourceType, quotaUsed, quotaAvailable
     case size, fileID, permissions, checksums
+    /// ncfs's own dead property (`PropertySet.ncfs`): a file's POSIX mode and owner.
+    case posix
     case trashFilename, trashOriginalLocation, trashDeletionTime
 
     static let dav: StaticString = "DAV:"
     static let owncloud: StaticString = "http://owncloud.org/ns"
     static let nextcloud: StaticString = "http://nextcloud.org/ns"
+    static let ncfs: StaticString = "https://ncfs.invalid/ns"
 
     /// nil for a property ncfs does not read (it is skipped, but still named in
     /// `failedProperties` when its propstat failed). The first letter narrows the candidates
@@ -42,6 +45,8 @@ enum MultistatusProperty {
             found = name.hasLocalName("trashbin-filename") ? .trashFilename
                 : name.hasLocalName("trashbin-original-location") ? .trashOriginalLocation
                 : name.hasLocalName("trashbin-deletion-time") ? .trashDeletionTime : nil
+        } else if first == UInt8(ascii: "p"), name.hasNamespace(Self.ncfs) {
+            found = name.hasLocalName("posix") ? .posix : nil
         } else {
             found = nil
         }

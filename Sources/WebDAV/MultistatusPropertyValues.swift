@@ -14,6 +14,7 @@ struct MultistatusPropertyValues {
     var fileID: Int64?
     var permissions: String?
     var checksums: [String]?
+    var posix: String?
     var trashFilename: String?
     var trashOriginalLocation: String?
     var trashDeletionTime: Date?
@@ -34,6 +35,7 @@ struct MultistatusPropertyValues {
         case .fileID: fileID = V.int64(text)
         // Kept even when empty: the end-to-end encryption app blanks permissions on purpose.
         case .permissions: permissions = V.string(text)
+        case .posix: posix = V.string(text)
         case .trashFilename: trashFilename = V.string(text)
         case .trashOriginalLocation: trashOriginalLocation = V.string(text)
         case .trashDeletionTime: trashDeletionTime = V.int64(text).flatMap(V.unixTime)
@@ -65,6 +67,7 @@ struct MultistatusPropertyValues {
         fileID = other.fileID ?? fileID
         permissions = other.permissions ?? permissions
         checksums = other.checksums ?? checksums
+        posix = other.posix ?? posix
         trashFilename = other.trashFilename ?? trashFilename
         trashOriginalLocation = other.trashOriginalLocation ?? trashOriginalLocation
         trashDeletionTime = other.trashDeletionTime ?? trashDeletionTime
@@ -82,6 +85,7 @@ struct MultistatusPropertyValues {
         resource.fileID = fileID
         resource.permissions = permissions
         resource.checksums = checksums ?? []
+        resource.posix = posix
         if trashFilename != nil || trashOriginalLocation != nil || trashDeletionTime != nil {
             resource.trash = TrashInfo(originalName: trashFilename ?? "",
                                        originalLocation: trashOriginalLocation ?? "",

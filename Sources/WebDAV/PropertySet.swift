@@ -9,10 +9,18 @@ public struct PropertySet: Sendable {
     public init(_ properties: [(String, String)]) { self.properties = properties }
 
     static let dav = "DAV:", oc = "http://owncloud.org/ns", nc = "http://nextcloud.org/ns"
+    /// ncfs's own namespace for the dead properties it stores on the server (a file's POSIX
+    /// mode and owner, the symbolic-link marker). `.invalid` is reserved (RFC 2606): the URI
+    /// names no web page and can never be claimed by someone else; it must never change, or
+    /// mounts stop seeing what older ones stored.
+    public static let ncfs = "https://ncfs.invalid/ns"
 
     /// What one listing needs to answer readdir, lookup and getattr of every child
     /// (reference §2.5).
-    public static let listing = PropertySet([
+    public static let listing = PropertySet(serverListing.properties + [(ncfs, "posix")])
+
+    /// The listing set without ncfs's dead property (SEARCH selects only the server's own).
+    static let serverListing = PropertySet([
         (dav, "resourcetype"), (dav, "getetag"), (dav, "getlastmodified"), (dav, "getcontentlength"),
         (oc, "fileid"), (oc, "permissions"), (oc, "size"),
     ])
@@ -32,7 +40,7 @@ public struct PropertySet: Sendable {
     ])
 
     var propfindBody: String {
-        var s = #"<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns"><d:prop>"#
+        var s = #"<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns" xmlns:ncfs="https://ncfs.invalid/ns"><d:prop>"#
         s += propElements
         s += "</d:prop></d:propfind>"
         return s
@@ -40,7 +48,7 @@ public struct PropertySet: Sendable {
 
     var propElements: String {
         properties.map { ns, name in
-            let prefix = ns == PropertySet.dav ? "d" : ns == PropertySet.oc ? "oc" : "nc"
+            let prefix = ns == PropertySet.dav ? "d" : ns == PropertySet.oc ? "oc" : ns == PropertySet.ncfs ? "ncfs" : "nc"
             return "<\(prefix):\(name)/>"
         }.joined()
     }

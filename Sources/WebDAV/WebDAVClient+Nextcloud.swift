@@ -52,7 +52,7 @@ extension WebDAVClient {
         let body = """
             <?xml version="1.0" encoding="UTF-8"?>
             <d:searchrequest xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns">
-            <d:basicsearch><d:select><d:prop>\(PropertySet.listing.propElements)</d:prop></d:select>
+            <d:basicsearch><d:select><d:prop>\(PropertySet.serverListing.propElements)</d:prop></d:select>
             <d:from><d:scope><d:href>/files/\(xmlEscape(user))\(scope.isEmpty ? "" : "/" + xmlEscape(scope))</d:href><d:depth>infinity</d:depth></d:scope></d:from>
             <d:where><d:like><d:prop><d:displayname/></d:prop><d:literal>\(xmlEscape(pattern))</d:literal></d:like></d:where>
             <d:orderby/><d:limit><d:nresults>\(limit)</d:nresults></d:limit>

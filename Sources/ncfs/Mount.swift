@@ -135,6 +135,9 @@ struct Mount: ParsableCommand {
                           readTimeout: options.readTimeout ?? readTimeout, drainTimeout: options.drainTimeout ?? drainTimeout,
                           fuseOptions: options.fuse, log: options.log)
         setup.fileSystem.zeroFolderSizes = options.zeroFolderSizes ?? false
+        if let uid = options.uid { setup.fileSystem.uid = uid }
+        if let gid = options.gid { setup.fileSystem.gid = gid }
+        if let umask = options.umask { setup.fileSystem.umask = umask }
         if let window = options.walkAhead { setup.fileSystem.walkAhead.window = window }
         if let size = options.wholeFileMax { setup.fileSystem.readAhead.wholeFileMax = size }
         if let size = options.cacheSize {
@@ -242,6 +245,10 @@ struct Mount: ParsableCommand {
             SystemdNotify.send("STATUS=uploading \(pending.count) file(s) before exiting")
         }
         let left = fs.drainUploads(timeout: setup.drainTimeout) + abandoned.kept
+        let attributesLeft = fs.drainAttributes(timeout: min(setup.drainTimeout, 30))
+        if attributesLeft > 0 {
+            logger.notice("\(attributesLeft) mode or owner change(s) not stored on the server yet; kept in the state folder for the next mount")
+        }
         if left > 0 {
             throw CLIError(message: "unmounted with \(left) upload(s) still pending; they are kept in the journal and resume at the next mount (`ncfs status` lists them)",
                            code: 9)

@@ -42,6 +42,10 @@ struct MountOptions {
     /// `nonempty`: mount over a folder that has entries (hiding them). ncfs's own option:
     /// libfuse 3 dropped it and would refuse it.
     var nonEmpty = false
+    /// Owner and mode bits of files that have none stored (`uid=`, `gid=`, `umask=` in octal).
+    var uid: UInt32?
+    var gid: UInt32?
+    var umask: UInt32?
     var fuse: [String] = []
 
     /// Options mount(8) (fstab) passes that mean nothing here: mount(8)'s own bookkeeping; the
@@ -119,6 +123,12 @@ struct MountOptions {
             case "upload_prefix": uploadPrefix = try text()
             case "ingest_delay": ingestDelay = try seconds()
             case "nonempty": nonEmpty = true
+            case "uid", "gid":
+                guard let id = UInt32(try text()) else { throw usage("expected a numeric id") }
+                if key == "uid" { uid = id } else { gid = id }
+            case "umask":
+                guard let mask = UInt32(try text(), radix: 8), mask <= 0o777 else { throw usage("expected octal mode bits such as 022") }
+                umask = mask
             case _ where MountOptions.isIgnored(key): continue
             default: fuse.append(option)
             }

@@ -42,7 +42,7 @@ struct SemanticsDocTests {
     static let localErrors: [FSError] = [
         .notFound, .notDirectory, .isDirectory, .readOnly, .noAttribute, .bufferTooSmall, .stale,
         .attributeReadOnly, .badHandle, .cacheFailure(""), .exists, .notEmpty, .invalid, .notPermitted,
-        .stagingRace, .busy, .crossDevice,
+        .stagingRace, .busy, .crossDevice, .nameTooLong,
     ]
 
     static func name(_ error: FSError) -> String {
@@ -65,6 +65,7 @@ struct SemanticsDocTests {
         case .stagingRace: "stagingRace"
         case .busy: "busy"
         case .crossDevice: "crossDevice"
+        case .nameTooLong: "nameTooLong"
         }
     }
 
@@ -72,7 +73,7 @@ struct SemanticsDocTests {
     static let errnoNames: [String: Int32] = [
         "EACCES": EACCES, "ENOENT": ENOENT, "ESTALE": ESTALE, "EBUSY": EBUSY, "ENOSPC": ENOSPC, "EEXIST": EEXIST,
         "EINVAL": EINVAL, "EAGAIN": EAGAIN, "EIO": EIO, "ENOTSUP": ENOTSUP, "EROFS": EROFS, "ENOTDIR": ENOTDIR,
-        "EISDIR": EISDIR, "ENODATA": ENODATA, "ERANGE": ERANGE, "EBADF": EBADF, "ENOTEMPTY": ENOTEMPTY,
+        "EISDIR": EISDIR, "ENAMETOOLONG": ENAMETOOLONG, "ENODATA": ENODATA, "ERANGE": ERANGE, "EBADF": EBADF, "ENOTEMPTY": ENOTEMPTY,
         "EPERM": EPERM, "EXDEV": EXDEV,
     ]
 

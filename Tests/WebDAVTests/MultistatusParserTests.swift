@@ -648,3 +648,19 @@ struct MultistatusValueTests {
         #expect(MultistatusValues.int64(bytes("-")) == nil)
     }
 }
+
+/// ncfs's dead property as Nextcloud 32.0.1 returns it (captured from a real server: the
+/// namespace declared on the element itself, a 404 propstat where the property is missing).
+@Suite struct PosixPropertyParsingTests {
+    @Test func nextcloudDeadPropertyPerEntry() throws {
+        let body = """
+            <?xml version="1.0"?>
+            <d:multistatus xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns"><d:response><d:href>/remote.php/dav/files/alice/Photos/</d:href><d:propstat><d:prop><x1:posix xmlns:x1="https://ncfs.invalid/ns"/></d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat></d:response><d:response><d:href>/remote.php/dav/files/alice/Photos/a</d:href><d:propstat><d:prop><x1:posix xmlns:x1="https://ncfs.invalid/ns">100600 1234 5678</x1:posix></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response><d:response><d:href>/remote.php/dav/files/alice/Photos/lnk</d:href><d:propstat><d:prop><x1:posix xmlns:x1="https://ncfs.invalid/ns">120777 0 0</x1:posix></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response><d:response><d:href>/remote.php/dav/files/alice/Photos/other</d:href><d:propstat><d:prop><x2:posix xmlns:x2="urn:someone-else">100600 1 1</x2:posix></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response></d:multistatus>
+            """
+        let resources = try MultistatusParser.parse(Array(body.utf8), requestURL: "http://127.0.0.1:8080/remote.php/dav/files/alice/Photos/",
+                                                    root: "/remote.php/dav/files/alice/")
+        #expect(resources.map(\.posix) == [nil, "100600 1234 5678", "120777 0 0", nil])
+        #expect(PropertySet.listing.propfindBody.contains("<ncfs:posix/>") && PropertySet.listing.propfindBody.contains(#"xmlns:ncfs="https://ncfs.invalid/ns""#))
+        #expect(!PropertySet.serverListing.propElements.contains("ncfs"), "SEARCH selects only the server's own properties")
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import Logging
+import RemoteCache
+import WebDAV
+
+/// Stores mode and owner changes on the server in the background: one PROPPATCH of the
+/// `posix` dead property per changed file, never on the path of the change itself.
+///
+/// Changes coalesce: the thread wakes `delay` after the first change it was told of, so a
+/// `chmod` followed by a `chown` (what `cp -a`, `rsync -a` and `tar x` do) costs one request.
+/// A new file is skipped until its first upload is done (the server has no file to attach the
+/// property to yet); a file already on the server gets its property at once, even while a
+/// new version of its content waits for upload (Nextcloud keeps dead properties across PUTs). What is pending at unmount stays
+/// in `attributes.sqlite` and goes out at the next mount.
+final class AttributeSync: @unchecked Sendable {
+    // @unchecked: `woken`, `stopped` and `running` are guarded by `condition`; the rest is
+    // immutable or has its own lock.
+    private let store: AttributeStore
+    private let client: WebDAVClient
+    /// Whether `path` is a new file whose first upload has not finished.
+    private let awaitsUpload: @Sendable (String) -> Bool
+    private let logger: Logger
+    private let delay: Double
+    private let condition = NSCondition()
+    private var woken = true
+    private var stopped = false
+    private var running = false
+
+    init(store: AttributeStore, client: WebDAVClient, delay: Double = 0.5, logger: Logger,
+         awaitsUpload: @escaping @Sendable (String) -> Bool) {
+        self.store = store
+        self.client = client
+        self.delay = delay
+        self.logger = logger
+        self.awaitsUpload = awaitsUpload
+    }
+
+    func start() {
+        let thread = Thread { [self] in loop() }
+        thread.name = "ncfs-attributes"
+        thread.start()
+    }
+
+    /// A change was recorded: sync within `delay`.
+    func wake() {
+        condition.lock(); woken = true; condition.signal(); condition.unlock()
+    }
+
+    /// Stores what is pending, waiting up to `timeout`, then stops the thread. Returns how
+    /// many changes are left for the next mount.
+    func drain(timeout: Double) -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        // Until nothing is left, or a pass stored nothing more (what is left waits for uploads
+        // that are themselves left for the next mount, or for a server that keeps failing).
+        var left = syncOnce(), previous = Int.max
+        while left > 0 && left < previous && Date() < deadline {
+            usleep(200_000)
+            previous = left
+            left = syncOnce()
+        }
+        condition.lock(); stopped = true; condition.signal()
+        while running { condition.wait() }
+        condition.unlock()
+        return store.pending(limit: .max).count
+    }
+
+    private func loop() {
+        condition.lock()
+        running = true
+        var left = 0
+        while !stopped {
+            // Without news, another look in 2 s while changes are left over (files waiting for
+            // their first upload, a server that failed); else sleep until woken.
+            if !woken {
+                if left > 0 { _ = condition.wait(until: Date().addingTimeInterval(2)) } else { condition.wait() }
+            }
+            if stopped { break }
+            let news = woken
+            woken = false
+            condition.unlock()
+            if news { usleep(useconds_t(delay * 1_000_000)) }
+            left = syncOnce()
+            condition.lock()
+        }
+        running = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Answers that say "no" rather than "not now": 4xx other than 404, 423 and 429, and a
+    /// 405 or 501 (no PROPPATCH here), or an answer that is not a multistatus.
+    static func isRefusal(_ error: DAVError) -> Bool {
+        switch error.kind {
+        case .forbidden, .badRequest, .conflict, .invalidName, .unsupported, .protocolViolation, .preconditionFailed: return true
+        case .server: return error.status == 405 || error.status == 501
+        case .notFound, .unauthorized, .alreadyExists, .locked, .insufficientStorage, .throttled, .unavailable, .transport: return false
+        }
+    }
+
+    /// One pass over the pending changes; returns how many are left.
+    @discardableResult
+    func syncOnce() -> Int {
+        var left = 0
+        for (path, posix) in store.pending(limit: .max) {
+            if awaitsUpload(path) { left += 1; continue }
+            do {
+                try client.setPosixProperty(path, posix.property)
+                store.stored(path, posix)
+            } catch let error as DAVError where error.kind == .notFound {
+                // Gone from the server (deleted by another client): nothing to keep for it.
+                store.remove(path, tree: false)
+            } catch let error as DAVError where AttributeSync.isRefusal(error) {
+                // Asking again will not help (a share without the right to change properties,
+                // a server without dead properties): kept by this mount only.
+                store.stored(path, posix)
+                logger.warning("the server refused to store the mode and owner of /\(path); this mount keeps them, other mounts show the defaults: \(error)")
+            } catch {
+                left += 1
+                logger.warning("storing the mode and owner of /\(path) on the server failed (retried): \(error)")
+            }
+        }
+        return left
+    }
+}
