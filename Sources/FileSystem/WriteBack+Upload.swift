@@ -55,20 +55,38 @@ extension WriteBack {
                 let now = Date()
                 var nextWake = now.addingTimeInterval(5)
                 var due: [(file: StagedFile, path: String, size: Int64, since: Date)] = []
+                // The next small file due soon (within `batchLinger`), and whether a due one
+                // has an fsync waiting for it.
+                var nextSmall = Date.distantFuture
+                var urgent = false
                 for file in files.values {
                     file.lock.lock()
                     let ready = file.needsUpload && !file.uploading && file.held == 0 && (file.writers == 0 || file.fsyncRequested)
                         && !file.failedPermanently
                     if ready && file.notBefore <= now {
                         due.append((file, file.path, file.size, file.notBefore))
+                        urgent = urgent || file.fsyncRequested
                     } else if ready {
                         nextWake = min(nextWake, file.notBefore)
+                        if file.size <= settings.batchFileLimit { nextSmall = min(nextSmall, file.notBefore) }
                     }
                     file.lock.unlock()
                 }
                 if due.isEmpty {
                     sleepingUntil[number] = nextWake
                     _ = condition.wait(until: nextWake)
+                    continue
+                }
+                // A copy closes its files one after another: taken the moment each is due, they
+                // would go a few to a request. While more small files fall due within the linger,
+                // the due ones wait for them (each at most `batchLinger` past its due time;
+                // never with an fsync waiting, nor once a request would be full).
+                let oldest = due.map(\.since).min()!
+                if bulk && !urgent && due.count < settings.bulkFiles && due.allSatisfy({ $0.size <= settings.batchFileLimit })
+                    && nextSmall <= now.addingTimeInterval(settings.batchLinger) && now < oldest.addingTimeInterval(settings.batchLinger) {
+                    let until = min(nextSmall, oldest.addingTimeInterval(settings.batchLinger))
+                    sleepingUntil[number] = until
+                    _ = condition.wait(until: until)
                     continue
                 }
                 batch = chooseBatch(due, bulk: bulk)

@@ -50,6 +50,8 @@ final class WriteBack: @unchecked Sendable {
         var bulkBytes: Int64 = 16 << 20
         /// At most this many files in one batch of PUTs (one uploader sends them in turn).
         var putBatchFiles = 8
+        /// How long a due small file may wait for others falling due, to share a bulk request.
+        var batchLinger: Double = 1
         /// How long `fsync` waits for the upload before it fails with EIO.
         var fsyncTimeout: Double = 120
     }

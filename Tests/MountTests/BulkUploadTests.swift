@@ -8,6 +8,9 @@ import Testing
 @Suite("Bulk upload through the mount", .serialized, .timeLimit(.minutes(5)),
        .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse (FUSE kernel module) to mount"))
 struct BulkUploadTests {
+    /// The mtime of every file `sourceTree` writes: 2022-05-06 07:08:09 UTC.
+    static let sourceMtime: TimeInterval = 1_651_820_889
+
     /// `count` files of 1–40 KB under `folder` of a new local tree, mtimes set to 2022-05-06.
     static func sourceTree(_ count: Int, seed: UInt64) throws -> (root: URL, files: [String: [UInt8]]) {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-bulk-src-\(UUID().uuidString)")

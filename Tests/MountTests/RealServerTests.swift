@@ -325,15 +325,8 @@ struct RealServerTests {
         defer { space.remove() }
         let client = try space.client()
         _ = try client.put("shared.txt", body: .text("v1"))
-        let source = space.dataDir.appendingPathComponent("src")
-        var rng = SeededGenerator(seed: 17)
-        var expected: [String: [UInt8]] = [:]
-        for i in 0..<200 {
-            let bytes = (0..<Int.random(in: 1_000...60_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            expected[String(format: "p%03d.bin", i)] = bytes
-            try write(source.appendingPathComponent(String(format: "p%03d.bin", i)), bytes)
-        }
-        _ = run("/bin/sh", ["-c", "find '\(source.path)' -type f -exec touch -d '2021-03-04 05:06:07 UTC' {} +"])
+        let (source, expected) = try BulkUploadTests.sourceTree(200, seed: 17)
+        defer { try? FileManager.default.removeItem(at: source) }
         let mount = try MountedServer(space, options: ["upload_delay=3"])
         defer { mount.unmount() }
         // A rewrite based on v1, and the server's own change a second later (Nextcloud keeps a
@@ -361,7 +354,7 @@ struct RealServerTests {
                 "upload requests for \(expected.count) files: \(byMethod)")
         let (_, listed) = try client.list("photos")
         #expect(Set(listed.map(\.name)) == Set(expected.keys), "exactly the copied files: \(listed.count)")
-        #expect(listed.allSatisfy { $0.lastModified == Date(timeIntervalSince1970: 1_614_834_367) }, "every mtime is the source's")
+        #expect(listed.allSatisfy { $0.lastModified == Date(timeIntervalSince1970: BulkUploadTests.sourceMtime) }, "every mtime is the source's")
         for (name, bytes) in expected { #expect(try client.get("photos/" + name).bytes == bytes, "\(name)") }
 
         let names = try client.list("").children.map(\.name)
@@ -378,15 +371,8 @@ struct RealServerTests {
         let space = try NextcloudServer.shared().space("bulkfault")
         defer { space.remove() }
         let client = try space.client()
-        let source = space.dataDir.appendingPathComponent("src")
-        var rng = SeededGenerator(seed: 19)
-        var expected: [String: [UInt8]] = [:]
-        for i in 0..<60 {
-            let bytes = (0..<Int.random(in: 1_000...40_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            expected[String(format: "q%03d.bin", i)] = bytes
-            try write(source.appendingPathComponent(String(format: "q%03d.bin", i)), bytes)
-        }
-        _ = run("/bin/sh", ["-c", "find '\(source.path)' -type f -exec touch -d '2021-03-04 05:06:07 UTC' {} +"])
+        let (source, expected) = try BulkUploadTests.sourceTree(60, seed: 19)
+        defer { try? FileManager.default.removeItem(at: source) }
         let proxy = try FaultProxy()
         defer { proxy.stop() }
         try proxy.setRules([["method": "POST", "path": "/dav/bulk$", "action": "reset", "forward": true, "count": 1],
@@ -400,7 +386,7 @@ struct RealServerTests {
         #expect(posts.contains { $0.outcome.contains("reset") } && posts.contains { $0.status == 503 }, "both faults hit: \(posts.map(\.outcome))")
         let (_, listed) = try client.list("faults")
         #expect(Set(listed.map(\.name)) == Set(expected.keys), "exactly the copied files, no conflict copies: \(listed.map(\.name).sorted())")
-        #expect(listed.allSatisfy { $0.lastModified == Date(timeIntervalSince1970: 1_614_834_367) }, "every mtime is the source's")
+        #expect(listed.allSatisfy { $0.lastModified == Date(timeIntervalSince1970: BulkUploadTests.sourceMtime) }, "every mtime is the source's")
         for (name, bytes) in expected { #expect(try client.get("faults/" + name).bytes == bytes, "\(name)") }
         #expect(ncfs(space, ["status"]).out.hasPrefix("nothing pending"))
     }
