@@ -15,9 +15,10 @@ import WebDAV
 /// itself, one fsync in all; a larger one fsynced in place — so from then on a crash loses
 /// nothing; after a
 /// short settle delay (rsync renames its temp file and sets the mtime right after closing)
-/// an uploader thread sends it — PUT, or chunked above the threshold — with `If-Match` on the
-/// ETag it was based on, checks the size the server stored, and only then drops the journal
-/// row and the staging file. A server that changed the file meanwhile gets the local version
+/// an uploader thread sends it — small files many to a bulk request where the server offers
+/// one (`WriteBack+Batch.swift`), others by PUT, or chunked above the threshold, with
+/// `If-Match` on the ETag it was based on — makes sure the server stored what was sent, and
+/// only then drops the journal row and the staging file. A server that changed the file meanwhile gets the local version
 /// as `name (conflict <time>).ext` beside its own; nothing is overwritten or dropped silently.
 final class WriteBack: @unchecked Sendable {
     // @unchecked: `files`, `stopping` and `nextStagingNumber` are guarded by `condition`;
