@@ -94,6 +94,18 @@ final class AttributeStore: @unchecked Sendable {
         set(path, record)
     }
 
+    /// Every record below `folder` that holds a mode is to be stored again (the server lost
+    /// the properties below a moved folder).
+    func markPending(below folder: String) {
+        condition.lock(); defer { condition.unlock() }
+        let prefix = folder + "/"
+        for (path, record) in records where path.hasPrefix(prefix) && record.posix != nil && !record.pending {
+            var again = record
+            again.pending = true
+            set(path, again)
+        }
+    }
+
     /// The server now shows `posix` for `path`: a stored (not pending) record that says the
     /// same gives up its copy, and the server's value counts from now on.
     func confirm(_ path: String, _ posix: PosixAttributes) {

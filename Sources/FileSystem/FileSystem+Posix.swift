@@ -204,11 +204,47 @@ extension FileSystem {
 
     /// A rename moved `from` to `to`: the local records follow, and the moved entry's ctime
     /// moves (as ext4's does), and so do both folders' mtime and ctime.
-    func renamedAttributes(from: String, to: String, isDirectory: Bool) {
+    ///
+    /// A folder's MOVE on Nextcloud 32 keeps the dead properties of the folder itself only
+    /// (`CustomPropertiesBackend::move` rewrites the one path): every entry below it loses
+    /// its ncfs property on the server. So the properties `carried` (what the cached listings
+    /// below `from` showed before the move, see `propertiesBelow`) and the local records below
+    /// it are stored again at their new paths. Entries below it that were never listed here
+    /// lose theirs: the mount cannot know them without listing the whole tree.
+    func renamedAttributes(from: String, to: String, isDirectory: Bool, carried: [(path: String, posix: PosixAttributes)] = []) {
         attributeStore.rename(from: from, to: to, tree: isDirectory)
         attributeStore.update(to) { $0.ctime = FileSystem.nanosecondsNow() }
+        if isDirectory {
+            for (path, posix) in carried {
+                let moved = to + path.dropFirst(from.count)
+                attributeStore.update(moved) { record in
+                    if record.posix == nil { record.posix = posix }
+                    record.pending = true
+                }
+            }
+            attributeStore.markPending(below: to)
+            attributeSync?.wake()
+        }
         folderChanged(containing: from)
         folderChanged(containing: to)
+    }
+
+    /// The ncfs properties the cached listings below `folder` show, by path (at most 10,000:
+    /// a rename must not walk an enormous cached tree).
+    func propertiesBelow(_ folder: String) -> [(path: String, posix: PosixAttributes)] {
+        var found: [(path: String, posix: PosixAttributes)] = []
+        var folders = [folder]
+        var seen = 0
+        while let next = folders.popLast(), seen < 10_000 {
+            guard let listing = cache.cachedListing(next) else { continue }
+            for child in listing.children {
+                seen += 1
+                let path = listing.childPath(child.name)
+                if let posix = child.posix { found.append((path, posix)) }
+                if child.isDirectory { folders.append(path) }
+            }
+        }
+        return found
     }
 
     /// An entry of the folder holding `path` was created, removed or renamed: the folder's

@@ -349,12 +349,13 @@ extension FileSystem {
 
         let staged = writeBack.staged(from)
         let targetStaged = writeBack.staged(to)
+        let carried = source.isDirectory ? propertiesBelow(from) : []
         try writeBack.holdingUploads(of: [staged, targetStaged].compactMap { $0 }) { () throws(FSError) in
             try moveName(from: from, to: to, newName: newName, source: source, target: target,
                          staged: staged, targetStaged: targetStaged, writeBack: writeBack)
         }
         inodes.rename(from, to: to)
-        renamedAttributes(from: from, to: to, isDirectory: source.isDirectory)
+        renamedAttributes(from: from, to: to, isDirectory: source.isDirectory, carried: carried)
     }
 
     /// The server and local half of a rename, with no upload of either name running.

@@ -391,6 +391,32 @@ struct RealServerTests {
         #expect(ncfs(space, ["status"]).out.hasPrefix("nothing pending"))
     }
 
+    @Test("Modes and links below a renamed folder stay on the server (Nextcloud moves a folder's own dead properties only, not those of the entries below it)",
+          .enabled(if: fuse, "needs /dev/fuse"))
+    func modesBelowRenamedFolder() throws {
+        let space = try NextcloudServer.shared().space("posixmove")
+        defer { space.remove() }
+        let client = try space.client()
+        var mount = try MountedServer(space)
+        defer { mount.unmount() }
+        #expect(mkdir(mount.path("x"), 0o750) == 0)
+        #expect(Posix.create(mount.path("x/f"), Array("inside".utf8)))
+        #expect(chmod(mount.path("x/f"), 0o640) == 0)
+        #expect(symlink("f", mount.path("x/link")) == 0)
+        #expect(mount.unmount() == 0, "uploads and attributes stored: \(mount.logTail)")
+        let before = try client.list("x").children
+        #expect(before.first { $0.name == "f" }?.posix?.hasPrefix("100640 ") == true, "stored before the move: \(before.map { "\($0.name) \($0.posix ?? "-")" })")
+
+        mount = try MountedServer(space)
+        _ = try? FileManager.default.contentsOfDirectory(atPath: mount.path("x"))  // listed: the mount knows what is below
+        #expect(rename(mount.path("x"), mount.path("y")) == 0)
+        #expect(mount.unmount() == 0, "attributes stored again: \(mount.logTail)")
+        let after = try client.list("y").children
+        #expect(after.first { $0.name == "f" }?.posix?.hasPrefix("100640 ") == true, "f keeps its mode on the server: \(after.map { "\($0.name) \($0.posix ?? "-")" })")
+        #expect(after.first { $0.name == "link" }?.posix?.hasPrefix("120") == true, "link stays a link on the server")
+        #expect(try client.stat("y").posix?.hasPrefix("40750 ") == true, "the folder's own mode moved with it")
+    }
+
     @Test("folder times set by rsync -a and cp -a survive the uploads into those folders", .enabled(if: fuse, "needs /dev/fuse"))
     func folderTimes() throws {
         try WriteTests.folderTimesSurviveUploads(on: try NextcloudServer.shared().space("times"), client: { try $0.client() },

@@ -620,6 +620,16 @@ class Store:
             self._detach(node)
             node.name = new_name
             self._attach(new_parent, node)
+            # Nextcloud 32 (CustomPropertiesBackend::move) moves the dead properties of the
+            # moved path only: every entry below a moved folder loses its own.
+            stack = list((node.children or {}).values()) if node.isdir else []
+            while stack:
+                child = stack.pop()
+                if child.props:
+                    child.props = None
+                    self._mark(child)
+                if child.isdir:
+                    stack.extend((child.children or {}).values())
             self._mark(node)
             self._propagate(old_parent, -node.size, now)
             self._propagate(new_parent, node.size, now)
