@@ -163,6 +163,16 @@ final class ContentCache: @unchecked Sendable {
         if entries[content.key] === content { retire(content) }
     }
 
+    /// This mount uploaded a new version of the file: whatever is cached of it is an older
+    /// version, even under the same ETag (Nextcloud 32 keeps a file's ETag when it is
+    /// overwritten within the same second, so the key cannot tell the versions apart). New
+    /// opens get a fresh one; handles that still have the old one open keep reading it.
+    func forget(fileID: Int64) {
+        guard fileID > 0 else { return }
+        lock.lock(); defer { lock.unlock() }
+        for content in entries.values where content.fileID == fileID { retire(content) }
+    }
+
     /// Bytes held on disk (for statistics and tests).
     var storedBytes: Int64 {
         lock.lock(); defer { lock.unlock() }

@@ -45,6 +45,7 @@ extension FileSystem {
         settings.crashSafeClose = options.crashSafeClose
         settings.bulkUpload = options.bulkUpload
         let writeBack = try WriteBack(settings: settings, client: client, overlay: overlay, cache: cache, logger: logger)
+        writeBack.uploaded = { [contentCache] fileID in contentCache.forget(fileID: fileID) }
         writeBack.start()
         self.writeBack = writeBack
         try enableAttributes(directory: options.directory, client: client)

@@ -295,6 +295,9 @@ extension WriteBack {
 
         switch outcome {
         case .success(let entry):
+            // Before the overlay shows the server's version: no open may find older bytes of
+            // the file cached under the same ETag (content cache lock taken after `condition`).
+            uploaded(entry.fileID)
             if removed {
                 // Unlinked while uploading: the name must not reappear on the server.
                 try? client.delete(uploadedPath)

@@ -64,6 +64,9 @@ final class WriteBack: @unchecked Sendable {
     let cache: MetadataCache
     let logger: Logger
     let condition = NSCondition()
+    /// Told the file id of every file this mount has uploaded (the content cache drops what it
+    /// held of the file: see `ContentCache.forget`). Set once, before `start`.
+    var uploaded: @Sendable (Int64) -> Void = { _ in }
     var files: [String: StagedFile] = [:]
     /// When each sleeping uploader (by number) wakes by itself, having found nothing due
     /// before then; absent while it uploads. A close wakes the uploaders only when none of
