@@ -25,6 +25,10 @@ final class AttributeSync: @unchecked Sendable {
     private var woken = true
     private var stopped = false
     private var running = false
+    /// Held around each PROPPATCH (and by `FileSystem.symlink` around making a link): a mode
+    /// queued for a file that is then replaced by a link at the same name (GNU tar's
+    /// placeholder for a link it makes last) must not land after the link's marker.
+    let requestLock = NSLock()
 
     init(store: AttributeStore, client: WebDAVClient, delay: Double = 0.5, logger: Logger,
          awaitsUpload: @escaping @Sendable (String) -> Bool) {
@@ -103,6 +107,10 @@ final class AttributeSync: @unchecked Sendable {
         var left = 0
         for (path, posix) in store.pending(limit: .max) {
             if awaitsUpload(path) { left += 1; continue }
+            requestLock.lock()
+            defer { requestLock.unlock() }
+            // Still wanted: the record may have changed, or gone with its file, since the pass began.
+            guard let record = store.record(path), record.pending, record.posix == posix else { continue }
             do {
                 try client.setPosixProperty(path, posix.property)
                 store.stored(path, posix)

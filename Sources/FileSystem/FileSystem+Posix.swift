@@ -276,6 +276,10 @@ extension FileSystem {
         posix.mode = PosixAttributes.symbolicLink | 0o777
         if let caller { posix.uid = caller.uid; posix.gid = caller.gid }
         let now = Int64(Date().timeIntervalSince1970)
+        // No queued mode of a file that was at this name may land after the marker.
+        let requests = attributeSync?.requestLock
+        requests?.lock()
+        defer { requests?.unlock() }
         let put: WebDAVClient.PutResult
         do {
             put = try cache.client.put(path, body: .bytes(bytes), mtime: Date(timeIntervalSince1970: TimeInterval(now)),
