@@ -52,12 +52,11 @@ extension WriteBack {
         var safe: [Job] = []
         var unsafe: [Job] = []
         for (folder, inFolder) in Dictionary(grouping: jobs, by: { MetadataCache.split($0.path).parent }) {
-            guard let listing = try? client.list(folder) else {
+            guard let byName = try? childrenByName(folder) else {
                 // Gone, or not listable now: the PUT path reports it precisely.
                 unsafe += inFolder
                 continue
             }
-            let byName = Dictionary(listing.children.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
             for job in inFolder {
                 let present = byName[MetadataCache.split(job.path).name]
                 let asBased = switch job.base {
@@ -96,7 +95,7 @@ extension WriteBack {
         do {
             outcomes = try client.bulkUpload(files)
         } catch let error as DAVError where WebDAVClient.bulkEndpointMissing(error) {
-            client.noBulkUploads("the server refused a bulk upload (\(error))")
+            // (The client has turned bulk uploads off: these go by PUT now.)
             return (settled, alone + sent, [])
         } catch {
             let failure = error as? DAVError ?? DAVError(.server, method: "POST", path: "bulk", detail: "\(error)")
@@ -133,9 +132,7 @@ extension WriteBack {
     func settleLostBulk(_ jobs: [Job], failure: DAVError) -> [Settled] {
         var settled: [Settled] = []
         for (folder, inFolder) in Dictionary(grouping: jobs, by: { MetadataCache.split($0.path).parent }) {
-            let byName = (try? client.list(folder)).map { listing in
-                Dictionary(listing.children.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-            } ?? [:]
+            let byName = (try? childrenByName(folder)) ?? [:]
             for job in inFolder {
                 let name = MetadataCache.split(job.path).name
                 if let found = byName[name], !found.isCollection, (found.contentLength ?? found.size) == job.size,
@@ -151,6 +148,11 @@ extension WriteBack {
             }
         }
         return settled
+    }
+
+    /// One listing of `folder`: its entries by name.
+    func childrenByName(_ folder: String) throws -> [String: DAVResource] {
+        Dictionary(try client.list(folder).children.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Gives a taken file back untried: due again at once, the attempt not counted.
@@ -196,7 +198,7 @@ extension WriteBack {
                         stored[MetadataCache.split(job.path).name] = try client.stat(job.path)
                     } catch let error as DAVError where error.kind == .notFound {}
                 } else {
-                    for child in try client.list(folder).children { stored[child.name] = child }
+                    stored = try childrenByName(folder)
                 }
             } catch {
                 lookFailure = error as? DAVError ?? DAVError(.transport, method: "PROPFIND", path: folder, detail: "\(error)")

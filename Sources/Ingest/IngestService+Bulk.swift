@@ -42,9 +42,6 @@ extension IngestService {
         let outcomes: [WebDAVClient.BulkOutcome]
         do {
             outcomes = try client.bulkUpload(files)
-        } catch let error as DAVError where WebDAVClient.bulkEndpointMissing(error) {
-            client.noBulkUploads("the server refused a bulk upload (\(error))")
-            return nil
         } catch {
             logger.info("ingest: bulk upload of \(item.name) failed (\(error)); the create-only PUT finds out what the server has")
             return nil
@@ -82,9 +79,6 @@ extension IngestService {
         let outcomes: [WebDAVClient.BulkOutcome]
         do {
             outcomes = try client.bulkUpload(derivatives.map(\.file))
-        } catch let error as DAVError where WebDAVClient.bulkEndpointMissing(error) {
-            client.noBulkUploads("the server refused a bulk upload (\(error))")
-            return []
         } catch {
             logger.info("ingest: bulk upload of \(item.name)'s derivatives failed (\(error)); sending them by PUT")
             return []
@@ -109,11 +103,16 @@ extension IngestService {
             guard Int64(derivative.bytes) <= settings.bulkLimit, WebDAVClient.bulkEligible(remote),
                   let bytes = Self.readWhole(local, size: Int64(derivative.bytes)) else { return nil }
             try ensureFolder(PathBytes.beforeLastSlash(remote))
-            let record = StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
-                                          height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType)
-            files.append((derivative.relativePath, WebDAVClient.BulkFile(path: remote, content: bytes, mtime: now), record))
+            files.append((derivative.relativePath, WebDAVClient.BulkFile(path: remote, content: bytes, mtime: now),
+                          storedRecord(derivative, at: remote)))
         }
         return files
+    }
+
+    /// The catalog's record of `derivative`, stored at `remote`.
+    func storedRecord(_ derivative: Derivative, at remote: String) -> StoredDerivative {
+        StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
+                         height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType)
     }
 
     /// The whole file at `path` if it has exactly `size` bytes.

@@ -250,8 +250,7 @@ extension IngestService {
             let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
             let remote = dayFolder + "/" + derivative.relativePath
             if inBulk.contains(derivative.relativePath) {
-                stored.append(StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
-                                               height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType))
+                stored.append(storedRecord(derivative, at: remote))
                 continue
             }
             try ensureFolder(PathBytes.beforeLastSlash(remote))
@@ -263,8 +262,7 @@ extension IngestService {
             guard onServer == Int64(derivative.bytes) else {
                 throw DAVError(.server, method: "PUT", path: remote, detail: "the server stored \(onServer ?? -1) of \(derivative.bytes) bytes")
             }
-            stored.append(StoredDerivative(kind: derivative.kind.rawValue, path: remote, url: url(for: remote), width: derivative.width,
-                                           height: derivative.height, bytes: Int64(derivative.bytes), mimeType: derivative.mimeType))
+            stored.append(storedRecord(derivative, at: remote))
         }
         item.derivatives = stored
         item.state = .succeeded

@@ -58,7 +58,9 @@ extension WebDAVClient {
     /// Sends `files` in one bulk request. The outcomes come back in the order of `files`.
     /// Throws a `DAVError` when the request as a whole failed: then the server may have stored
     /// any of the files, or none (a reset after sending), and the caller settles that by
-    /// looking, not by sending again blindly. The request is not retried by the transport.
+    /// looking, not by sending again blindly. The request is not retried by the transport. A
+    /// failure that shows the server has no working endpoint (`bulkEndpointMissing`) also
+    /// turns bulk uploads off for this client (`noBulkUploads`).
     public func bulkUpload(_ files: [BulkFile]) throws -> [BulkOutcome] {
         guard let prefix = location.installPrefix, location.isNextcloudLayout else {
             throw DAVError(.unsupported, method: "POST", path: "bulk", detail: "bulk upload needs a Nextcloud server")
@@ -90,11 +92,20 @@ extension WebDAVClient {
         headers.set("Content-Type", "multipart/related; boundary=\"\(boundary)\"")
         let request = HTTPRequest(method: "POST", url: location.url(absolutePath: "\(prefix)/remote.php/dav/bulk"),
                                   headers: headers, body: .bytes(body), idempotent: false)
-        // 400 is the server's "stopped at a part": its body still lists what was stored.
-        let response = try send(request, path: "bulk", accept: [400])
-        guard let answer = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
-            throw DAVError(response.status == 400 ? .badRequest : .protocolViolation, method: "POST", path: "bulk",
-                           status: response.status, detail: "the bulk upload answer is not a JSON object")
+        let answer: [String: Any]
+        let status: Int
+        do {
+            // 400 is the server's "stopped at a part": its body still lists what was stored.
+            let response = try send(request, path: "bulk", accept: [400])
+            status = response.status
+            guard let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
+                throw DAVError(response.status == 400 ? .badRequest : .protocolViolation, method: "POST", path: "bulk",
+                               status: response.status, detail: "the bulk upload answer is not a JSON object")
+            }
+            answer = object
+        } catch let error as DAVError where Self.bulkEndpointMissing(error) {
+            noBulkUploads("the server refused a bulk upload (\(error))")
+            throw error
         }
         // Keys are the header paths as sent; Nextcloud stores names NFC, as they were sent.
         var outcomes: [BulkOutcome] = []
@@ -111,7 +122,7 @@ extension WebDAVClient {
                 outcomes.append(.refused(String(message.prefix(300))))
             }
         }
-        if response.status == 400 {
+        if status == 400 {
             let stopped = outcomes.firstIndex(of: .notProcessed).map { headerPaths[$0] } ?? "?"
             logger.warning("the server stopped a bulk upload at \(stopped) (400); the files after it are sent again")
         }
