@@ -348,6 +348,12 @@ extension FileSystem {
             try checkName(newName, in: toParent)
         }
 
+        // No PROPPATCH of the attribute sync may run across the MOVE: one sent to an old path
+        // after it answers 404 and drops the record, one sent before it may be lost with the
+        // folder's dead properties; after the move the records are at their new paths.
+        let requests = attributeSync?.requestLock
+        requests?.lock()
+        defer { requests?.unlock() }
         let staged = writeBack.staged(from)
         let targetStaged = writeBack.staged(to)
         let carried = source.isDirectory ? propertiesBelow(from) : []

@@ -38,6 +38,40 @@ struct PosixSuiteTests {
         Self.expectMountOutcome(PosixSuite.run(at: mount.path("")), mount)
     }
 
+    /// Seen once in CI against the real server: a PROPPATCH of the attribute sync and the MOVE
+    /// of a rename crossed, the PROPPATCH answered 404 at the old path and the sync dropped
+    /// the record the rename was about to move. Here the proxy makes that order certain: the
+    /// PROPPATCH reaches the server 1 s late, the MOVE's answer reaches ncfs 3 s late.
+    @Test("a folder renamed while the mode of a file in it is being stored: both modes survive (the PROPPATCH and the MOVE do not cross)")
+    func renameDuringModeStore() throws {
+        let server = try populatedServer { _ in }
+        defer { server.stop() }
+        let proxy = try FaultProxy(rules: [
+            ["method": "PROPPATCH", "path": "held-dir/inner", "action": "delay", "seconds": 1, "count": 1],
+            ["method": "MOVE", "path": "held-dir", "action": "hold", "seconds": 3, "count": 1],
+        ])
+        defer { proxy.stop() }
+        let mount = try MountedServer(server, proxy: proxy)
+        defer { mount.unmount() }
+        #expect(mkdir(mount.path("held-dir"), 0o700) == 0)
+        try PosixSuite.file(mount.path("held-dir/inner"), "inside", mode: 0o640)
+        // Renamed the moment the file's PROPPATCH is on its way.
+        let deadline = Date().addingTimeInterval(20)
+        while proxy.ruleHits()?.first != 1 && Date() < deadline { usleep(5_000) }
+        #expect(proxy.ruleHits()?.first == 1, "the file's PROPPATCH never came")
+        #expect(rename(mount.path("held-dir"), mount.path("moved-dir")) == 0)
+        var st = stat()
+        #expect(lstat(mount.path("moved-dir"), &st) == 0 && st.st_mode & 0o7777 == 0o700)
+        #expect(lstat(mount.path("moved-dir/inner"), &st) == 0 && st.st_mode & 0o7777 == 0o640, "\(String(st.st_mode, radix: 8))")
+        #expect(mount.unmount() == 0, "the daemon stored everything before exiting")
+        // What the server stores counts: a second mount with an empty state folder sees both.
+        let empty = server.dataDir.appendingPathComponent("fresh").path
+        let fresh = try MountedServer(server, environment: ["XDG_STATE_HOME": empty, "XDG_CACHE_HOME": empty])
+        defer { fresh.unmount() }
+        #expect(lstat(fresh.path("moved-dir"), &st) == 0 && st.st_mode & 0o7777 == 0o700)
+        #expect(lstat(fresh.path("moved-dir/inner"), &st) == 0 && st.st_mode & 0o7777 == 0o640, "\(String(st.st_mode, radix: 8))\n\(mount.logTail)")
+    }
+
     @Test("named cases through a mount of a real Nextcloud 32", .enabled(if: NextcloudServer.unavailable == nil, "\(NextcloudServer.unavailable ?? "")"))
     func realServer() throws {
         let space = try NextcloudServer.shared().space("posixsuite")

@@ -56,6 +56,15 @@ public final class FaultProxy: @unchecked Sendable {
     /// Appends rules after the present ones.
     public func addRules(_ rules: [[String: Any]]) throws { try control("rules/add", rules) }
 
+    /// How many requests each rule has hit so far, in rule order (counted when the rule
+    /// decides, before its action runs); nil when the proxy does not answer.
+    public func ruleHits() -> [Int]? {
+        guard let body = URLRequestLite(url: "\(origin)/__proxy/rules").get(),
+              let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let rules = json["rules"] as? [[String: Any]] else { return nil }
+        return rules.map { ($0["hits"] as? Int) ?? 0 }
+    }
+
     private func control(_ route: String, _ rules: [[String: Any]]) throws {
         var request = URLRequestLite(url: "\(origin)/__proxy/\(route)")
         request.body = try JSONSerialization.data(withJSONObject: rules)

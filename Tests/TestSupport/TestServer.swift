@@ -172,6 +172,14 @@ struct URLRequestLite {
     var url: String
     var body = Data()
 
+    /// The body of a GET, or nil when it fails.
+    func get() -> [UInt8]? {
+        let client = HTTPClient(configuration: HTTPClientConfiguration())
+        let request = HTTPRequest(method: "GET", url: url, headers: [:], body: .bytes([]))
+        guard let response = try? client.perform(request, retry: .noRetries), response.status == 200 else { return nil }
+        return response.body
+    }
+
     func post() -> Int {
         let client = HTTPClient(configuration: HTTPClientConfiguration())
         let request = HTTPRequest(method: "POST", url: url, headers: ["Content-Type": "application/json"], body: .bytes(Array(body)))

@@ -324,6 +324,9 @@ class Connection:
             self.wait(rule.seconds)
             rec["delayed_s"] = rule.seconds
             return self.forward(method, path, head, framing, client_keep, key, reverse, rec)
+        if action == "hold":
+            rec["held_s"] = rule.seconds
+            return self.forward(method, path, head, framing, client_keep, key, reverse, rec, shape=("hold", rule.seconds))
         if action == "status":
             status = hit.status
             if expects:
@@ -436,7 +439,7 @@ class Connection:
                 self.drop_upstream()
             return False
 
-        keep = client_keep and upstream_keep and kind in (None, "slow")
+        keep = client_keep and upstream_keep and kind in (None, "slow", "hold")
         out_resp = httpio.Head(resp.start, list(resp.headers))
         out_resp.remove("Connection", "Keep-Alive", "Proxy-Connection")
         if not keep:
@@ -452,6 +455,8 @@ class Connection:
                 cut = min(cut, total - 1)
         elif kind == "reset_after":
             cut = arg
+        if kind == "hold":  # the server has answered; the client hears of it later
+            self.wait(arg)
         self.send(out_resp.encode())
 
         sent = 0

@@ -4,7 +4,7 @@ A rule (JSON object):
 
     method        "PUT", ["PUT", "MKCOL"] or "*" (default)
     path          regular expression searched in the request path, raw or percent-decoded ("" = any)
-    action        status | reset | stall | truncate | slow | reset_after_headers | lie | delay
+    action        status | reset | stall | truncate | slow | reset_after_headers | lie | delay | hold
     status        for "status": a code or a list to draw from (default 503)
     retry_after   for "status": seconds sent as Retry-After (default: 1 for 423/429/503, else none)
     count         how many requests it hits before it is spent; -1 = unlimited (default 1)
@@ -12,7 +12,7 @@ A rule (JSON object):
     probability   chance that a matching request is hit (default 1); a request not hit does not
                   use up the count and goes on to the next rule
     seed          makes the draws (and a status list's choice) reproducible
-    seconds       stall / delay length, and how long "slow" lasts (capped at MAX_SECONDS)
+    seconds       stall / delay / hold length, and how long "slow" lasts (capped at MAX_SECONDS)
     forward       for "reset" and "stall": the request reaches the server first, its answer is lost
     after_bytes   for truncate / reset_after_headers: body bytes sent before the cut
                   (truncate's default: half the body)
@@ -30,7 +30,7 @@ import re
 import threading
 import urllib.parse
 
-ACTIONS = ("status", "reset", "stall", "truncate", "slow", "reset_after_headers", "lie", "delay")
+ACTIONS = ("status", "reset", "stall", "truncate", "slow", "reset_after_headers", "lie", "delay", "hold")
 # Every wait the proxy makes on purpose ends after this, so no run can hang on a fault.
 MAX_SECONDS = 120.0
 

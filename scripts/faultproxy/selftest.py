@@ -326,6 +326,11 @@ def main():
         t0 = time.time()
         status, body, _ = get(p, "/bytes/7")
         check(status == 200 and body == payload(7) and time.time() - t0 >= 0.3, "delay, then passed")
+        proxy.rules([{"action": "hold", "seconds": 0.3}])
+        t0 = time.time()
+        status, body, _ = get(p, "/bytes/8")
+        check(status == 200 and body == payload(8) and time.time() - t0 >= 0.3, "hold: the answer after the wait")
+        check(any(x.get("held_s") == 0.3 for x in proxy.records()), "the log names the hold")
         proxy.rules([])
 
         # --- log and stats, shutdown, run-time bound
