@@ -1,0 +1,461 @@
+import FileSystem
+import Foundation
+import RemoteCache
+import TestSupport
+import Testing
+import WebDAV
+
+/// Reference-model tests of the write path, in process: random sequences of writes, partial
+/// rewrites, truncates, renames (of files pending upload, of folders holding them), unlinks,
+/// mkdir/rmdir, fsync, pauses that let uploads run in the middle, and remounts (drain, then a
+/// new FileSystem on the same state folder), run against `FileSystem` with write-back on
+/// (journal, staging files, bulk uploads) and the emulator, with no FUSE mount. A plain
+/// dictionary is the model. After every operation the touched path reads back as the model
+/// says; every few operations the whole tree is listed and compared; at the end the uploads
+/// drain and the server's own folder (on disk) must be exactly the model: no file missing,
+/// none extra (a conflict copy of our own upload is a failure), every byte equal.
+///
+/// A failure names its seed and the operations, shrunk (operations removed while it still
+/// fails). Replay one with `NCFS_MODEL_SEED=<seed>`; `NCFS_MODEL_OPS=<n>` sets the length
+/// (CI runs 4 seeds of 120; `NCFS_MODEL_OPS=100000 NCFS_MODEL_SEED=1` is the long mode).
+@Suite("Write path against a model (in process, no FUSE)", .serialized, .timeLimit(.minutes(20)))
+struct WriteModelTests {
+    static let environment = ProcessInfo.processInfo.environment
+    static let seeds: [UInt64] = environment["NCFS_MODEL_SEED"].flatMap(UInt64.init).map { [$0] } ?? [11, 23, 47, 95]
+    static let length = environment["NCFS_MODEL_OPS"].flatMap(Int.init) ?? 120
+
+    @Test("random operation sequences: every read, listing and the server's final tree match the model", arguments: seeds)
+    func randomSequence(seed: UInt64) throws {
+        let ops = ModelOp.generate(seed: seed, count: Self.length)
+        guard let failure = try ModelRun.run(ops) else { return }
+        let shrunk = try ModelRun.shrink(ops, failure: failure, budget: 30)
+        Issue.record("""
+            seed \(seed) failed: \(shrunk.failure)
+            replay: NCFS_MODEL_SEED=\(seed) NCFS_MODEL_OPS=\(Self.length); shrunk from \(ops.count) to \(shrunk.ops.count) operations:
+            \(shrunk.ops.map { "  \($0)" }.joined(separator: "\n"))
+            """)
+    }
+}
+
+/// One operation of a sequence. Paths are relative to the mount's root; file contents are
+/// made from `tag` so that a printed sequence replays exactly.
+enum ModelOp: CustomStringConvertible, Equatable {
+    case write(String, size: Int, tag: UInt64)
+    case patch(String, offset: Int, size: Int, tag: UInt64)
+    case truncate(String, size: Int)
+    case rename(String, to: String)
+    case unlink(String)
+    case mkdir(String)
+    case rmdir(String)
+    case fsync(String)
+    case pause(milliseconds: Int)
+    case remount
+    /// The server's next request of `method` meets `status` (or, for status 0, a connection
+    /// reset): what retries and settling must absorb without changing any outcome.
+    case fault(method: String, status: Int)
+
+    var description: String {
+        switch self {
+        case .write(let p, let size, let tag): "write \(p) \(size) bytes (tag \(tag))"
+        case .patch(let p, let offset, let size, let tag): "patch \(p) @\(offset) +\(size) (tag \(tag))"
+        case .truncate(let p, let size): "truncate \(p) to \(size)"
+        case .rename(let from, let to): "rename \(from) → \(to)"
+        case .unlink(let p): "unlink \(p)"
+        case .mkdir(let p): "mkdir \(p)"
+        case .rmdir(let p): "rmdir \(p)"
+        case .fsync(let p): "fsync \(p)"
+        case .pause(let ms): "pause \(ms) ms"
+        case .remount: "remount"
+        case .fault(let method, let status): "next \(method) meets \(status == 0 ? "a reset" : String(status))"
+        }
+    }
+
+    static func bytes(size: Int, tag: UInt64) -> [UInt8] {
+        var rng = SeededGenerator(seed: tag &+ 0x9E37_79B9)
+        return (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+
+    /// A sequence of `count` operations, each valid in the model state the ones before it leave.
+    static func generate(seed: UInt64, count: Int) -> [ModelOp] {
+        var rng = SeededGenerator(seed: seed)
+        var model = ModelTree()
+        var ops: [ModelOp] = []
+        let names = ["a", "b", "c.txt"]
+        let folderNames = ["d1", "d2", "e"]
+        while ops.count < count {
+            let files = model.files.keys.sorted()
+            let folders = model.folders.sorted()
+            let roll = Int.random(in: 0..<100, using: &rng)
+            var op: ModelOp?
+            switch roll {
+            case 0..<32:
+                let path = ModelTree.join(folders.randomElement(using: &rng)!, names.randomElement(using: &rng)!)
+                // Mostly small (bulk); now and then above the 256 KiB kept in the journal row.
+                let size = Int.random(in: 0..<10, using: &rng) == 0 ? Int.random(in: 256_000...400_000, using: &rng)
+                    : Int.random(in: 0...4000, using: &rng)
+                op = .write(path, size: size, tag: rng.next())
+            case 32..<42:
+                if let path = files.randomElement(using: &rng) {
+                    let size = model.files[path]!.count
+                    op = .patch(path, offset: Int.random(in: 0...size, using: &rng), size: Int.random(in: 1...600, using: &rng), tag: rng.next())
+                }
+            case 42..<48:
+                if let path = files.randomElement(using: &rng) {
+                    op = .truncate(path, size: Int.random(in: 0...(model.files[path]!.count + 100), using: &rng))
+                }
+            case 48..<64:
+                if let path = files.randomElement(using: &rng) {
+                    op = .rename(path, to: ModelTree.join(folders.randomElement(using: &rng)!, names.randomElement(using: &rng)!))
+                }
+            case 64..<69:
+                if let folder = folders.filter({ !$0.isEmpty }).randomElement(using: &rng) {
+                    op = .rename(folder, to: ModelTree.join(folders.randomElement(using: &rng)!, folderNames.randomElement(using: &rng)!))
+                }
+            case 69..<77:
+                if let path = files.randomElement(using: &rng) { op = .unlink(path) }
+            case 77..<84:
+                op = .mkdir(ModelTree.join(folders.randomElement(using: &rng)!, folderNames.randomElement(using: &rng)!))
+            case 84..<87:
+                if let folder = folders.filter({ !$0.isEmpty }).randomElement(using: &rng) { op = .rmdir(folder) }
+            case 87..<91:
+                if let path = files.randomElement(using: &rng) { op = .fsync(path) }
+            case 91..<96:
+                op = .pause(milliseconds: Int.random(in: 100...1600, using: &rng))
+            case 96..<98:
+                op = [ModelOp.fault(method: "POST", status: 503), .fault(method: "POST", status: 0), .fault(method: "PUT", status: 503),
+                      .fault(method: "MOVE", status: 423), .fault(method: "PROPFIND", status: 503)].randomElement(using: &rng)!
+            default:
+                op = .remount
+            }
+            if let op, model.apply(op) { ops.append(op) }
+        }
+        return ops
+    }
+}
+
+/// The model: what the mount must show, and the server must hold once uploads are done.
+struct ModelTree {
+    var files: [String: [UInt8]] = [:]
+    var folders: Set<String> = [""]
+
+    static func join(_ folder: String, _ name: String) -> String { folder.isEmpty ? name : folder + "/" + name }
+    static func parent(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[..<slash])
+    }
+
+    func exists(_ path: String) -> Bool { files[path] != nil || folders.contains(path) }
+    func isEmptyFolder(_ path: String) -> Bool {
+        !files.keys.contains { $0.hasPrefix(path + "/") } && !folders.contains { $0.hasPrefix(path + "/") }
+    }
+
+    /// Applies `op` if it is valid here (the generator only makes valid ones, but a shrunk
+    /// sequence may have lost what made one valid); false if skipped.
+    mutating func apply(_ op: ModelOp) -> Bool {
+        switch op {
+        case .write(let path, let size, let tag):
+            guard folders.contains(Self.parent(path)), !folders.contains(path) else { return false }
+            files[path] = ModelOp.bytes(size: size, tag: tag)
+        case .patch(let path, let offset, let size, let tag):
+            guard var content = files[path], offset <= content.count else { return false }
+            let bytes = ModelOp.bytes(size: size, tag: tag)
+            if offset + size > content.count { content += [UInt8](repeating: 0, count: offset + size - content.count) }
+            content.replaceSubrange(offset..<(offset + size), with: bytes)
+            files[path] = content
+        case .truncate(let path, let size):
+            guard var content = files[path] else { return false }
+            if size < content.count { content.removeSubrange(size...) } else { content += [UInt8](repeating: 0, count: size - content.count) }
+            files[path] = content
+        case .rename(let from, let to):
+            guard from != to, folders.contains(Self.parent(to)) else { return false }
+            if let content = files[from] {
+                guard !folders.contains(to) else { return false }
+                files[from] = nil
+                files[to] = content
+            } else if folders.contains(from), !from.isEmpty {
+                // Only onto a free name, never into itself.
+                guard !exists(to), !to.hasPrefix(from + "/") else { return false }
+                let prefix = from + "/"
+                folders = Set(folders.map { $0 == from ? to : $0.hasPrefix(prefix) ? to + "/" + $0.dropFirst(prefix.count) : $0 })
+                files = Dictionary(uniqueKeysWithValues: files.map { ($0.key.hasPrefix(prefix) ? to + "/" + $0.key.dropFirst(prefix.count) : $0.key, $0.value) })
+            } else {
+                return false
+            }
+        case .unlink(let path):
+            guard files[path] != nil else { return false }
+            files[path] = nil
+        case .mkdir(let path):
+            guard folders.contains(Self.parent(path)), !exists(path) else { return false }
+            folders.insert(path)
+        case .rmdir(let path):
+            guard !path.isEmpty, folders.contains(path), isEmptyFolder(path) else { return false }
+            folders.remove(path)
+        case .fsync(let path):
+            guard files[path] != nil else { return false }
+        case .pause, .remount, .fault:
+            break
+        }
+        return true
+    }
+}
+
+struct ModelFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs a sequence against a fresh emulator and a FileSystem with write-back on.
+final class ModelRun {
+    let server: TestServer
+    let state: URL
+    var fs: FileSystem
+    var model = ModelTree()
+
+    init() throws {
+        server = try populatedServer { _ in }
+        state = server.dataDir.appendingPathComponent("state")
+        fs = try ModelRun.open(server, state: state)
+    }
+
+    static func open(_ server: TestServer, state: URL) throws -> FileSystem {
+        let fs = try makeFileSystem(server)
+        var options = FileSystem.WriteOptions(directory: state)
+        options.settleDelay = 0.2
+        options.fsyncTimeout = 30
+        try fs.enableWrites(options, client: try server.client())
+        return fs
+    }
+
+    /// Nil when the whole sequence matched the model; else what went wrong first.
+    static func run(_ ops: [ModelOp]) throws -> ModelFailure? {
+        let run = try ModelRun()
+        defer { run.stop() }
+        var step = "the start"
+        do {
+            for (index, op) in ops.enumerated() {
+                guard run.model.apply(op) else { continue }
+                step = "operation \(index) (\(op))"
+                do { try run.perform(op) } catch { throw ModelFailure(description: "operation \(index) (\(op)) failed: \(error)") }
+                switch op { case .pause, .fault: continue; default: break }
+                try run.checkPath(op, index: index)
+                if index % 10 == 9 { try run.checkTree(after: index) }
+            }
+            try run.checkTree(after: ops.count)
+            let left = run.fs.drainUploads(timeout: 60)
+            guard left == 0 else { throw ModelFailure(description: "\(left) uploads left after the drain") }
+            try run.checkServer()
+            return nil
+        } catch let failure as ModelFailure {
+            return failure
+        } catch {
+            // A check that could not even read or list.
+            return ModelFailure(description: "after \(step): \(error)")
+        }
+    }
+
+    /// Removes operations (halves, then quarters, … then single ones) while the sequence still
+    /// fails, at most `budget` reruns.
+    static func shrink(_ ops: [ModelOp], failure: ModelFailure, budget: Int) throws -> (ops: [ModelOp], failure: ModelFailure) {
+        var current = ops, currentFailure = failure, runs = 0
+        var chunk = max(1, current.count / 2)
+        while chunk >= 1 && runs < budget {
+            var start = 0, removedAny = false
+            while start < current.count && runs < budget {
+                var candidate = current
+                candidate.removeSubrange(start..<min(start + chunk, candidate.count))
+                runs += 1
+                if let failed = try run(candidate) {
+                    current = candidate
+                    currentFailure = failed
+                    removedAny = true
+                } else {
+                    start += chunk
+                }
+            }
+            if !removedAny || chunk == 1 { chunk /= 2 }
+        }
+        // Only what still applies is worth reading (a removed mkdir leaves its writes skipped).
+        var model = ModelTree()
+        return (current.filter { model.apply($0) }, currentFailure)
+    }
+
+    func stop() {
+        _ = fs.drainUploads(timeout: 5)
+        _ = fs.drainAttributes(timeout: 5)
+        server.stop()
+    }
+
+    // MARK: Operations through the FileSystem API (as the FUSE layer calls it)
+
+    func inode(_ path: String) throws(FSError) -> UInt64 {
+        var inode = FileSystem.rootInode
+        for name in path.split(separator: "/") { inode = try fs.lookup(parent: inode, name: String(name)).inode }
+        return inode
+    }
+
+    /// An open that a finishing upload raced (`stagingRace`) is made again, as the FUSE layer does.
+    func retrying<T>(_ body: () throws(FSError) -> T) throws(FSError) -> T {
+        var attempts = 0
+        while true {
+            do { return try body() } catch .stagingRace where attempts < 5 { attempts += 1 }
+        }
+    }
+
+    func close(_ handle: UInt64) throws(FSError) {
+        defer { fs.release(handle) }
+        try fs.flush(handle)
+    }
+
+    func write(_ handle: UInt64, _ bytes: [UInt8], at offset: Int) throws {
+        var done = 0
+        while done < bytes.count {
+            let piece = Array(bytes[done..<min(done + (128 << 10), bytes.count)])
+            let written = try piece.withUnsafeBytes { buffer in try fs.write(handle, offset: Int64(offset + done), bytes: buffer) }
+            done += written
+        }
+    }
+
+    func perform(_ op: ModelOp) throws {
+        switch op {
+        case .write(let path, let size, let tag):
+            let parent = try inode(ModelTree.parent(path))
+            let name = String(path.split(separator: "/").last!)
+            let (_, handle) = try retrying { () throws(FSError) in try fs.create(parent: parent, name: name, exclusive: false) }
+            do { try write(handle, ModelOp.bytes(size: size, tag: tag), at: 0) } catch { fs.release(handle); throw error }
+            try close(handle)
+        case .patch(let path, let offset, let size, let tag):
+            let file = try inode(path)
+            let (handle, _) = try retrying { () throws(FSError) in try fs.open(file, writable: true) }
+            do { try write(handle, ModelOp.bytes(size: size, tag: tag), at: offset) } catch { fs.release(handle); throw error }
+            try close(handle)
+        case .truncate(let path, let size):
+            _ = try fs.setattr(try inode(path), size: Int64(size), mtime: nil, handle: nil)
+        case .rename(let from, let to):
+            try fs.rename(parent: try inode(ModelTree.parent(from)), name: String(from.split(separator: "/").last!),
+                          newParent: try inode(ModelTree.parent(to)), newName: String(to.split(separator: "/").last!), noReplace: false)
+        case .unlink(let path):
+            try fs.unlink(parent: try inode(ModelTree.parent(path)), name: String(path.split(separator: "/").last!))
+        case .mkdir(let path):
+            _ = try fs.mkdir(parent: try inode(ModelTree.parent(path)), name: String(path.split(separator: "/").last!))
+        case .rmdir(let path):
+            try fs.rmdir(parent: try inode(ModelTree.parent(path)), name: String(path.split(separator: "/").last!))
+        case .fsync(let path):
+            let file = try inode(path)
+            let (handle, _) = try retrying { () throws(FSError) in try fs.open(file, writable: true) }
+            defer { fs.release(handle) }
+            try fs.fsync(handle)
+        case .pause(let ms):
+            usleep(useconds_t(ms * 1000))
+        case .fault(let method, let status):
+            if status == 0 {
+                try server.fault(method: method, action: "reset", count: 1)
+            } else {
+                try server.fault(method: method, status: status, count: 1)
+            }
+        case .remount:
+            let left = fs.drainUploads(timeout: 60)
+            guard left == 0 else { throw ModelFailure(description: "\(left) uploads left at the remount's drain") }
+            _ = fs.drainAttributes(timeout: 10)
+            fs = try ModelRun.open(server, state: state)
+        }
+    }
+
+    // MARK: Checks
+
+    func read(_ path: String) throws -> [UInt8] {
+        let file = try inode(path)
+        let (handle, _) = try retrying { () throws(FSError) in try fs.open(file, writable: false) }
+        defer { fs.release(handle) }
+        var out: [UInt8] = []
+        while true {
+            let bytes = try fs.read(handle, offset: Int64(out.count), count: 128 << 10)
+            if bytes.isEmpty { return out }
+            out += bytes
+        }
+    }
+
+    /// The path the operation touched reads back as the model says (a removed one is gone).
+    func checkPath(_ op: ModelOp, index: Int) throws {
+        let paths: [String] = switch op {
+        case .write(let p, _, _), .patch(let p, _, _, _), .truncate(let p, _), .unlink(let p), .fsync(let p), .mkdir(let p), .rmdir(let p): [p]
+        case .rename(let from, let to): [from, to]
+        case .pause, .remount, .fault: []
+        }
+        for path in paths {
+            if let expected = model.files[path] {
+                let got = try read(path)
+                guard got == expected else {
+                    throw ModelFailure(description: "after operation \(index) (\(op)): \(path) reads \(got.count) bytes \(ModelRun.firstDifference(got, expected)), the model has \(expected.count)")
+                }
+                let size = try fs.getattr(try inode(path)).size
+                guard size == Int64(expected.count) else {
+                    throw ModelFailure(description: "after operation \(index) (\(op)): \(path) has size \(size), the model \(expected.count)")
+                }
+            } else if model.folders.contains(path) {
+                guard try fs.getattr(try inode(path)).isDirectory else {
+                    throw ModelFailure(description: "after operation \(index) (\(op)): \(path) is not a folder")
+                }
+            } else {
+                do {
+                    _ = try inode(path)
+                    throw ModelFailure(description: "after operation \(index) (\(op)): \(path) still exists")
+                } catch let error as FSError {
+                    guard case .notFound = error else { throw ModelFailure(description: "after operation \(index) (\(op)): looking up \(path): \(error)") }
+                }
+            }
+        }
+    }
+
+    /// The mount's whole tree (names, kinds, contents) is the model's.
+    func checkTree(after index: Int) throws {
+        var seenFiles: [String: [UInt8]] = [:]
+        var seenFolders: Set<String> = [""]
+        var pending = [""]
+        while let folder = pending.popLast() {
+            for entry in try fs.listAll(try inode(folder)) where entry.name != "." && entry.name != ".." {
+                let path = ModelTree.join(folder, entry.name)
+                if entry.isDirectory {
+                    seenFolders.insert(path)
+                    pending.append(path)
+                } else {
+                    seenFiles[path] = try read(path)
+                }
+            }
+        }
+        guard seenFolders == model.folders else {
+            throw ModelFailure(description: "after operation \(index): folders \(seenFolders.sorted()), the model has \(model.folders.sorted())")
+        }
+        guard Set(seenFiles.keys) == Set(model.files.keys) else {
+            throw ModelFailure(description: "after operation \(index): files \(seenFiles.keys.sorted()), the model has \(model.files.keys.sorted())")
+        }
+        for (path, content) in seenFiles where content != model.files[path] {
+            throw ModelFailure(description: "after operation \(index): \(path) reads \(content.count) bytes, the model has \(model.files[path]!.count)")
+        }
+    }
+
+    /// Once everything is uploaded, the server's folder on disk is the model exactly.
+    func checkServer() throws {
+        let root = server.filesDir
+        var files: [String: [UInt8]] = [:]
+        var folders: Set<String> = [""]
+        let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isDirectoryKey])
+        while let url = walker?.nextObject() as? URL {
+            let path = String(url.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count + 1))
+            if (try url.resourceValues(forKeys: [.isDirectoryKey])).isDirectory == true {
+                folders.insert(path)
+            } else {
+                files[path] = Array(try Data(contentsOf: url))
+            }
+        }
+        guard folders == model.folders, Set(files.keys) == Set(model.files.keys) else {
+            throw ModelFailure(description: "on the server: folders \(folders.sorted()), files \(files.keys.sorted()); the model has \(model.folders.sorted()), \(model.files.keys.sorted())")
+        }
+        for (path, content) in files where content != model.files[path] {
+            throw ModelFailure(description: "on the server: \(path) has \(content.count) bytes \(ModelRun.firstDifference(content, model.files[path]!)), the model \(model.files[path]!.count)")
+        }
+    }
+
+    static func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> String {
+        guard let at = zip(a, b).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset else { return "(a prefix of the other)" }
+        return "(first difference at byte \(at))"
+    }
+}
