@@ -17,20 +17,31 @@ import WebDAV
 ///
 /// A failure names its seed and the operations, shrunk (operations removed while it still
 /// fails). Replay one with `NCFS_MODEL_SEED=<seed>`; `NCFS_MODEL_OPS=<n>` sets the length
-/// (CI runs 4 seeds of 120; `NCFS_MODEL_OPS=100000 NCFS_MODEL_SEED=1` is the long mode).
+/// (CI runs 4 seeds of 120 with bulk uploads and 2 by PUT; `NCFS_MODEL_OPS=100000 NCFS_MODEL_SEED=1` is the long mode).
 @Suite("Write path against a model (in process, no FUSE)", .serialized, .timeLimit(.minutes(20)))
 struct WriteModelTests {
     static let environment = ProcessInfo.processInfo.environment
     static let seeds: [UInt64] = environment["NCFS_MODEL_SEED"].flatMap(UInt64.init).map { [$0] } ?? [11, 23, 47, 95]
+    /// Without bulk uploads and with `close=durable`: the PUT path and fsynced closes.
+    static let putSeeds: [UInt64] = environment["NCFS_MODEL_SEED"].flatMap(UInt64.init).map { [$0] } ?? [5, 71]
     static let length = environment["NCFS_MODEL_OPS"].flatMap(Int.init) ?? 120
 
     @Test("random operation sequences: every read, listing and the server's final tree match the model", arguments: seeds)
     func randomSequence(seed: UInt64) throws {
+        try Self.check(seed: seed, bulk: true)
+    }
+
+    @Test("the same with -o bulk=off,close=durable: every file by PUT, closes fsynced", arguments: putSeeds)
+    func randomSequenceByPut(seed: UInt64) throws {
+        try Self.check(seed: seed, bulk: false)
+    }
+
+    static func check(seed: UInt64, bulk: Bool) throws {
         let ops = ModelOp.generate(seed: seed, count: Self.length)
-        guard let failure = try ModelRun.run(ops) else { return }
-        let shrunk = try ModelRun.shrink(ops, failure: failure, budget: 30)
+        guard let failure = try ModelRun.run(ops, bulk: bulk) else { return }
+        let shrunk = try ModelRun.shrink(ops, failure: failure, bulk: bulk, budget: 30)
         Issue.record("""
-            seed \(seed) failed: \(shrunk.failure)
+            seed \(seed) (bulk \(bulk ? "on" : "off")) failed: \(shrunk.failure)
             replay: NCFS_MODEL_SEED=\(seed) NCFS_MODEL_OPS=\(Self.length); shrunk from \(ops.count) to \(shrunk.ops.count) operations:
             \(shrunk.ops.map { "  \($0)" }.joined(separator: "\n"))
             """)
@@ -208,26 +219,30 @@ final class ModelRun {
     let server: TestServer
     let state: URL
     var fs: FileSystem
+    let bulk: Bool
     var model = ModelTree()
 
-    init() throws {
+    init(bulk: Bool) throws {
+        self.bulk = bulk
         server = try populatedServer { _ in }
         state = server.dataDir.appendingPathComponent("state")
-        fs = try ModelRun.open(server, state: state)
+        fs = try ModelRun.open(server, state: state, bulk: bulk)
     }
 
-    static func open(_ server: TestServer, state: URL) throws -> FileSystem {
+    static func open(_ server: TestServer, state: URL, bulk: Bool) throws -> FileSystem {
         let fs = try makeFileSystem(server)
         var options = FileSystem.WriteOptions(directory: state)
         options.settleDelay = 0.2
         options.fsyncTimeout = 30
+        options.bulkUpload = bulk
+        options.crashSafeClose = bulk
         try fs.enableWrites(options, client: try server.client())
         return fs
     }
 
     /// Nil when the whole sequence matched the model; else what went wrong first.
-    static func run(_ ops: [ModelOp]) throws -> ModelFailure? {
-        let run = try ModelRun()
+    static func run(_ ops: [ModelOp], bulk: Bool) throws -> ModelFailure? {
+        let run = try ModelRun(bulk: bulk)
         defer { run.stop() }
         var step = "the start"
         do {
@@ -254,7 +269,7 @@ final class ModelRun {
 
     /// Removes operations (halves, then quarters, … then single ones) while the sequence still
     /// fails, at most `budget` reruns.
-    static func shrink(_ ops: [ModelOp], failure: ModelFailure, budget: Int) throws -> (ops: [ModelOp], failure: ModelFailure) {
+    static func shrink(_ ops: [ModelOp], failure: ModelFailure, bulk: Bool, budget: Int) throws -> (ops: [ModelOp], failure: ModelFailure) {
         var current = ops, currentFailure = failure, runs = 0
         var chunk = max(1, current.count / 2)
         while chunk >= 1 && runs < budget {
@@ -263,7 +278,7 @@ final class ModelRun {
                 var candidate = current
                 candidate.removeSubrange(start..<min(start + chunk, candidate.count))
                 runs += 1
-                if let failed = try run(candidate) {
+                if let failed = try run(candidate, bulk: bulk) {
                     current = candidate
                     currentFailure = failed
                     removedAny = true
@@ -355,7 +370,7 @@ final class ModelRun {
             let left = fs.drainUploads(timeout: 60)
             guard left == 0 else { throw ModelFailure(description: "\(left) uploads left at the remount's drain") }
             _ = fs.drainAttributes(timeout: 10)
-            fs = try ModelRun.open(server, state: state)
+            fs = try ModelRun.open(server, state: state, bulk: bulk)
         }
     }
 
