@@ -205,26 +205,35 @@ final class WriteBack: @unchecked Sendable {
     func stage(_ path: String, entry: RemoteEntry?, truncate: Bool) throws(FSError) -> StagedFile {
         condition.lock()
         if let file = files[path] {
-            file.lock.lock()
-            defer { file.lock.unlock(); condition.unlock() }
-            if file.uploading {
-                // Copy on write: the running upload keeps reading the old staging file.
-                let copy = newStagingPath()
-                if truncate {
-                    let fd = Glibc.open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-                    guard fd >= 0 else { throw .cacheFailure("creating \(copy): \(String(cString: strerror(errno)))") }
-                    Glibc.close(fd)
-                } else {
-                    do { try FileManager.default.copyItem(atPath: file.stagingPath, toPath: copy) } catch {
-                        throw .cacheFailure("copying the staged file: \(error.localizedDescription)")
-                    }
-                }
+            // One more writer from here on: the file cannot be done with and dropped while this
+            // open copies it.
+            let (uploading, source) = file.lock.withLock {
+                file.writers += 1
+                file.notBefore = .distantFuture
+                return (file.uploading, file.stagingPath)
+            }
+            guard uploading else { condition.unlock(); return file }
+            // Copy on write: the running upload keeps reading the old staging file. Copied
+            // outside `condition`: a large file takes seconds, and every close waits for it.
+            let copy = newStagingPath()
+            condition.unlock()
+            do {
+                try WriteBack.makeStagingFile(copy, from: truncate ? nil : source)
+            } catch {
+                closeWriter(file)
+                throw error
+            }
+            condition.lock(); defer { condition.unlock() }
+            file.lock.lock(); defer { file.lock.unlock() }
+            if file.uploading && file.stagingPath == source {
                 file.stagingPath = copy
                 // The journal row names the old staging file: the next record must name this one.
                 file.contentChanged = true
+            } else {
+                // The upload ended meanwhile (nothing reads the old file now), or another open
+                // copied it first: the file as it is serves.
+                unlink(copy)
             }
-            file.writers += 1
-            file.notBefore = .distantFuture
             return file
         }
         let stagingPath = newStagingPath()
@@ -265,6 +274,20 @@ final class WriteBack: @unchecked Sendable {
         overlay.set(path, .staged(file))
         condition.unlock()
         return file
+    }
+
+    /// Creates the staging file `path`: empty, or a copy of `source`.
+    private static func makeStagingFile(_ path: String, from source: String?) throws(FSError) {
+        guard let source else {
+            let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw .cacheFailure("creating \(path): \(FileSystem.lastErrorText())") }
+            Glibc.close(fd)
+            return
+        }
+        do { try FileManager.default.copyItem(atPath: source, toPath: path) } catch {
+            unlink(path)
+            throw .cacheFailure("copying the staged file: \(error.localizedDescription)")
+        }
     }
 
     /// Makes the content durable and recorded in the journal, if it changed. Called by every
