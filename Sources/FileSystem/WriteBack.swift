@@ -464,6 +464,10 @@ final class WriteBack: @unchecked Sendable {
     /// The staged file at `from` now lives at `to` (replacing one staged there). The journal
     /// follows in the same step, so the upload goes to the new name only.
     func rename(from: String, to: String, base: StagedFile.Base?) throws(FSError) {
+        // The replaced file's staging file is deleted once `condition` is released (declared
+        // first, so this defer runs last).
+        var leftover: String?
+        defer { if let leftover { unlink(leftover) } }
         condition.lock(); defer { condition.unlock() }
         do {
             // The base travels in the rename's transaction: after a restart the row must name
@@ -476,7 +480,7 @@ final class WriteBack: @unchecked Sendable {
         } catch {
             throw .cacheFailure("journal: \(error)")
         }
-        if let replaced = files.removeValue(forKey: to), replaced !== files[from] { discard(replaced) }
+        if let replaced = files.removeValue(forKey: to), replaced !== files[from] { leftover = discard(replaced) }
         // A staged file has no staged files below it: only a folder's rename needs the scan
         // (over every staged file, which a bulk copy's rename of each temp file must not pay).
         let prefix = from + "/"
@@ -504,20 +508,24 @@ final class WriteBack: @unchecked Sendable {
     /// The staged file at `path` was unlinked: its upload is dropped (or, if running, its
     /// result deleted when it ends).
     func remove(_ path: String) throws(FSError) {
+        var leftover: String?
+        defer { if let leftover { unlink(leftover) } }
         condition.lock(); defer { condition.unlock() }
         guard let file = files.removeValue(forKey: path) else { return }
         do { _ = try journal.remove(remotePath: path) } catch { throw .cacheFailure("journal: \(error)") }
-        discard(file)
+        leftover = discard(file)
     }
 
-    /// Forgets a staged file (caller holds `condition`).
-    private func discard(_ file: StagedFile) {
+    /// Forgets a staged file (caller holds `condition`). Returns its staging file for the
+    /// caller to delete once `condition` is released, unless an upload still reads it (the
+    /// upload's end deletes it then).
+    private func discard(_ file: StagedFile) -> String? {
         file.lock.lock()
         file.removed = true
         let (uploading, stagingPath, path) = (file.uploading, file.stagingPath, file.path)
         file.lock.unlock()
-        if !uploading { unlink(stagingPath) }
         overlay.unstage(path, file, replacement: nil)
+        return uploading ? nil : stagingPath
     }
 
     /// Staged files (for `ncfs status` figures and the unmount drain).
