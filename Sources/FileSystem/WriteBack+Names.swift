@@ -1,0 +1,100 @@
+import Foundation
+import Glibc
+import Journal
+import RemoteCache
+
+/// Names in write-back: unlink and rename of staged files, with their journal rows and their
+/// uploads held while the name changes.
+extension WriteBack {
+    /// Runs `body` with no upload of `files` running or starting. Unlink and rename go
+    /// through here: what the server has of a file must be settled while its name changes,
+    /// or a late upload would land under a name that is gone, or taken by another file.
+    func holdingUploads<T>(of files: [StagedFile], _ body: () throws(FSError) -> T) throws(FSError) -> T {
+        condition.lock()
+        for file in files {
+            file.lock.lock(); file.held += 1; file.lock.unlock()
+        }
+        while files.contains(where: { file in file.lock.withLock { file.uploading } }) {
+            condition.wait()
+        }
+        condition.unlock()
+        defer {
+            condition.lock()
+            var due = Date.distantFuture
+            for file in files {
+                file.lock.lock(); file.held -= 1; due = min(due, file.notBefore); file.lock.unlock()
+            }
+            // Only uploaders wait for `held` to drop.
+            wakeUploaders(due: due)
+            condition.unlock()
+        }
+        return try body()
+    }
+
+    /// The staged file at `from` now lives at `to` (replacing one staged there). The journal
+    /// follows in the same step, so the upload goes to the new name only.
+    func rename(from: String, to: String, base: StagedFile.Base?) throws(FSError) {
+        // The replaced file's staging file is deleted once `condition` is released (declared
+        // first, so this defer runs last).
+        var leftover: String?
+        defer { if let leftover { unlink(leftover) } }
+        condition.lock(); defer { condition.unlock() }
+        do {
+            // The base travels in the rename's transaction: after a restart the row must name
+            // the version its upload may replace at the new name.
+            if let base {
+                _ = try journal.rename(from: from, to: to, baseETag: base.journalValue)
+            } else {
+                _ = try journal.rename(from: from, to: to)
+            }
+        } catch {
+            throw .cacheFailure("journal: \(error)")
+        }
+        if let replaced = files.removeValue(forKey: to), replaced !== files[from] { leftover = discard(replaced) }
+        // A staged file has no staged files below it: only a folder's rename needs the scan
+        // (over every staged file, which a bulk copy's rename of each temp file must not pay).
+        let prefix = from + "/"
+        let movedFiles = files[from].map { [(from, $0)] } ?? files.filter { $0.key.hasPrefix(prefix) }.map { ($0.key, $0.value) }
+        var due = Date.distantFuture
+        for (path, file) in movedFiles {
+            let moved = to + path.dropFirst(from.count)
+            files[path] = nil
+            files[moved] = file
+            // The journal gave the renamed row a new generation (an upload that ran under the
+            // old name does not complete it): follow it, or the row would wait forever.
+            let row = try? journal.upload(at: moved)
+            file.lock.lock()
+            file.path = moved
+            if path == from, let base { file.base = base }
+            if let row, file.journalID == row.id { file.generation = row.generation }
+            // A name it failed under (refused by the server) may be fine now.
+            file.failedPermanently = false
+            due = min(due, file.notBefore)
+            file.lock.unlock()
+        }
+        wakeUploaders(due: due)
+    }
+
+    /// The staged file at `path` was unlinked: its upload is dropped (or, if running, its
+    /// result deleted when it ends).
+    func remove(_ path: String) throws(FSError) {
+        var leftover: String?
+        defer { if let leftover { unlink(leftover) } }
+        condition.lock(); defer { condition.unlock() }
+        guard let file = files.removeValue(forKey: path) else { return }
+        do { _ = try journal.remove(remotePath: path) } catch { throw .cacheFailure("journal: \(error)") }
+        leftover = discard(file)
+    }
+
+    /// Forgets a staged file (caller holds `condition`). Returns its staging file for the
+    /// caller to delete once `condition` is released, unless an upload still reads it (the
+    /// upload's end deletes it then).
+    func discard(_ file: StagedFile) -> String? {
+        file.lock.lock()
+        file.removed = true
+        let (uploading, stagingPath, path) = (file.uploading, file.stagingPath, file.path)
+        file.lock.unlock()
+        overlay.unstage(path, file, replacement: nil)
+        return uploading ? nil : stagingPath
+    }
+}

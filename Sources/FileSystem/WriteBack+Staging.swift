@@ -1,0 +1,251 @@
+import Foundation
+import Glibc
+import HTTPTransport
+import Journal
+import RemoteCache
+import WebDAV
+
+/// The staging half of write-back: a staging file per written file (copied on write while an
+/// upload reads the old one), each close recording the content in the journal before it
+/// returns, and the wake-ups of the uploaders when a file falls due.
+extension WriteBack {
+    func newStagingPath() -> String {
+        nextStagingNumber += 1
+        return stagingDirectory.appendingPathComponent("\(getpid())-\(nextStagingNumber)-\(UInt32.random(in: 0...UInt32.max))").path
+    }
+
+    /// Stages `path` for writing: its existing staged file (copied first if an upload is
+    /// reading it), or a new one holding the server's content `entry` (nil: a new file), or
+    /// nothing when `truncate`.
+    func stage(_ path: String, entry: RemoteEntry?, truncate: Bool) throws(FSError) -> StagedFile {
+        condition.lock()
+        if let file = files[path] {
+            // One more writer from here on: the file cannot be done with and dropped while this
+            // open copies it.
+            let (uploading, source) = file.lock.withLock {
+                file.writers += 1
+                file.notBefore = .distantFuture
+                return (file.uploading, file.stagingPath)
+            }
+            guard uploading else { condition.unlock(); return file }
+            // Copy on write: the running upload keeps reading the old staging file. Copied
+            // outside `condition`: a large file takes seconds, and every close waits for it.
+            let copy = newStagingPath()
+            condition.unlock()
+            do {
+                try WriteBack.makeStagingFile(copy, from: truncate ? nil : source)
+            } catch {
+                closeWriter(file)
+                throw error
+            }
+            condition.lock(); defer { condition.unlock() }
+            file.lock.lock(); defer { file.lock.unlock() }
+            if file.uploading && file.stagingPath == source {
+                file.stagingPath = copy
+                // The journal row names the old staging file: the next record must name this one.
+                file.contentChanged = true
+            } else {
+                // The upload ended meanwhile (nothing reads the old file now), or another open
+                // copied it first: the file as it is serves.
+                unlink(copy)
+            }
+            return file
+        }
+        let stagingPath = newStagingPath()
+        condition.unlock()
+
+        // Outside the lock: fetching the server's content may take long.
+        let base: StagedFile.Base = if let entry { entry.etag.isEmpty ? .unconditional : .etag(entry.etag) } else { .new }
+        if let entry, !truncate, entry.size > 0 {
+            do {
+                try client.get(path, range: nil, ifMatch: entry.etag.isEmpty ? nil : entry.etag, sink: .file(path: stagingPath))
+            } catch {
+                unlink(stagingPath)
+                throw FSError.wrap(error)
+            }
+            chmod(stagingPath, 0o600)
+        } else {
+            let fd = Glibc.open(stagingPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw .cacheFailure("creating \(stagingPath): \(String(cString: strerror(errno)))") }
+            Glibc.close(fd)
+        }
+        let size: Int64 = (truncate || entry == nil) ? 0 : entry!.size
+        let file = StagedFile(path: path, stagingPath: stagingPath, size: size,
+                              mtime: truncate || entry == nil ? Int64(Date().timeIntervalSince1970) : entry!.mtime,
+                              base: base, fileID: entry?.fileID ?? 0)
+        file.writers = 1
+        file.dirty = truncate || entry == nil
+        // The server's content, fetched into a new staging file, is not durable here yet.
+        file.contentChanged = true
+        condition.lock()
+        if let raced = files[path] {
+            // Another opener staged it first: use theirs.
+            condition.unlock()
+            unlink(stagingPath)
+            raced.lock.lock(); raced.writers += 1; raced.notBefore = .distantFuture; raced.lock.unlock()
+            return raced
+        }
+        files[path] = file
+        overlay.set(path, .staged(file))
+        condition.unlock()
+        return file
+    }
+
+    /// Creates the staging file `path`: empty, or a copy of `source`.
+    static func makeStagingFile(_ path: String, from source: String?) throws(FSError) {
+        guard let source else {
+            let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw .cacheFailure("creating \(path): \(FileSystem.lastErrorText())") }
+            Glibc.close(fd)
+            return
+        }
+        do { try FileManager.default.copyItem(atPath: source, toPath: path) } catch {
+            unlink(path)
+            throw .cacheFailure("copying the staged file: \(error.localizedDescription)")
+        }
+    }
+
+    /// Makes the content durable and recorded in the journal, if it changed. Called by every
+    /// close (`flush`), so `close` returns only when a crash can no longer lose it. A change of
+    /// the mtime alone (utimens after close, as rsync does) is recorded without the bytes.
+    func record(_ file: StagedFile) throws(FSError) {
+        file.lock.lock()
+        guard file.dirty else { file.lock.unlock(); return }
+        let (stagingPath, size, contentChanged, recorded) = (file.stagingPath, file.size, file.contentChanged, file.journalID != nil)
+        file.dirty = false
+        file.contentChanged = false
+        file.lock.unlock()
+        do throws(FSError) {
+            if !contentChanged && recorded, try recordMtime(file) { return }
+            try recordContent(file, stagingPath: stagingPath, size: size)
+        } catch {
+            // Recorded again, whole, by the next close.
+            file.lock.lock(); file.dirty = true; file.contentChanged = true; file.lock.unlock()
+            throw error
+        }
+    }
+
+    /// Gives the file's journal row its new mtime. False when the row is gone (its upload
+    /// completed meanwhile) or is another's: then the file must be recorded whole.
+    func recordMtime(_ file: StagedFile) throws(FSError) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        file.lock.lock()
+        let (path, mtime, journalID) = (file.path, file.mtime, file.journalID)
+        file.lock.unlock()
+        let row: PendingUpload?
+        do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { throw .cacheFailure("journal: \(error)") }
+        guard let row, row.id == journalID else { return false }
+        file.lock.lock(); file.generation = row.generation; file.lock.unlock()
+        return true
+    }
+
+    /// Records the staging file's `size` bytes: in the journal row when small, else fsynced
+    /// in place and named by the row.
+    func recordContent(_ file: StagedFile, stagingPath: String, size: Int64) throws(FSError) {
+        let fd = Glibc.open(stagingPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cacheFailure("opening the staged copy of /\(file.path): \(FileSystem.lastErrorText())") }
+        defer { Glibc.close(fd) }
+        // Short (truncated while we read): fsync in place instead.
+        let content = size <= settings.inlineLimit ? try? CachedContent.read(fd, 0..<size) : nil
+        if content == nil && fsync(fd) != 0 {
+            throw .cacheFailure("fsync of the staged copy of /\(file.path): \(FileSystem.lastErrorText())")
+        }
+        // Under `condition`, so an upload finishing now (which completes the journal row and
+        // moves the base ETag on, also under it) is either wholly before or wholly after.
+        condition.lock(); defer { condition.unlock() }
+        file.lock.lock()
+        let (path, currentSize, mtime, base) = (file.path, file.size, file.mtime, file.base)
+        let switched = file.stagingPath != stagingPath
+        if switched { file.dirty = true; file.contentChanged = true }
+        file.lock.unlock()
+        // Copied on write meanwhile: the writer of the new copy records that one when it closes.
+        if switched { return }
+        // A write since `size` was taken has marked the file dirty again, for its own close.
+        let recordedSize = content == nil ? currentSize : size
+        do {
+            // Only a row that holds the bytes may skip the fsync: a row naming an unsynced
+            // staging file could outlive that file's bytes in a power cut.
+            let durability: SQLiteDatabase.Durability = content != nil && settings.crashSafeClose ? .crashSafe : .durable
+            let row = try journal.upsert(remotePath: path, stagingFile: stagingPath, size: recordedSize, mtime: mtime, baseETag: base.journalValue,
+                                         content: content, durability: durability)
+            file.lock.lock()
+            // A new row (the previous one completed meanwhile) counts its generations from 1:
+            // what was uploaded under the old row says nothing about it.
+            if file.journalID != row.id { file.uploadedGeneration = 0 }
+            file.journalID = row.id
+            file.generation = row.generation
+            file.lock.unlock()
+        } catch {
+            throw .cacheFailure("journal: \(error)")
+        }
+    }
+
+    /// A writer closed (release): once no writer is left, the upload may start after the
+    /// settle delay.
+    func closeWriter(_ file: StagedFile) {
+        condition.lock()
+        file.lock.lock()
+        file.writers -= 1
+        if file.writers == 0 { file.notBefore = Date().addingTimeInterval(settings.settleDelay) }
+        let due = file.notBefore
+        file.lock.unlock()
+        wakeUploaders(due: due)
+        condition.unlock()
+    }
+
+    /// Wakes the uploaders if a file may be due at `due` before any sleeping one looks again
+    /// (caller holds `condition`). A busy uploader looks again when its upload ends, a sleeping
+    /// one at its wake time: waking all of them for nothing made each scan every pending file
+    /// under `condition`, which every close, create and rename also waits for.
+    func wakeUploaders(due: Date) {
+        if let earliest = sleepingUntil.values.min(), earliest > due { condition.broadcast() }
+    }
+
+    /// Marks content changed (a write, truncate or utimens).
+    func touched(_ file: StagedFile, size: Int64? = nil, mtime: Int64? = nil, extend: Int64? = nil) {
+        file.lock.lock()
+        if let size { file.size = size }
+        if let extend { file.size = max(file.size, extend) }
+        file.mtime = mtime ?? (size != nil || extend != nil ? Int64(Date().timeIntervalSince1970) : file.mtime)
+        file.dirty = true
+        if size != nil || extend != nil { file.contentChanged = true; file.bulkRefused = false }
+        file.failedPermanently = false
+        file.lock.unlock()
+    }
+
+    /// Blocks until the server has this file's recorded content, or fails with the upload's
+    /// error (or EIO after `fsyncTimeout`). A cancel of the calling FUSE request (its caller
+    /// was interrupted) ends the wait; the upload goes on.
+    func waitUploaded(_ file: StagedFile) throws(FSError) {
+        let deadline = Date().addingTimeInterval(settings.fsyncTimeout)
+        let cancellation = Cancellation.current
+        condition.lock()
+        defer { condition.unlock() }
+        file.lock.lock()
+        let target = file.generation
+        if file.uploadedGeneration < target {
+            file.fsyncRequested = true
+            file.notBefore = Date()
+        }
+        file.lock.unlock()
+        condition.broadcast()
+        while true {
+            file.lock.lock()
+            let done = file.uploadedGeneration >= target || file.removed
+            let failure = file.failure
+            let permanent = file.failedPermanently
+            file.lock.unlock()
+            if done { return }
+            if let failure, permanent { throw failure }
+            if cancellation?.isCancelled == true {
+                throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))
+            }
+            // In short steps when a cancel may come (it has no way to signal `condition`).
+            let until = cancellation == nil ? deadline : min(deadline, Date().addingTimeInterval(0.2))
+            if !condition.wait(until: until) && Date() >= deadline {
+                throw failure ?? .remote(DAVError(.transport, method: "PUT", path: file.path,
+                                                  detail: "not uploaded within \(Int(settings.fsyncTimeout)) s"))
+            }
+        }
+    }
+}
