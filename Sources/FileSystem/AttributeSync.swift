@@ -91,13 +91,16 @@ final class AttributeSync: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Answers that say "no" rather than "not now": 4xx other than 404, 423 and 429, and a
-    /// 405 or 501 (no PROPPATCH here), or an answer that is not a multistatus.
+    /// Answers that say "no" rather than "not now": what is not transient, except a wrong
+    /// login (fixed by the user, then the change goes out) and a 404 (handled apart: the file
+    /// is gone); and, for PROPPATCH alone, a 405 or 501 or an answer that is not a multistatus
+    /// (a server without dead properties).
     static func isRefusal(_ error: DAVError) -> Bool {
         switch error.kind {
-        case .forbidden, .badRequest, .conflict, .invalidName, .unsupported, .protocolViolation, .preconditionFailed: return true
+        case .notFound, .unauthorized: return false
+        case .protocolViolation: return true
         case .server: return error.status == 405 || error.status == 501
-        case .notFound, .unauthorized, .alreadyExists, .locked, .insufficientStorage, .throttled, .unavailable, .transport: return false
+        case let kind: return !kind.isTransient
         }
     }
 

@@ -138,13 +138,10 @@ extension WriteBack {
     }
 
     /// Whether an upload that failed with `error` is kept until the file changes rather than
-    /// retried. The parent folder gone (404, 409) is worth a retry only under the new name of
-    /// a file renamed meanwhile.
+    /// retried: what is not transient, except that the parent folder gone (404, 409) is worth
+    /// a retry under the new name of a file renamed meanwhile.
     static func isPermanent(_ error: DAVError, moved: Bool) -> Bool {
-        switch error.kind {
-        case .transport, .server, .unavailable, .throttled, .locked, .protocolViolation, .insufficientStorage: false
-        case .notFound, .conflict: !moved
-        case .unauthorized, .forbidden, .badRequest, .alreadyExists, .preconditionFailed, .invalidName, .unsupported: true
-        }
+        if error.kind == .notFound || error.kind == .conflict { return !moved }
+        return !error.kind.isTransient
     }
 }

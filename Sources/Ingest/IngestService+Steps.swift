@@ -320,15 +320,17 @@ extension IngestService {
         do { try catalog.update(item) } catch { logger.error("ingest: recording item \(item.id)'s failure: \(error)") }
     }
 
+    /// Whether a step that failed with `error` gives the item up: what the steps call
+    /// permanent, and a server's answer that is not transient — except a missing folder (404,
+    /// 409: made again on the next attempt) and a name taken (405 on MKCOL, 412: the next
+    /// attempt looks again), which are worth another attempt. Anything else (a local I/O
+    /// error, `ncfs-derive` crashing) is tried again.
     static func isPermanent(_ error: any Error) -> Bool {
-        switch error {
-        case is PermanentFailure: return true
-        case let error as DAVError:
-            switch error.kind {
-            case .unauthorized, .forbidden, .invalidName, .badRequest, .unsupported: return true
-            default: return false
-            }
-        default: return false
+        if error is PermanentFailure { return true }
+        guard let error = error as? DAVError else { return false }
+        switch error.kind {
+        case .notFound, .conflict, .alreadyExists, .preconditionFailed: return false
+        case let kind: return !kind.isTransient
         }
     }
 

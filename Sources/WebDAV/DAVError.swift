@@ -38,6 +38,20 @@ public struct DAVError: Error, Sendable, CustomStringConvertible {
         case protocolViolation
         /// The server lacks a feature (a generic WebDAV server has no trash bin or chunking).
         case unsupported
+
+        /// Whether the same request may succeed later with nothing changed on this side: the
+        /// network, the server's state (5xx, maintenance, throttling, a lock, a full quota) or
+        /// an answer that could not be read. The one classification every background worker
+        /// starts from (write-back, ingest, the attribute sync); each names the few kinds its
+        /// context treats otherwise, such as a missing parent folder that a rename or a new
+        /// folder may bring back.
+        public var isTransient: Bool {
+            switch self {
+            case .transport, .server, .unavailable, .throttled, .locked, .insufficientStorage, .protocolViolation: true
+            case .notFound, .unauthorized, .forbidden, .conflict, .alreadyExists, .preconditionFailed, .badRequest,
+                 .invalidName, .unsupported: false
+            }
+        }
     }
 
     public var kind: Kind
