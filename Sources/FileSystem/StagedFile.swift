@@ -68,6 +68,10 @@ final class StagedFile: @unchecked Sendable {
     /// Unlinked while its upload ran: the uploaded copy is deleted when the upload ends.
     var removed = false
     var chunkUploadID: String?
+    /// An attempt whose answer never came (a reset or timeout after sending): the size and
+    /// mtime it sent to `path`. The server may have stored it; if a later attempt meets a
+    /// changed version there with exactly these, that version is ours, not another client's.
+    var unanswered: (path: String, size: Int64, mtime: Int64)?
     /// A bulk request refused this content (or stopped at it): it goes by PUT, which gets
     /// the precise error. Cleared when the content changes.
     var bulkRefused = false

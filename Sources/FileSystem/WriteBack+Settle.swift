@@ -72,6 +72,7 @@ extension WriteBack {
             file.lock.withLock {
                 file.base = entry.etag.isEmpty ? .unconditional : .etag(entry.etag)
                 file.fileID = entry.fileID
+                file.unanswered = nil
             }
             completed = (try? journal.complete(id: journalID, generation: generation, serverETag: entry.etag.isEmpty ? nil : entry.etag)) ?? false
             // A newer generation waits: its row is pending again, not "uploading".

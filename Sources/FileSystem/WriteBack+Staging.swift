@@ -234,8 +234,14 @@ extension WriteBack {
             let done = file.uploadedGeneration >= target || file.removed
             let failure = file.failure
             let permanent = file.failedPermanently
+            // An attempt that failed (and will be retried) took the request with it: without
+            // it a file still open for writing is never due, and this would wait out the timeout.
+            let askAgain = !done && !file.fsyncRequested && !file.uploading
+            if askAgain { file.fsyncRequested = true }
+            let due = file.notBefore
             file.lock.unlock()
             if done { return }
+            if askAgain { wakeUploaders(due: due) }
             if let failure, permanent { throw failure }
             if cancellation?.isCancelled == true {
                 throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))

@@ -156,8 +156,14 @@ extension WriteBack {
     /// checked here.
     func attempt(_ job: Job, verify: Bool) -> Settled {
         let (file, path) = (job.file, job.path)
+        var conditions = job.conditions
         do {
-            let entry = try send(job.stagingPath, to: path, size: job.size, mtime: job.mtime, conditions: job.conditions,
+            if let ours = unansweredVersion(job) {
+                // An earlier attempt's answer was lost, and the server has that attempt's
+                // version: replace it by its ETag (the base it was sent on is stale now).
+                conditions = .init(ifMatch: ours)
+            }
+            let entry = try send(job.stagingPath, to: path, size: job.size, mtime: job.mtime, conditions: conditions,
                                  file: file, journalID: job.journalID, verify: verify)
             return Settled(job: job, outcome: .success(entry), uploadedPath: path)
         } catch let mismatch as StoredMismatch {
@@ -182,9 +188,29 @@ extension WriteBack {
                                uploadedPath: conflictPath)
             }
         } catch {
-            return Settled(job: job, outcome: .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)")),
-                           uploadedPath: path)
+            let failure = error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)")
+            if failure.kind.isTransient {
+                // The server may have stored it without our hearing of it (no answer), or did
+                // (the check after an answer failed). Only a check says which: the answer
+                // itself may come from something in between that never passed the body on.
+                file.lock.withLock { file.unanswered = (path, job.size, job.mtime) }
+            }
+            return Settled(job: job, outcome: .failure(failure), uploadedPath: path)
         }
+    }
+
+    /// The ETag of the version at the job's path if it is what an earlier attempt sent without
+    /// a checked answer (same size and mtime, and not the version the job is based on); nil when
+    /// there was no such attempt, or the server shows something else. One `stat`, only after a
+    /// lost answer. Without it, a file rewritten after a lost answer would meet its own earlier
+    /// version as "changed on the server" and go to a conflict copy.
+    func unansweredVersion(_ job: Job) -> String? {
+        guard let sent = job.file.lock.withLock({ job.file.unanswered }), sent.path == job.path,
+              let stored = try? client.stat(job.path), !stored.isCollection,
+              (stored.contentLength ?? stored.size) == sent.size,
+              let modified = stored.lastModified, Int64(modified.timeIntervalSince1970) == sent.mtime,
+              let etag = stored.etag, !etag.isEmpty, job.base != .etag(etag) else { return nil }
+        return etag
     }
 
     /// Our own attempt left a broken copy (a proxy or server that acknowledged bytes it did not
