@@ -144,17 +144,20 @@ extension WebDAVClient {
 
     /// Whether the server takes bulk uploads: a Nextcloud files URL whose capabilities offer
     /// `dav.bulkupload`, asked once per client (together with chunking). A failure to ask says
-    /// no for now: plain PUTs work everywhere, and the next mount asks again.
+    /// no for now — plain PUTs work everywhere — and is asked again a minute later at the
+    /// earliest, not at every batch.
     public func bulkUploadsAvailable() -> Bool {
         guard location.isNextcloudLayout else { return false }
         if let known = bulk.withLock({ $0 }) { return known }
+        if let retryAt = capabilitiesRetryAt.withLock({ $0 }), Date() < retryAt { return false }
         let available: Bool
         do {
             let capabilities = try loadCapabilities()
             available = capabilities.bulkUpload
             chunking.withLock { if $0 == nil { $0 = capabilities.chunking } }
         } catch {
-            logger.info("capabilities not readable now (\(error)); small files go by PUT")
+            capabilitiesRetryAt.withLock { $0 = Date().addingTimeInterval(Self.capabilitiesRetryInterval) }
+            logger.info("capabilities not readable now (\(error)); small files go by PUT, asked again in \(Int(Self.capabilitiesRetryInterval)) s")
             return false
         }
         bulk.withLock { $0 = available }

@@ -169,10 +169,12 @@ extension WebDAVClient {
     public func chunkedUploadsAvailable() -> Bool {
         guard location.isNextcloudLayout else { return false }
         if let known = chunking.withLock({ $0 }) { return known }
+        if let retryAt = capabilitiesRetryAt.withLock({ $0 }), Date() < retryAt { return true }
         let available: Bool
         do {
             available = try loadCapabilities().chunking
         } catch let error as DAVError where [.transport, .unavailable, .throttled, .locked, .server].contains(error.kind) {
+            capabilitiesRetryAt.withLock { $0 = Date().addingTimeInterval(Self.capabilitiesRetryInterval) }
             logger.info("capabilities not readable now (\(error)); trying a chunked upload")
             return true
         } catch {

@@ -21,6 +21,11 @@ public final class WebDAVClient: Sendable {
     let chunking = Mutex<Bool?>(nil)
     /// Whether the server takes bulk uploads: nil until asked (see `bulkUploadsAvailable`).
     let bulk = Mutex<Bool?>(nil)
+    /// When the capabilities may be asked again after they could not be read (uploaders ask
+    /// before every batch; during an outage that must not be a request each time).
+    let capabilitiesRetryAt = Mutex<Date?>(nil)
+    /// How long an unreadable capabilities answer stands before it is asked for again.
+    static let capabilitiesRetryInterval: TimeInterval = 60
 
     public init(baseURL: String, http: HTTPClient, logger: Logger = Logger(label: "ncfs.webdav")) throws {
         self.location = try DAVLocation(baseURL: baseURL)

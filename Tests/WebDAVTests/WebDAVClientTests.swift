@@ -242,6 +242,28 @@ import TestSupport
         #expect(caps.nameRules.forbiddenNames.contains(".htaccess"))
     }
 
+    /// Uploaders ask before every batch whether bulk uploads are offered: while the
+    /// capabilities cannot be read, that is one failed ask a minute, not a request per batch;
+    /// once the server answers (a minute later), the answer is kept.
+    @Test func unreadableCapabilitiesAreNotAskedAgainAtEveryBatch() throws {
+        try server.fault(method: "GET", pathContains: "capabilities", status: 503, count: -1)
+        let before = server.mark()
+        for _ in 0..<5 {
+            #expect(!client.bulkUploadsAvailable(), "no bulk uploads while the capabilities are unreadable")
+            #expect(client.chunkedUploadsAvailable(), "chunks are still tried (a missing endpoint is caught then)")
+        }
+        let asked = server.requests(since: before).filter { $0.path.contains("capabilities") }
+        // One ask, with the HTTP layer's own retries of the 503 (at most 4 attempts, see
+        // `TestServer.client`); not one per call.
+        #expect(!asked.isEmpty && asked.count <= 4, "\(asked.map { "\($0.method) \($0.status)" })")
+        try server.control("clear", [:])
+        client.capabilitiesRetryAt.withLock { $0 = Date().addingTimeInterval(-1) }  // a minute later
+        #expect(client.bulkUploadsAvailable())
+        let answered = server.mark()
+        #expect(client.bulkUploadsAvailable() && client.chunkedUploadsAvailable())
+        #expect(server.requests(since: answered).isEmpty, "the answer is kept")
+    }
+
     @Test func publicShareServesFilesWithoutCredentials() throws {
         try client.mkcol("shared")
         try write("shared/pic.txt", "public bytes")
