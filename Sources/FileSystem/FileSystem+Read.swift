@@ -125,15 +125,21 @@ extension FileSystem {
     }
 
     public func release(_ handle: UInt64) {
-        switch handles.remove(handle) {
+        let (removed, unflushed) = handles.removeNotingWrites(handle)
+        switch removed {
         case .file(let stream)?:
             stream.close()
             contentCache.close(stream.content)
         case .staged(let file, let fd, let writable)?:
             Glibc.close(fd)
             if writable, let writeBack {
-                // flush normally recorded it already; a failure here has no caller to tell.
-                do { try writeBack.record(file) } catch { logger.error("recording /\(file.path) at release: \(error)") }
+                // Only what this handle wrote since its last flush (a flush that failed, or
+                // pages of a shared mapping written back after it): the kernel sends a release
+                // when it likes, and recording here what another descriptor has written since
+                // would pass a partial rewrite off as closed.
+                if unflushed {
+                    do { try writeBack.record(file) } catch { logger.error("recording /\(file.path) at release: \(error)") }
+                }
                 writeBack.closeWriter(file)
             }
         case .local(let fd, let path, let writable)?:

@@ -140,7 +140,9 @@ extension FileSystem {
             }
             writeBack?.touched(file, size: 0)
         }
-        return handles.add(.staged(file, fd: fd, writable: writable))
+        let handle = handles.add(.staged(file, fd: fd, writable: writable))
+        if writable && truncate { handles.noteWrite(handle) }
+        return handle
     }
 
     public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws(FSError) -> Int {
@@ -150,6 +152,7 @@ extension FileSystem {
         guard case .staged(let file, let fd, true)? = handles.get(handle) else { throw .badHandle }
         let written = try FileSystem.writeAll(fd, offset: offset, bytes: bytes, what: "the staged copy")
         writeBack?.touched(file, extend: offset + Int64(written))
+        handles.noteWrite(handle)
         return written
     }
 
@@ -161,6 +164,7 @@ extension FileSystem {
         }
         guard case .staged(let file, _, true)? = handles.get(handle), let writeBack else { return }
         try writeBack.record(file)
+        handles.noteFlushed(handle)
     }
 
     /// Returns once the file's content is on the server (or with the upload's error).
@@ -172,7 +176,10 @@ extension FileSystem {
             return
         }
         guard case .staged(let file, _, let writable)? = handles.get(handle), let writeBack else { return }
-        if writable { try writeBack.record(file) }
+        if writable {
+            try writeBack.record(file)
+            handles.noteFlushed(handle)
+        }
         try writeBack.waitUploaded(file)
     }
 
@@ -202,7 +209,10 @@ extension FileSystem {
             } else if size != nil || writeBack.staged(path) != nil {
                 // Staged (or about to be): the new size and mtime travel with the upload.
                 var handleFile: StagedFile?
-                if let handle, case .staged(let file, _, true)? = handles.get(handle) { handleFile = file }
+                if let handle, case .staged(let file, _, true)? = handles.get(handle) {
+                    handleFile = file
+                    handles.noteWrite(handle)
+                }
                 let file: StagedFile
                 if let handleFile { file = handleFile } else {
                     file = try writeBack.stage(path, entry: writeBack.staged(path) == nil ? current : nil, truncate: size == 0)

@@ -19,6 +19,8 @@ final class HandleTable: @unchecked Sendable {
     private let lock = NSLock()
     private var handles: [UInt64: Handle] = [:]
     private var next: UInt64 = 1
+    /// Writable handles written (or truncated) through since their last flush.
+    private var unflushed: Set<UInt64> = []
 
     func add(_ handle: Handle) -> UInt64 {
         lock.lock(); defer { lock.unlock() }
@@ -41,7 +43,24 @@ final class HandleTable: @unchecked Sendable {
     @discardableResult
     func remove(_ fh: UInt64) -> Handle? {
         lock.lock(); defer { lock.unlock() }
+        unflushed.remove(fh)
         return handles.removeValue(forKey: fh)
+    }
+
+    /// Removes the handle; also whether it was written through since its last flush.
+    func removeNotingWrites(_ fh: UInt64) -> (handle: Handle?, unflushed: Bool) {
+        lock.lock(); defer { lock.unlock() }
+        return (handles.removeValue(forKey: fh), unflushed.remove(fh) != nil)
+    }
+
+    func noteWrite(_ fh: UInt64) {
+        lock.lock(); defer { lock.unlock() }
+        if handles[fh] != nil { unflushed.insert(fh) }
+    }
+
+    func noteFlushed(_ fh: UInt64) {
+        lock.lock(); defer { lock.unlock() }
+        unflushed.remove(fh)
     }
 
     var count: Int {

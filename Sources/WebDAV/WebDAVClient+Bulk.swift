@@ -155,10 +155,15 @@ extension WebDAVClient {
             let capabilities = try loadCapabilities()
             available = capabilities.bulkUpload
             chunking.withLock { if $0 == nil { $0 = capabilities.chunking } }
-        } catch {
+        } catch let error as DAVError where [.transport, .unavailable, .throttled, .locked, .server].contains(error.kind) {
             capabilitiesRetryAt.withLock { $0 = Date().addingTimeInterval(Self.capabilitiesRetryInterval) }
             logger.info("capabilities not readable now (\(error)); small files go by PUT, asked again in \(Int(Self.capabilitiesRetryInterval)) s")
             return false
+        } catch {
+            // No capabilities endpoint (a generic WebDAV server behind a Nextcloud-like URL):
+            // neither bulk nor chunked uploads, for good.
+            chunking.withLock { if $0 == nil { $0 = false } }
+            available = false
         }
         bulk.withLock { $0 = available }
         logger.info(available ? "the server takes bulk uploads: small files go many to a request"
