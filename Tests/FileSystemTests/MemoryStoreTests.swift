@@ -217,6 +217,27 @@ struct MemoryStoreTests {
         #expect(store.entry("a")?.mtime == 1_700_000_000)
     }
 
+    @Test("a bulk part fails alone, or stops the request: those after it are not processed")
+    func bulkParts() throws {
+        let store = MemoryStore()
+        let files = ["a", "b", "c", "d"].map { BulkFile(path: $0, content: Array($0.utf8), mtime: 1_700_000_000) }
+        store.failBulkPart("b")
+        store.failBulkPart("c", stopping: true)
+        #expect(store.pendingFaults == 2)
+        let outcomes = try store.bulkUpload(files)
+        #expect(outcomes.count == 4)
+        guard case .stored = outcomes[0], case .refused = outcomes[1] else {
+            Issue.record("outcomes \(outcomes)")
+            return
+        }
+        #expect(Array(outcomes[2...]) == [.notProcessed, .notProcessed])
+        #expect(store.tree().files == ["a": Array("a".utf8)])
+        #expect(store.pendingFaults == 0)
+        // Met once: the same request again stores everything.
+        #expect(try store.bulkUpload(files).allSatisfy { if case .stored = $0 { true } else { false } })
+        #expect(store.tree().files.count == 4 && store.calls(.bulkUpload) == 2)
+    }
+
     @Test("views share the tree; counts, faults and the bulk switch are each view's own")
     func views() throws {
         let store = MemoryStore()

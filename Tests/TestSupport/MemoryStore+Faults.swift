@@ -57,8 +57,16 @@ extension MemoryStore {
         }
     }
 
+    /// Makes the part for `path` (as sent) of the next bulk request through this view that
+    /// carries it fail alone: refused, the others stored (a part the server could not store);
+    /// or, with `stopping`, not processed together with every part after it, those before it
+    /// stored (a part whose MD5 did not match: Nextcloud stops there with a 400).
+    public func failBulkPart(_ path: String, stopping: Bool = false) {
+        shared.lock.withLock { bulkPartFaults[DAVLocation.normalize(path)] = stopping }
+    }
+
     /// Injected failures not yet met.
-    public var pendingFaults: Int { shared.lock.withLock { faults.reduce(0) { $0 + $1.remaining } } }
+    public var pendingFaults: Int { shared.lock.withLock { faults.reduce(0) { $0 + $1.remaining } + bulkPartFaults.count } }
 
     /// Takes the first pending fault for `operation` (caller holds the lock).
     func takeFault(_ operation: Operation) -> Fault? {

@@ -213,7 +213,13 @@ extension MemoryStore {
             return try call(.bulkUpload, method: "POST", path: "bulk") {
                 guard shared.offersBulk else { throw DAVError(.notFound, method: "POST", path: "bulk", status: 404) }
                 // Part by part, as the server stores them: a refused part leaves the others.
+                var stopped = false
                 return zip(files, paths).map { file, p in
+                    if let stopping = bulkPartFaults.removeValue(forKey: p) {
+                        stopped = stopped || stopping
+                        if !stopping { return .refused("injected failure") }
+                    }
+                    if stopped { return .notProcessed }
                     let parts = p.split(separator: "/").map(String.init)
                     guard let name = parts.last else { return .refused("Invalid X-File-Path") }
                     guard file.mtime > 86_400 else { return .refused("X-OC-MTime header must be a valid positive integer") }

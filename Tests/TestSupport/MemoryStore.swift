@@ -57,6 +57,8 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
     var counts: [Operation: Int] = [:]
     var faults: [Fault] = []
     var bulkTurnedOff = false
+    /// Bulk parts to fail by path (see `failBulkPart`): true stops the request there.
+    var bulkPartFaults: [String: Bool] = [:]
     var chunkingTurnedOff = false
 
     /// A new, empty store (a root folder only). `bulk` and `chunking`: whether the server
