@@ -16,7 +16,7 @@ final class AttributeSync: @unchecked Sendable {
     // @unchecked: `woken`, `stopped` and `running` are guarded by `condition`; the rest is
     // immutable or has its own lock.
     private let store: AttributeStore
-    private let client: WebDAVClient
+    private let client: any RemoteStore
     /// Whether `path` is a new file whose first upload has not finished.
     private let awaitsUpload: @Sendable (String) -> Bool
     private let logger: Logger
@@ -30,7 +30,7 @@ final class AttributeSync: @unchecked Sendable {
     /// placeholder for a link it makes last) must not land after the link's marker.
     let requestLock = NSLock()
 
-    init(store: AttributeStore, client: WebDAVClient, delay: Double = 0.5, logger: Logger,
+    init(store: AttributeStore, client: any RemoteStore, delay: Double = 0.5, logger: Logger,
          awaitsUpload: @escaping @Sendable (String) -> Bool) {
         self.store = store
         self.client = client

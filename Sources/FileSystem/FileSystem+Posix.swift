@@ -48,7 +48,7 @@ extension FileSystem {
 
     /// Opens `attributes.sqlite` in the state folder and starts the background sync. Called by
     /// `enableWrites`.
-    func enableAttributes(directory: URL, client: WebDAVClient) throws {
+    func enableAttributes(directory: URL, client: any RemoteStore) throws {
         let store = try AttributeStore(directory: directory)
         let sync = AttributeSync(store: store, client: client, logger: logger) { [weak self] path in
             self?.awaitsFirstUpload(path) ?? false

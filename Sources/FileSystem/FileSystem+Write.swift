@@ -36,7 +36,7 @@ extension FileSystem {
 
     /// Makes the mount writable: opens (or creates) the journal, shows and resumes what a
     /// previous run left pending. Call once, before the filesystem is mounted.
-    public func enableWrites(_ options: WriteOptions, client: WebDAVClient) throws {
+    public func enableWrites(_ options: WriteOptions, client: any RemoteStore) throws {
         var settings = WriteBack.Settings(directory: options.directory)
         settings.settleDelay = options.settleDelay
         settings.chunkThreshold = options.chunkThreshold

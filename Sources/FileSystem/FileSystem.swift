@@ -102,7 +102,7 @@ public final class FileSystem: @unchecked Sendable {
     public let cache: MetadataCache
     /// The client for file content (short stall timeout and retry budget, so a read that
     /// cannot succeed turns into EIO promptly).
-    let reader: WebDAVClient
+    let reader: any RemoteStore
     public let options: Options
     let logger: Logger
     let inodes = InodeTable()
@@ -127,7 +127,7 @@ public final class FileSystem: @unchecked Sendable {
 
     public static let rootInode: UInt64 = InodeTable.root
 
-    public init(cache: MetadataCache, reader: WebDAVClient? = nil, options: Options = Options(),
+    public init(cache: MetadataCache, reader: (any RemoteStore)? = nil, options: Options = Options(),
                 logger: Logger = Logger(label: "ncfs.fs")) {
         self.cache = cache
         self.reader = reader ?? cache.client

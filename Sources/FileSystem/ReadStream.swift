@@ -174,7 +174,7 @@ final class ReadStream: @unchecked Sendable {
 /// Runs the GETs filling cached content on a pool of threads of its own, so a FUSE worker
 /// waiting for bytes never also has to carry a transfer.
 final class ContentFetcher: Sendable {
-    let client: WebDAVClient
+    let client: any RemoteStore
     let cache: ContentCache
     let pool: WorkerPool
     /// How long a fetch keeps resuming after its connection broke mid-body without progress.
@@ -183,7 +183,7 @@ final class ContentFetcher: Sendable {
     /// replaces the starting guess, a real server's usual 50 ms), and how many were measured.
     private let latency = Mutex<(seconds: Double, samples: Int)>((0.05, 0))
 
-    init(client: WebDAVClient, cache: ContentCache, threads: Int, resumeBudget: Double) {
+    init(client: any RemoteStore, cache: ContentCache, threads: Int, resumeBudget: Double) {
         self.client = client
         self.cache = cache
         self.pool = WorkerPool(threads: threads, name: "ncfs-fetch")

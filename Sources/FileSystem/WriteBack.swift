@@ -64,7 +64,7 @@ final class WriteBack: @unchecked Sendable {
     }
 
     let settings: Settings
-    let client: WebDAVClient
+    let client: any RemoteStore
     let journal: UploadJournal
     let overlay: Overlay
     let cache: MetadataCache
@@ -94,7 +94,7 @@ final class WriteBack: @unchecked Sendable {
 
     var stagingDirectory: URL { settings.directory.appendingPathComponent("staging") }
 
-    init(settings: Settings, client: WebDAVClient, overlay: Overlay, cache: MetadataCache, logger: Logger) throws {
+    init(settings: Settings, client: any RemoteStore, overlay: Overlay, cache: MetadataCache, logger: Logger) throws {
         self.settings = settings
         self.client = client
         self.overlay = overlay

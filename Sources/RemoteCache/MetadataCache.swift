@@ -54,7 +54,7 @@ public final class MetadataCache: @unchecked Sendable {
         var validatedAt: UInt64
     }
 
-    public let client: WebDAVClient
+    public let client: any RemoteStore
     public let configuration: Configuration
     let logger: Logger
     public weak var observer: (any CacheObserver)? {
@@ -76,7 +76,7 @@ public final class MetadataCache: @unchecked Sendable {
     var pollStopped = false
     var quota: (value: DAVResource, at: UInt64)?
 
-    public init(client: WebDAVClient, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "ncfs.cache")) {
+    public init(client: any RemoteStore, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "ncfs.cache")) {
         self.client = client
         self.configuration = configuration
         self.logger = logger

@@ -22,33 +22,6 @@ import HTTPTransport
 ///   another file, and a control character would break the part's header: such paths are
 ///   refused here (`bulkEligible`) and go by PUT.
 extension WebDAVClient {
-    /// One file of a bulk request: its whole content in memory (bulk is for small files).
-    public struct BulkFile: Sendable {
-        /// Relative to the client's root, like every other path here.
-        public var path: String
-        public var content: [UInt8]
-        /// Seconds since the epoch (`X-OC-Mtime`).
-        public var mtime: Int64
-
-        public init(path: String, content: [UInt8], mtime: Int64) {
-            self.path = path
-            self.content = content
-            self.mtime = mtime
-        }
-    }
-
-    /// What became of one file of a bulk request.
-    public enum BulkOutcome: Sendable, Equatable {
-        /// Stored: the server's ETag (unquoted), file id and permission letters.
-        case stored(etag: String, fileID: Int64?, permissions: String)
-        /// The server refused this file alone (its message); the others are unaffected. A PUT
-        /// of the file on its own gets the precise error.
-        case refused(String)
-        /// The server stopped before this file (a part it could not parse or whose MD5 did not
-        /// match, reported as 400 for the request): not stored, may be sent again.
-        case notProcessed
-    }
-
     /// Whether `path` can travel as an `X-File-Path` header unchanged (see the type's notes).
     public static func bulkEligible(_ path: String) -> Bool {
         guard let last = path.unicodeScalars.last, !last.properties.isWhitespace else { return false }

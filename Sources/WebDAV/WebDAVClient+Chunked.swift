@@ -11,16 +11,6 @@ import Synchronization
 /// An upload id that is reused (after a crash) resumes: the chunks already on the server with
 /// the right size are not sent again.
 extension WebDAVClient {
-    public struct ChunkedUploadOptions: Sendable {
-        /// Chunk size; Nextcloud's S3 path wants 5 MiB..5 GiB for every chunk but the last.
-        public var chunkSize: Int64 = 10 << 20
-        /// Chunks in flight at once (Nextcloud's web client uses up to 5).
-        public var parallelism: Int = 3
-        /// Reuse to resume an interrupted upload; a fresh one is made otherwise.
-        public var uploadID: String = "ncfs-" + UUID().uuidString.lowercased()
-        public init() {}
-    }
-
     /// The URL of the user's upload collection for `id`.
     func uploadURL(_ id: String, _ leaf: String? = nil) throws -> String {
         guard let prefix = location.installPrefix, let user = location.userID else {

@@ -34,6 +34,14 @@ public final class WebDAVClient: Sendable {
         self.nameRules = NameRulesBox(location.isNextcloudLayout ? NameRules() : .generic)
     }
 
+    // The values of the `RemoteStore` seam, under the names callers of the client know.
+    public typealias GetResult = WebDAV.GetResult
+    public typealias PutResult = WebDAV.PutResult
+    public typealias WriteConditions = WebDAV.WriteConditions
+    public typealias BulkFile = WebDAV.BulkFile
+    public typealias BulkOutcome = WebDAV.BulkOutcome
+    public typealias ChunkedUploadOptions = WebDAV.ChunkedUploadOptions
+
     // MARK: PROPFIND
 
     public enum Depth: String, Sendable { case zero = "0", one = "1" }
@@ -139,14 +147,6 @@ public final class WebDAVClient: Sendable {
 
     // MARK: Reading
 
-    /// What a GET told about the file besides its bytes.
-    public struct GetResult: Sendable {
-        public var status: Int
-        public var etag: String?
-        public var contentLength: Int64?
-        public var bytes: [UInt8]
-    }
-
     /// GET of a whole file or of `range` (half-open), into memory.
     public func get(_ path: String, range: Range<Int64>? = nil, limit: Int = ResponseSink.defaultMemoryLimit) throws -> GetResult {
         try get(path, range: range, sink: .memory(limit: limit))
@@ -183,27 +183,6 @@ public final class WebDAVClient: Sendable {
     }
 
     // MARK: Writing
-
-    /// What the server said about a stored file.
-    public struct PutResult: Sendable, Equatable {
-        public var created: Bool
-        public var etag: String?
-        /// The numeric file id from `OC-FileId` (`%08d` + instance id).
-        public var fileID: Int64?
-        public var mtimeAccepted: Bool
-    }
-
-    public struct WriteConditions: Sendable {
-        /// Only overwrite if the server's ETag is still this one (`If-Match`).
-        public var ifMatch: String?
-        /// Only create: fail with `.preconditionFailed` if the name exists (`If-None-Match: *`).
-        public var createOnly: Bool
-        public init(ifMatch: String? = nil, createOnly: Bool = false) {
-            self.ifMatch = ifMatch
-            self.createOnly = createOnly
-        }
-        public static let none = WriteConditions()
-    }
 
     /// PUT of `body` at `path`. `mtime` travels as `X-OC-Mtime` (ignored by generic servers,
     /// where `mtimeAccepted` stays false and a PROPPATCH may follow).
@@ -327,7 +306,7 @@ public final class WebDAVClient: Sendable {
 public final class NameRulesBox: @unchecked Sendable {
     private let lock = NSLock()
     private var rules: NameRules
-    init(_ rules: NameRules) { self.rules = rules }
+    public init(_ rules: NameRules) { self.rules = rules }
     public var value: NameRules {
         get { lock.withLock { rules } }
         set { lock.withLock { rules = newValue } }

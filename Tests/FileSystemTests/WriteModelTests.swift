@@ -18,6 +18,15 @@ import WebDAV
 /// A failure names its seed and the operations, shrunk (operations removed while it still
 /// fails). Replay one with `NCFS_MODEL_SEED=<seed>`; `NCFS_MODEL_OPS=<n>` sets the length
 /// (CI runs 4 seeds of 120 with bulk uploads and 2 by PUT; `NCFS_MODEL_OPS=100000 NCFS_MODEL_SEED=1` is the long mode).
+///
+/// The same seeds also run against `MemoryStore` (TestSupport) instead of the emulator: no
+/// process, no socket, and faults the emulator cannot make. There a fault reaches the
+/// write-back as the transport's retries would finally leave it (a 503 after the retry
+/// budget), and some faults are lost answers: the server stored the PUT, the bulk request or
+/// the PROPPATCH, then the client heard a reset. Faults go to the write-back's own client (its
+/// uploads, listings and attribute sync), whose failures no operation may show. Files above
+/// 300 kB go up in chunks there, so the chunked path runs too. The final check reads the
+/// store's tree.
 @Suite("Write path against a model (in process, no FUSE)", .serialized, .timeLimit(.minutes(20)))
 struct WriteModelTests {
     static let environment = ProcessInfo.processInfo.environment
@@ -36,12 +45,92 @@ struct WriteModelTests {
         try Self.check(seed: seed, bulk: false)
     }
 
-    static func check(seed: UInt64, bulk: Bool) throws {
-        let ops = ModelOp.generate(seed: seed, count: Self.length)
-        guard let failure = try ModelRun.run(ops, bulk: bulk) else { return }
-        let shrunk = try ModelRun.shrink(ops, failure: failure, bulk: bulk, budget: 30)
+    @Test("random operation sequences against the in-memory store, with lost answers", arguments: seeds)
+    func randomSequenceInMemory(seed: UInt64) throws {
+        try withKnownIssue(isIntermittent: true) {
+            try Self.check(seed: seed, bulk: true, backend: .memory)
+        } matching: { Self.knownProductBug($0) }
+    }
+
+    @Test("the same in memory with -o bulk=off,close=durable", arguments: seeds)
+    func randomSequenceInMemoryByPut(seed: UInt64) throws {
+        try withKnownIssue(isIntermittent: true) {
+            try Self.check(seed: seed, bulk: false, backend: .memory)
+        } matching: { Self.knownProductBug($0) }
+    }
+
+    // MARK: Product bugs the in-memory runs found (not fixed here; each test fails once fixed)
+
+    /// A failure of one of the bugs below: an fsync that failed with the error of an
+    /// earlier attempt, or files left on the server that the model does not have (a conflict
+    /// copy, an old name). Anything else still fails; the emulator runs, which lose no
+    /// answers, still fail on either.
+    static func knownProductBug(_ issue: Issue) -> Bool {
+        let text = issue.comments.map(\.rawValue).joined()
+        return (text.contains("(fsync ") && text.contains(") failed: remote(")) || text.contains("on the server, not in the model")
+    }
+
+    /// An fsync on a file open for writing waits for the upload; the uploader clears the
+    /// file's fsync request when it takes the file, and a first attempt that fails for a
+    /// passing reason (here the check after the PUT meets a 503) leaves the file with a writer
+    /// and no request: it is not retried while the descriptor is open, so the fsync waits out
+    /// `fsyncTimeout` and fails with the old error (seeds 23, both variants).
+    @Test("bug: a transient failure of the first attempt makes an fsync of an open file wait out its timeout")
+    func fsyncAfterTransientFailure() throws {
+        let ops: [ModelOp] = [.mkdir("d2"), .write("d2/a", size: 277_806, tag: 15_543_101_120_541_816_444), .mkdir("d2/d1"),
+                              .fault(method: "PROPFIND", status: 503), .write("d2/d1/a", size: 2973, tag: 6_178_034_683_071_282_650),
+                              .fsync("d2/d1/a")]
+        withKnownIssue {
+            if let failure = try ModelRun.run(ops, bulk: true, backend: .memory) { Issue.record("\(failure)") }
+        }
+    }
+
+    /// A PUT stored on the server whose answer is lost is retried with its conditions; when the
+    /// file changed in between, the retry's 412 is compared with the new content, taken for
+    /// someone else's change, and the new content goes to a conflict copy while the name keeps
+    /// the old upload (seed 11 by PUT).
+    @Test("bug: a lost PUT answer and a rewrite before the retry leave a conflict copy")
+    func lostPutThenRewrite() throws {
+        let ops: [ModelOp] = [.mkdir("d2"), .mkdir("d2/d1"), .write("d2/d1/c.txt", size: 3729, tag: 8_391_821_120_961_804_574),
+                              .write("a", size: 403, tag: 5_539_197_689_842_735_536), .fault(method: "PUT", status: 0, lost: true),
+                              .write("d2/d1/c.txt", size: 285_675, tag: 13_343_265_629_994_591_731)]
+        withKnownIssue {
+            if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
+        }
+    }
+
+    /// A new file's PUT stored on the server whose answer is lost leaves the file "never
+    /// uploaded" as far as the write-back knows: a rename (or an unlink) before the retry
+    /// touches only the local name, and the first upload stays on the server under the old
+    /// name (seed 11 by PUT, shrunk by hand).
+    @Test("bug: a lost PUT answer and a rename or unlink before the retry leave the old name on the server",
+          arguments: [ModelOp.rename("x", to: "y"), .unlink("x")])
+    func lostPutThenRename(_ change: ModelOp) throws {
+        let ops: [ModelOp] = [.write("x", size: 757, tag: 1), .fault(method: "PUT", status: 0, lost: true), .pause(milliseconds: 300), change]
+        withKnownIssue {
+            if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
+        }
+    }
+
+    /// The same with the PUT's answer heard: the check after it (a PROPFIND) meets a 503, the
+    /// attempt counts as failed and the ETag the PUT returned is dropped, so the retry of the
+    /// rewritten file ("create only", as the first upload was) meets the first upload as a
+    /// stranger's file (seed 23 in memory, both variants, with pauses a tenth as long).
+    @Test("bug: a failed check after a stored PUT and a rewrite before the retry leave a conflict copy")
+    func failedCheckThenRewrite() throws {
+        let ops: [ModelOp] = [.fault(method: "PROPFIND", status: 503), .write("b", size: 815, tag: 16_355_409_878_308_701_645),
+                              .write("b", size: 346_936, tag: 10_073_724_473_978_612_874)]
+        withKnownIssue {
+            if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
+        }
+    }
+
+    static func check(seed: UInt64, bulk: Bool, backend: ModelBackend = .emulator) throws {
+        let ops = ModelOp.generate(seed: seed, count: Self.length, faults: backend.faults)
+        guard let failure = try ModelRun.run(ops, bulk: bulk, backend: backend) else { return }
+        let shrunk = try ModelRun.shrink(ops, failure: failure, bulk: bulk, backend: backend, budget: 30)
         Issue.record("""
-            seed \(seed) (bulk \(bulk ? "on" : "off")) failed: \(shrunk.failure)
+            seed \(seed) (bulk \(bulk ? "on" : "off"), \(backend)) failed: \(shrunk.failure)
             replay: NCFS_MODEL_SEED=\(seed) NCFS_MODEL_OPS=\(Self.length); shrunk from \(ops.count) to \(shrunk.ops.count) operations:
             \(shrunk.ops.map { "  \($0)" }.joined(separator: "\n"))
             """)
@@ -62,8 +151,9 @@ enum ModelOp: CustomStringConvertible, Equatable {
     case pause(milliseconds: Int)
     case remount
     /// The server's next request of `method` meets `status` (or, for status 0, a connection
-    /// reset): what retries and settling must absorb without changing any outcome.
-    case fault(method: String, status: Int)
+    /// reset): what retries and settling must absorb without changing any outcome. `lost`
+    /// (in memory only): the request is carried out, then its answer lost to a reset.
+    case fault(method: String, status: Int, lost: Bool = false)
 
     var description: String {
         switch self {
@@ -77,7 +167,8 @@ enum ModelOp: CustomStringConvertible, Equatable {
         case .fsync(let p): "fsync \(p)"
         case .pause(let ms): "pause \(ms) ms"
         case .remount: "remount"
-        case .fault(let method, let status): "next \(method) meets \(status == 0 ? "a reset" : String(status))"
+        case .fault(let method, _, true): "next \(method) is carried out, then its answer lost to a reset"
+        case .fault(let method, let status, false): "next \(method) meets \(status == 0 ? "a reset" : String(status))"
         }
     }
 
@@ -86,8 +177,18 @@ enum ModelOp: CustomStringConvertible, Equatable {
         return (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
     }
 
+    /// The faults the emulator makes (by HTTP method, at its socket).
+    static let emulatorFaults: [ModelOp] = [.fault(method: "POST", status: 503), .fault(method: "POST", status: 0),
+                                            .fault(method: "PUT", status: 503), .fault(method: "MOVE", status: 423),
+                                            .fault(method: "PROPFIND", status: 503)]
+    /// The same, and lost answers of what the write-back sends.
+    static let memoryFaults: [ModelOp] = emulatorFaults + [
+        .fault(method: "POST", status: 0, lost: true), .fault(method: "PUT", status: 0, lost: true),
+        .fault(method: "PROPPATCH", status: 0, lost: true), .fault(method: "MOVE", status: 0, lost: true),
+    ]
+
     /// A sequence of `count` operations, each valid in the model state the ones before it leave.
-    static func generate(seed: UInt64, count: Int) -> [ModelOp] {
+    static func generate(seed: UInt64, count: Int, faults: [ModelOp] = emulatorFaults) -> [ModelOp] {
         var rng = SeededGenerator(seed: seed)
         var model = ModelTree()
         var ops: [ModelOp] = []
@@ -133,8 +234,7 @@ enum ModelOp: CustomStringConvertible, Equatable {
             case 91..<96:
                 op = .pause(milliseconds: Int.random(in: 100...1600, using: &rng))
             case 96..<98:
-                op = [ModelOp.fault(method: "POST", status: 503), .fault(method: "POST", status: 0), .fault(method: "PUT", status: 503),
-                      .fault(method: "MOVE", status: 423), .fault(method: "PROPFIND", status: 503)].randomElement(using: &rng)!
+                op = faults.randomElement(using: &rng)!
             default:
                 op = .remount
             }
@@ -214,35 +314,80 @@ struct ModelFailure: Error, CustomStringConvertible {
     var description: String
 }
 
-/// Runs a sequence against a fresh emulator and a FileSystem with write-back on.
+/// The server a model run talks to.
+enum ModelBackend: CustomStringConvertible {
+    /// The emulator, a process on a socket, through `WebDAVClient`.
+    case emulator
+    /// `MemoryStore`, in process.
+    case memory
+
+    var faults: [ModelOp] { self == .emulator ? ModelOp.emulatorFaults : ModelOp.memoryFaults }
+    /// Pauses and the settle delay are this fraction of the emulator's: in memory an upload
+    /// takes microseconds, so a tenth of the wait lets as much happen in the middle.
+    var timeScale: Double { self == .emulator ? 1 : 0.1 }
+    var description: String { self == .emulator ? "emulator" : "in memory" }
+}
+
+/// Runs a sequence against a fresh server (the emulator or a `MemoryStore`) and a FileSystem
+/// with write-back on.
 final class ModelRun {
-    let server: TestServer
+    /// One of the two is set, as `backend` says.
+    let server: TestServer?
+    let memory: MemoryStore?
+    /// The write-back's client of the memory store (its faults go here); one for the whole
+    /// run, as the emulator's faults outlive a remount.
+    let background: MemoryStore?
     let state: URL
     var fs: FileSystem
     let bulk: Bool
+    let timeScale: Double
     var model = ModelTree()
 
-    init(bulk: Bool) throws {
+    init(bulk: Bool, backend: ModelBackend) throws {
         self.bulk = bulk
-        server = try populatedServer { _ in }
-        state = server.dataDir.appendingPathComponent("state")
-        fs = try ModelRun.open(server, state: state, bulk: bulk)
+        timeScale = backend.timeScale
+        switch backend {
+        case .emulator:
+            let server = try populatedServer { _ in }
+            self.server = server
+            (memory, background) = (nil, nil)
+            state = server.dataDir.appendingPathComponent("state")
+        case .memory:
+            server = nil
+            let memory = MemoryStore()
+            self.memory = memory
+            background = memory.view("write-back")
+            state = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-model-\(UUID().uuidString.prefix(8))")
+        }
+        fs = try ModelRun.open(server: server, memory: memory, background: background, state: state, bulk: bulk, timeScale: timeScale)
     }
 
-    static func open(_ server: TestServer, state: URL, bulk: Bool) throws -> FileSystem {
-        let fs = try makeFileSystem(server)
+    static func open(server: TestServer?, memory: MemoryStore?, background: MemoryStore?, state: URL, bulk: Bool,
+                     timeScale: Double) throws -> FileSystem {
         var options = FileSystem.WriteOptions(directory: state)
-        options.settleDelay = 0.2
-        options.fsyncTimeout = 30
+        options.settleDelay = 0.2 * timeScale
+        options.fsyncTimeout = max(5, 30 * timeScale)
         options.bulkUpload = bulk
         options.crashSafeClose = bulk
-        try fs.enableWrites(options, client: try server.client())
+        if let server {
+            let fs = try makeFileSystem(server)
+            try fs.enableWrites(options, client: try server.client())
+            return fs
+        }
+        guard let memory, let background else { preconditionFailure("a model run has a server") }
+        // A new mount's clients, like `makeFileSystem`'s (a long freshness, a manual poll).
+        let cache = MetadataCache(client: memory.view("metadata"), configuration: .init(freshness: .seconds(600), pollInterval: nil))
+        let fs = FileSystem(cache: cache, reader: memory.view("reader"))
+        // The larger files (256–400 kB) go up in chunks half of the time.
+        options.chunkThreshold = 300_000
+        options.chunkSize = 100_000
+        try fs.enableWrites(options, client: background)
         return fs
     }
 
     /// Nil when the whole sequence matched the model; else what went wrong first.
-    static func run(_ ops: [ModelOp], bulk: Bool) throws -> ModelFailure? {
-        let run = try ModelRun(bulk: bulk)
+    static func run(_ ops: [ModelOp], bulk: Bool, backend: ModelBackend) throws -> ModelFailure? {
+        let run = try ModelRun(bulk: bulk, backend: backend)
         defer { run.stop() }
         var step = "the start"
         do {
@@ -269,7 +414,7 @@ final class ModelRun {
 
     /// Removes operations (halves, then quarters, … then single ones) while the sequence still
     /// fails, at most `budget` reruns.
-    static func shrink(_ ops: [ModelOp], failure: ModelFailure, bulk: Bool, budget: Int) throws -> (ops: [ModelOp], failure: ModelFailure) {
+    static func shrink(_ ops: [ModelOp], failure: ModelFailure, bulk: Bool, backend: ModelBackend, budget: Int) throws -> (ops: [ModelOp], failure: ModelFailure) {
         var current = ops, currentFailure = failure, runs = 0
         var chunk = max(1, current.count / 2)
         while chunk >= 1 && runs < budget {
@@ -278,7 +423,7 @@ final class ModelRun {
                 var candidate = current
                 candidate.removeSubrange(start..<min(start + chunk, candidate.count))
                 runs += 1
-                if let failed = try run(candidate, bulk: bulk) {
+                if let failed = try run(candidate, bulk: bulk, backend: backend) {
                     current = candidate
                     currentFailure = failed
                     removedAny = true
@@ -296,7 +441,8 @@ final class ModelRun {
     func stop() {
         _ = fs.drainUploads(timeout: 5)
         _ = fs.drainAttributes(timeout: 5)
-        server.stop()
+        server?.stop()
+        if memory != nil { try? FileManager.default.removeItem(at: state) }
     }
 
     // MARK: Operations through the FileSystem API (as the FUSE layer calls it)
@@ -359,18 +505,45 @@ final class ModelRun {
             defer { fs.release(handle) }
             try fs.fsync(handle)
         case .pause(let ms):
-            usleep(useconds_t(ms * 1000))
-        case .fault(let method, let status):
-            if status == 0 {
-                try server.fault(method: method, action: "reset", count: 1)
-            } else {
-                try server.fault(method: method, status: status, count: 1)
+            usleep(useconds_t(Double(ms * 1000) * timeScale))
+        case .fault(let method, let status, let lost):
+            if let server {
+                guard !lost else { throw ModelFailure(description: "the emulator cannot lose an answer (\(op))") }
+                if status == 0 {
+                    try server.fault(method: method, action: "reset", count: 1)
+                } else {
+                    try server.fault(method: method, status: status, count: 1)
+                }
+            } else if let background {
+                background.failNext(ModelRun.operations(method), with: ModelRun.kind(status), afterPerforming: lost)
             }
         case .remount:
             let left = fs.drainUploads(timeout: 60)
             guard left == 0 else { throw ModelFailure(description: "\(left) uploads left at the remount's drain") }
             _ = fs.drainAttributes(timeout: 10)
-            fs = try ModelRun.open(server, state: state, bulk: bulk)
+            fs = try ModelRun.open(server: server, memory: memory, background: background, state: state, bulk: bulk, timeScale: timeScale)
+        }
+    }
+
+    /// The store's operations a request of `method` stands for.
+    static func operations(_ method: String) -> Set<MemoryStore.Operation> {
+        switch method {
+        case "POST": [.bulkUpload]
+        case "PUT": [.put, .uploadChunked]
+        case "MOVE": [.move]
+        case "PROPFIND": [.stat, .list]
+        case "PROPPATCH": [.setModificationTime, .setPosixProperty]
+        default: preconditionFailure("no store operation for \(method)")
+        }
+    }
+
+    /// The error kind of an answer with `status` (0: a reset).
+    static func kind(_ status: Int) -> DAVError.Kind {
+        switch status {
+        case 0: .transport
+        case 423: .locked
+        case 503: .unavailable
+        default: preconditionFailure("no fault for status \(status)")
         }
     }
 
@@ -447,9 +620,24 @@ final class ModelRun {
         }
     }
 
-    /// Once everything is uploaded, the server's folder on disk is the model exactly.
+    /// Once everything is uploaded, the server's tree is the model exactly.
     func checkServer() throws {
-        let root = server.filesDir
+        let (folders, files) = try memory?.tree() ?? serverFolder()
+        let extra = Set(files.keys).subtracting(model.files.keys)
+        if folders == model.folders && !extra.isEmpty && Set(model.files.keys).isSubset(of: files.keys) {
+            throw ModelFailure(description: "on the server, not in the model: \(extra.sorted()) (the model has \(model.files.keys.sorted()))")
+        }
+        guard folders == model.folders, Set(files.keys) == Set(model.files.keys) else {
+            throw ModelFailure(description: "on the server: folders \(folders.sorted()), files \(files.keys.sorted()); the model has \(model.folders.sorted()), \(model.files.keys.sorted())")
+        }
+        for (path, content) in files where content != model.files[path] {
+            throw ModelFailure(description: "on the server: \(path) has \(content.count) bytes \(ModelRun.firstDifference(content, model.files[path]!)), the model \(model.files[path]!.count)")
+        }
+    }
+
+    /// The emulator's folder on disk.
+    func serverFolder() throws -> (folders: Set<String>, files: [String: [UInt8]]) {
+        guard let root = server?.filesDir else { preconditionFailure("no emulator") }
         var files: [String: [UInt8]] = [:]
         var folders: Set<String> = [""]
         let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isDirectoryKey])
@@ -461,12 +649,7 @@ final class ModelRun {
                 files[path] = Array(try Data(contentsOf: url))
             }
         }
-        guard folders == model.folders, Set(files.keys) == Set(model.files.keys) else {
-            throw ModelFailure(description: "on the server: folders \(folders.sorted()), files \(files.keys.sorted()); the model has \(model.folders.sorted()), \(model.files.keys.sorted())")
-        }
-        for (path, content) in files where content != model.files[path] {
-            throw ModelFailure(description: "on the server: \(path) has \(content.count) bytes \(ModelRun.firstDifference(content, model.files[path]!)), the model \(model.files[path]!.count)")
-        }
+        return (folders, files)
     }
 
     static func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> String {
