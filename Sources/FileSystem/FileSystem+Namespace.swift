@@ -46,7 +46,8 @@ extension FileSystem {
             var onServer = staged == nil
             if let staged {
                 staged.lock.lock()
-                onServer = staged.base != .new || staged.uploadedGeneration > 0
+                // (or may be: an attempt whose answer was lost may have stored it)
+                onServer = staged.base != .new || staged.uploadedGeneration > 0 || staged.unanswered != nil
                 staged.lock.unlock()
                 try writeBack.remove(path)
             }
@@ -138,12 +139,26 @@ extension FileSystem {
     private func moveName(from: String, to: String, newName: String, source: RemoteEntry, target: RemoteEntry?,
                           staged: StagedFile?, targetStaged: StagedFile?, writeBack: WriteBack) throws(FSError) {
         var localOnly = false
+        var unansweredCopy = false
         if let staged {
             staged.lock.lock()
             localOnly = staged.base == .new && staged.uploadedGeneration == 0
+            unansweredCopy = staged.unanswered != nil
             staged.lock.unlock()
         }
         if localOnly, let staged {
+            if unansweredCopy {
+                // An attempt whose answer was lost may have stored it under the old name: that
+                // copy moves along (where it is there), or it would stay behind; the retry at
+                // the new name then recognises it as its own (`WriteBack.unansweredVersion`).
+                do {
+                    _ = try cache.client.move(from, to: to, overwrite: true)
+                } catch let error as DAVError where error.kind == .notFound {
+                    // It was not stored.
+                } catch {
+                    throw FSError.wrap(error)
+                }
+            }
             // The server has never seen this file: a rename here is all it takes. It will
             // replace what the server has at the new name (based on that version's ETag).
             var base: StagedFile.Base = .new

@@ -65,6 +65,9 @@ extension WriteBack {
             let row = try? journal.upload(at: moved)
             file.lock.lock()
             file.path = moved
+            // What a lost attempt may have stored moved too (a folder's MOVE, or the rename's
+            // own MOVE of that copy).
+            if let sent = file.unanswered, sent.path == path { file.unanswered = (moved, sent.size, sent.mtime) }
             if path == from, let base { file.base = base }
             if let row, file.journalID == row.id { file.generation = row.generation }
             // A name it failed under (refused by the server) may be fine now.

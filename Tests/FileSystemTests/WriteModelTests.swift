@@ -47,82 +47,61 @@ struct WriteModelTests {
 
     @Test("random operation sequences against the in-memory store, with lost answers", arguments: seeds)
     func randomSequenceInMemory(seed: UInt64) throws {
-        try withKnownIssue(isIntermittent: true) {
-            try Self.check(seed: seed, bulk: true, backend: .memory)
-        } matching: { Self.knownProductBug($0) }
+        try Self.check(seed: seed, bulk: true, backend: .memory)
     }
 
     @Test("the same in memory with -o bulk=off,close=durable", arguments: seeds)
     func randomSequenceInMemoryByPut(seed: UInt64) throws {
-        try withKnownIssue(isIntermittent: true) {
-            try Self.check(seed: seed, bulk: false, backend: .memory)
-        } matching: { Self.knownProductBug($0) }
+        try Self.check(seed: seed, bulk: false, backend: .memory)
     }
 
-    // MARK: Product bugs the in-memory runs found (not fixed here; each test fails once fixed)
-
-    /// A failure of one of the bugs below: an fsync that failed with the error of an
-    /// earlier attempt, or files left on the server that the model does not have (a conflict
-    /// copy, an old name). Anything else still fails; the emulator runs, which lose no
-    /// answers, still fail on either.
-    static func knownProductBug(_ issue: Issue) -> Bool {
-        let text = issue.comments.map(\.rawValue).joined()
-        return (text.contains("(fsync ") && text.contains(") failed: remote(")) || text.contains("on the server, not in the model")
-    }
+    // MARK: Product bugs the in-memory runs found, each as its shrunk sequence (fixed)
 
     /// An fsync on a file open for writing waits for the upload; the uploader clears the
-    /// file's fsync request when it takes the file, and a first attempt that fails for a
-    /// passing reason (here the check after the PUT meets a 503) leaves the file with a writer
-    /// and no request: it is not retried while the descriptor is open, so the fsync waits out
-    /// `fsyncTimeout` and fails with the old error (seeds 23, both variants).
-    @Test("bug: a transient failure of the first attempt makes an fsync of an open file wait out its timeout")
+    /// file's fsync request when it takes the file, and before the fix a first attempt that
+    /// failed for a passing reason (here the check after the PUT meets a 503) left the file
+    /// with a writer and no request: not retried while the descriptor was open, the fsync
+    /// waited out `fsyncTimeout` and failed with the old error (seed 23, both variants).
+    @Test("a transient failure of the first attempt: an fsync of an open file waits for the retry, not for its timeout")
     func fsyncAfterTransientFailure() throws {
         let ops: [ModelOp] = [.mkdir("d2"), .write("d2/a", size: 277_806, tag: 15_543_101_120_541_816_444), .mkdir("d2/d1"),
                               .fault(method: "PROPFIND", status: 503), .write("d2/d1/a", size: 2973, tag: 6_178_034_683_071_282_650),
                               .fsync("d2/d1/a")]
-        withKnownIssue {
-            if let failure = try ModelRun.run(ops, bulk: true, backend: .memory) { Issue.record("\(failure)") }
-        }
+        if let failure = try ModelRun.run(ops, bulk: true, backend: .memory) { Issue.record("\(failure)") }
     }
 
     /// A PUT stored on the server whose answer is lost is retried with its conditions; when the
-    /// file changed in between, the retry's 412 is compared with the new content, taken for
-    /// someone else's change, and the new content goes to a conflict copy while the name keeps
-    /// the old upload (seed 11 by PUT).
-    @Test("bug: a lost PUT answer and a rewrite before the retry leave a conflict copy")
+    /// file changed in between, before the fix the retry's 412 was compared with the new
+    /// content, taken for someone else's change, and the new content went to a conflict copy
+    /// while the name kept the old upload (seed 11 by PUT).
+    @Test("a lost PUT answer and a rewrite before the retry: the rewrite replaces the stored version, no conflict copy")
     func lostPutThenRewrite() throws {
         let ops: [ModelOp] = [.mkdir("d2"), .mkdir("d2/d1"), .write("d2/d1/c.txt", size: 3729, tag: 8_391_821_120_961_804_574),
                               .write("a", size: 403, tag: 5_539_197_689_842_735_536), .fault(method: "PUT", status: 0, lost: true),
                               .write("d2/d1/c.txt", size: 285_675, tag: 13_343_265_629_994_591_731)]
-        withKnownIssue {
-            if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
-        }
+        if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
     }
 
-    /// A new file's PUT stored on the server whose answer is lost leaves the file "never
-    /// uploaded" as far as the write-back knows: a rename (or an unlink) before the retry
-    /// touches only the local name, and the first upload stays on the server under the old
-    /// name (seed 11 by PUT, shrunk by hand).
-    @Test("bug: a lost PUT answer and a rename or unlink before the retry leave the old name on the server",
+    /// A new file's PUT stored on the server whose answer is lost left the file "never
+    /// uploaded" as far as the write-back knew: before the fix a rename (or an unlink) before
+    /// the retry touched only the local name, and the first upload stayed on the server under
+    /// the old name (seed 11 by PUT, shrunk by hand).
+    @Test("a lost PUT answer and a rename or unlink before the retry: nothing stays on the server under the old name",
           arguments: [ModelOp.rename("x", to: "y"), .unlink("x")])
     func lostPutThenRename(_ change: ModelOp) throws {
         let ops: [ModelOp] = [.write("x", size: 757, tag: 1), .fault(method: "PUT", status: 0, lost: true), .pause(milliseconds: 300), change]
-        withKnownIssue {
-            if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
-        }
+        if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
     }
 
-    /// The same with the PUT's answer heard: the check after it (a PROPFIND) meets a 503, the
-    /// attempt counts as failed and the ETag the PUT returned is dropped, so the retry of the
-    /// rewritten file ("create only", as the first upload was) meets the first upload as a
-    /// stranger's file (seed 23 in memory, both variants, with pauses a tenth as long).
-    @Test("bug: a failed check after a stored PUT and a rewrite before the retry leave a conflict copy")
+    /// The same with the PUT's answer heard: the check after it (a PROPFIND) meets a 503 and
+    /// the attempt counts as failed; before the fix the retry of the rewritten file ("create
+    /// only", as the first upload was) met the first upload as a stranger's file (seed 23 in
+    /// memory, both variants, with pauses a tenth as long).
+    @Test("a failed check after a stored PUT and a rewrite before the retry: no conflict copy")
     func failedCheckThenRewrite() throws {
         let ops: [ModelOp] = [.fault(method: "PROPFIND", status: 503), .write("b", size: 815, tag: 16_355_409_878_308_701_645),
                               .write("b", size: 346_936, tag: 10_073_724_473_978_612_874)]
-        withKnownIssue {
-            if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
-        }
+        if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
     }
 
     static func check(seed: UInt64, bulk: Bool, backend: ModelBackend = .emulator) throws {
