@@ -119,16 +119,9 @@ final class CachedContent: @unchecked Sendable {
 
     /// Copies `range` (which must be held) out of the local file `fd`.
     static func read(_ fd: Int32, _ range: Range<Int64>) throws(FSError) -> [UInt8] {
-        let count = Int(range.upperBound - range.lowerBound)
-        var done = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(range.lowerBound) + off_t(done))
-                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { break }
-            }
-            initialized = done
-        }
-        guard done == count else { throw .cacheFailure("reading the cached copy: \(done) of \(count) bytes") }
+        let bytes = LocalFileRead.bytes(fd, range)
+        let count = range.upperBound - range.lowerBound
+        guard Int64(bytes.count) == count else { throw .cacheFailure("reading the cached copy: \(bytes.count) of \(count) bytes") }
         return bytes
     }
 }

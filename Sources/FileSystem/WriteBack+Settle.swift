@@ -9,6 +9,12 @@ import WebDAV
 extension WriteBack {
     func finish(_ settled: Settled) {
         let job = settled.job
+        if case .failure(let error) = settled.outcome, error.kind.isTransient, settled.uploadedPath == job.path {
+            // The server may have stored it without our hearing of it (no answer), or did (the
+            // check after an answer failed, alone or for a batch). Only a check says which: the
+            // answer itself may come from something in between that never passed the body on.
+            job.file.lock.withLock { job.file.unanswered = (job.path, job.size, job.mtime) }
+        }
         finish(job.file, outcome: settled.outcome, uploadedPath: settled.uploadedPath, originalPath: job.path,
                stagingPath: job.stagingPath, generation: job.generation, journalID: job.journalID, attempt: job.attempt)
     }

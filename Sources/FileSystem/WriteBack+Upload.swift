@@ -188,14 +188,8 @@ extension WriteBack {
                                uploadedPath: conflictPath)
             }
         } catch {
-            let failure = error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)")
-            if failure.kind.isTransient {
-                // The server may have stored it without our hearing of it (no answer), or did
-                // (the check after an answer failed). Only a check says which: the answer
-                // itself may come from something in between that never passed the body on.
-                file.lock.withLock { file.unanswered = (path, job.size, job.mtime) }
-            }
-            return Settled(job: job, outcome: .failure(failure), uploadedPath: path)
+            return Settled(job: job, outcome: .failure(error as? DAVError ?? DAVError(.server, method: "PUT", path: path, detail: "\(error)")),
+                           uploadedPath: path)
         }
     }
 

@@ -1,4 +1,5 @@
 import DerivationFormat
+import FileSystemInterface
 import Foundation
 import Glibc
 import WebDAV
@@ -120,14 +121,8 @@ extension IngestService {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: Int(size))
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            done += n
-        }
+        let bytes = LocalFileRead.bytes(fd, 0..<size)
+        guard Int64(bytes.count) == size else { return nil }
         // One byte more would mean the file grew since it was measured.
         var extra: UInt8 = 0
         guard pread(fd, &extra, 1, off_t(size)) == 0 else { return nil }
