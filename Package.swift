@@ -66,9 +66,18 @@ let package = Package(
             dependencies: ["WebDAV", "HTTPTransport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // File content on local disk: the content cache (one sparse file per version), the
+        // readers' fetch planning (streams, random misses, whole-file fetches) and the GETs
+        // filling it. Beside RemoteCache, which holds the metadata.
+        .target(
+            name: "FileContent",
+            dependencies: ["RemoteCache", "WebDAV", "HTTPTransport", "FileSystemInterface",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .target(
             name: "FileSystem",
-            dependencies: ["RemoteCache", "WebDAV", "Journal", "FileSystemInterface",
+            dependencies: ["RemoteCache", "FileContent", "WebDAV", "Journal", "FileSystemInterface",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
@@ -172,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FileSystemTests",
-            dependencies: ["FileSystem", "RemoteCache", "WebDAV", "TestSupport"],
+            dependencies: ["FileSystem", "FileContent", "RemoteCache", "WebDAV", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

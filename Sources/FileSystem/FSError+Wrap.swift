@@ -14,14 +14,4 @@ extension FSError {
         default: return false
         }
     }
-
-    /// Wraps any error thrown below the filesystem; DAVErrors keep their kind.
-    static func wrap(_ error: any Error) -> FSError {
-        switch error {
-        case let e as FSError: return e
-        case let e as DAVError: return .remote(e)
-        default: return .remote(DAVError(.server, method: "", path: "", detail: "\(error)"))
-        }
-    }
 }
-

@@ -1,3 +1,4 @@
+import FileContent
 import Foundation
 import Glibc
 import RemoteCache
@@ -147,10 +148,10 @@ extension FileSystem {
 
     public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws(FSError) -> Int {
         if case .local(let fd, _, true)? = handles.get(handle) {
-            return try FileSystem.writeAll(fd, offset: offset, bytes: bytes, what: "the incoming/ file")
+            return try LocalFileWrite.all(fd, offset: offset, bytes: bytes, what: "the incoming/ file")
         }
         guard case .staged(let file, let fd, true)? = handles.get(handle) else { throw .badHandle }
-        let written = try FileSystem.writeAll(fd, offset: offset, bytes: bytes, what: "the staged copy")
+        let written = try LocalFileWrite.all(fd, offset: offset, bytes: bytes, what: "the staged copy")
         writeBack?.touched(file, extend: offset + Int64(written))
         handles.noteWrite(handle)
         return written
@@ -281,18 +282,5 @@ extension FileSystem {
     /// `enableWrites` (the folder is writable only on a writable mount).
     public func enableIncoming(_ folder: IncomingFolder) {
         incoming = folder
-    }
-
-    /// pwrite of all of `bytes` at `offset` (short writes continued, EINTR retried); a failure
-    /// is a `cacheFailure` naming `what` was being written.
-    static func writeAll(_ fd: Int32, offset: Int64, bytes: UnsafeRawBufferPointer, what: String) throws(FSError) -> Int {
-        var written = 0
-        while written < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
-            if n > 0 { written += n } else if n < 0 && Glibc.errno == EINTR { continue } else {
-                throw .cacheFailure("writing \(what): \(FileSystem.lastErrorText())")
-            }
-        }
-        return written
     }
 }

@@ -1,3 +1,4 @@
+import FileContent
 import Foundation
 import Glibc
 import HTTPTransport

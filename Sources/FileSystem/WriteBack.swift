@@ -1,3 +1,4 @@
+import FileContent
 import Foundation
 import Glibc
 import HTTPTransport
@@ -145,7 +146,7 @@ final class WriteBack: @unchecked Sendable {
         guard fd >= 0 else { throw FSError.cacheFailure("restoring the staged copy \(path): \(FileSystem.lastErrorText())") }
         defer { Glibc.close(fd) }
         _ = try content.withUnsafeBytes { bytes throws(FSError) in
-            try FileSystem.writeAll(fd, offset: 0, bytes: bytes, what: "the staged copy \(path)")
+            try LocalFileWrite.all(fd, offset: 0, bytes: bytes, what: "the staged copy \(path)")
         }
         guard fsync(fd) == 0 else { throw FSError.cacheFailure("fsync of the staged copy \(path): \(FileSystem.lastErrorText())") }
     }

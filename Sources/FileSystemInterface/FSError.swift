@@ -44,6 +44,17 @@ public enum FSError: Error, Sendable {
 }
 
 extension FSError {
+    /// Wraps any error thrown below the filesystem; DAVErrors keep their kind.
+    public static func wrap(_ error: any Error) -> FSError {
+        switch error {
+        case let e as FSError: return e
+        case let e as DAVError: return .remote(e)
+        default: return .remote(DAVError(.server, method: "", path: "", detail: "\(error)"))
+        }
+    }
+}
+
+extension FSError {
     /// The errno the kernel gets. Exhaustive on purpose: a new case must be mapped here.
     public var errno: Int32 {
         switch self {

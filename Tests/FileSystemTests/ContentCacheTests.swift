@@ -1,3 +1,4 @@
+@testable import FileContent
 @testable import FileSystem
 import Foundation
 import TestSupport

@@ -10,7 +10,7 @@ public enum StableHash {
         return hex(hash)
     }
 
-    static func hex(_ value: UInt64) -> String {
+    public static func hex(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }

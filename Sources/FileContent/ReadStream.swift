@@ -1,3 +1,4 @@
+import FileSystemInterface
 import Foundation
 import HTTPTransport
 import RemoteCache
@@ -12,18 +13,18 @@ import WebDAV
 /// at once and the worker pool may run them out of order) is sequential. A sequential
 /// read whose following bytes are not already held or coming starts one stream: a GET from
 /// there to the next held byte (normally the end of the file) that runs ahead of its readers
-/// with back-pressure (see `FileSystem.ReadAhead`). Any other read is random: it cancels this
+/// with back-pressure (see `ReadAhead`). Any other read is random: it cancels this
 /// reader's stream, and fetches only the asked range (rounded up to the granule); the second
 /// random read of a small enough file, from a server slow enough per request, also starts
 /// the one whole-file fetch of its version.
 /// Bytes already held are never fetched again.
-final class ReadStream: @unchecked Sendable {
+public final class ReadStream: @unchecked Sendable {
     // @unchecked: `lastStart`, `lastEnd`, `sequential` and `randomReads` are guarded by `lock` (a leaf lock,
     // never held while taking another); `stream` and `streamed` by `content.condition`; `content` has its own.
-    let path: String
+    public let path: String
     /// The file as it was when opened (what an fgetattr of this handle answers).
-    let entry: RemoteEntry
-    let content: CachedContent
+    public let entry: RemoteEntry
+    public let content: CachedContent
     private let lock = NSLock()
     private var lastStart: Int64 = -1
     private var lastEnd: Int64 = 0
@@ -34,17 +35,17 @@ final class ReadStream: @unchecked Sendable {
     /// This reader has had a stream.
     private var streamed = false
 
-    init(path: String, entry: RemoteEntry, content: CachedContent) {
+    public init(path: String, entry: RemoteEntry, content: CachedContent) {
         self.path = path
         self.entry = entry
         self.content = content
     }
 
-    var size: Int64 { content.size }
+    public var size: Int64 { content.size }
 
     /// Classifies the read at `offset..<end`: whether it is sequential, and how many random
     /// reads this reader has made (this one included).
-    private func classify(offset: Int64, end: Int64, policy: FileSystem.ReadAhead) -> (sequential: Bool, randomReads: Int) {
+    private func classify(offset: Int64, end: Int64, policy: ReadAhead) -> (sequential: Bool, randomReads: Int) {
         lock.lock(); defer { lock.unlock() }
         // The same read again: the FUSE bridge plans a read on its loop thread (`wait: false`)
         // and, when the bytes are not there yet, waits for them on a worker.
@@ -62,7 +63,7 @@ final class ReadStream: @unchecked Sendable {
     /// fetch of it fails, or `policy.timeout` passes.
     /// With `wait: false` it only plans: the range if it is held already, else nil (the caller
     /// then calls again, waiting, from a thread that may block).
-    func read(offset: Int64, count: Int, fetcher: ContentFetcher, policy: FileSystem.ReadAhead,
+    public func read(offset: Int64, count: Int, fetcher: ContentFetcher, policy: ReadAhead,
               wait: Bool = true) throws(FSError) -> Range<Int64>? {
         guard offset < size, count > 0 else { return offset..<offset }
         let range = offset..<min(size, offset + Int64(count))
@@ -164,7 +165,7 @@ final class ReadStream: @unchecked Sendable {
 
     /// The handle is released: its stream stops (a whole-file fetch goes on: it belongs to
     /// the version, and ends by itself).
-    func close() {
+    public func close() {
         content.condition.lock(); defer { content.condition.unlock() }
         if let own = stream { content.cancel(own) }
         stream = nil
@@ -173,17 +174,17 @@ final class ReadStream: @unchecked Sendable {
 
 /// Runs the GETs filling cached content on a pool of threads of its own, so a FUSE worker
 /// waiting for bytes never also has to carry a transfer.
-final class ContentFetcher: Sendable {
+public final class ContentFetcher: Sendable {
     let client: any RemoteStore
     let cache: ContentCache
-    let pool: WorkerPool
+    public let pool: WorkerPool
     /// How long a fetch keeps resuming after its connection broke mid-body without progress.
     let resumeBudget: Double
     /// Seconds a ranged GET of a random read took, a moving average (the first one measured
     /// replaces the starting guess, a real server's usual 50 ms), and how many were measured.
     private let latency = Mutex<(seconds: Double, samples: Int)>((0.05, 0))
 
-    init(client: any RemoteStore, cache: ContentCache, threads: Int, resumeBudget: Double) {
+    public init(client: any RemoteStore, cache: ContentCache, threads: Int, resumeBudget: Double) {
         self.client = client
         self.cache = cache
         self.pool = WorkerPool(threads: threads, name: "ncfs-fetch")
@@ -193,7 +194,7 @@ final class ContentFetcher: Sendable {
     var rangeLatency: Double { latency.withLock { $0.seconds } }
 
     /// Runs `fetch` (already registered with `content`) in the background.
-    func start(_ fetch: ContentFetch, of content: CachedContent, path: String, policy: FileSystem.ReadAhead) {
+    func start(_ fetch: ContentFetch, of content: CachedContent, path: String, policy: ReadAhead) {
         pool.submit { [self] in
             run(fetch, of: content, path: path, policy: policy)
             cache.fetchEnded(content)
@@ -206,7 +207,7 @@ final class ContentFetcher: Sendable {
     static let coalesceSize = 256 << 10
     static let coalesceDelay: Duration = .milliseconds(10)
 
-    private func run(_ fetch: ContentFetch, of content: CachedContent, path: String, policy: FileSystem.ReadAhead) {
+    private func run(_ fetch: ContentFetch, of content: CachedContent, path: String, policy: ReadAhead) {
         content.condition.lock()
         var position = fetch.remaining.lowerBound
         let end = fetch.remaining.upperBound
@@ -291,12 +292,12 @@ final class ContentFetcher: Sendable {
     /// then waits while it is too far ahead of its readers; kept waiting past
     /// `policy.parkLimit` it cancels itself.
     private static func store(_ chunk: UnsafeRawBufferPointer, at offset: Int64, for fetch: ContentFetch,
-                              in content: CachedContent, policy: FileSystem.ReadAhead) throws {
+                              in content: CachedContent, policy: ReadAhead) throws {
         content.condition.lock()
         let stop = fetch.cancelled
         content.condition.unlock()
         if stop { throw HTTPError.cancelled }
-        let written = try FileSystem.writeAll(content.fd, offset: offset, bytes: chunk, what: "the cached copy")
+        let written = try LocalFileWrite.all(content.fd, offset: offset, bytes: chunk, what: "the cached copy")
         content.condition.lock(); defer { content.condition.unlock() }
         guard !fetch.cancelled else { throw HTTPError.cancelled }
         let end = offset + Int64(written)

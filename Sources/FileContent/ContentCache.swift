@@ -1,3 +1,4 @@
+import FileSystemInterface
 import Foundation
 import Logging
 import RemoteCache
@@ -10,7 +11,7 @@ import RemoteCache
 /// memory); their modification time is their last use, which orders eviction after a restart.
 /// A version in use (open, or being fetched) is never evicted; a newer version of a file
 /// replaces the older one as soon as the older one is not in use.
-final class ContentCache: @unchecked Sendable {
+public final class ContentCache: @unchecked Sendable {
     // @unchecked: `entries`, `useCounter` and `setupError` are guarded by `lock`; the entries'
     // own state by their condition (taken after `lock`, never before).
     let directory: URL
@@ -22,9 +23,9 @@ final class ContentCache: @unchecked Sendable {
     private var useCounter: UInt64 = 0
     /// Why the folder cannot be used (every open then fails with EIO, and the mount refuses
     /// to start).
-    private(set) var setupError: String?
+    public private(set) var setupError: String?
 
-    init(options: FileSystem.ContentCacheOptions, logger: Logger) {
+    public init(options: ContentCacheOptions, logger: Logger) {
         self.logger = logger
         self.limit = max(0, options.limit)
         if let dir = options.directory {
@@ -69,7 +70,7 @@ final class ContentCache: @unchecked Sendable {
 
     /// The cached content of `entry` at `path`, counted as open until `close`. Creates the
     /// local file of a version seen for the first time.
-    func open(_ entry: RemoteEntry, path: String) throws(FSError) -> CachedContent {
+    public func open(_ entry: RemoteEntry, path: String) throws(FSError) -> CachedContent {
         lock.lock(); defer { lock.unlock() }
         if let setupError { throw .cacheFailure(setupError) }
         useCounter += 1
@@ -128,7 +129,7 @@ final class ContentCache: @unchecked Sendable {
     }
 
     /// One handle of `content` closed.
-    func close(_ content: CachedContent) {
+    public func close(_ content: CachedContent) {
         lock.lock(); defer { lock.unlock() }
         useCounter += 1
         content.condition.lock()
@@ -158,7 +159,7 @@ final class ContentCache: @unchecked Sendable {
     }
 
     /// The server no longer has this version: new opens get a fresh one.
-    func discard(_ content: CachedContent) {
+    public func discard(_ content: CachedContent) {
         lock.lock(); defer { lock.unlock() }
         if entries[content.key] === content { retire(content) }
     }
@@ -167,14 +168,14 @@ final class ContentCache: @unchecked Sendable {
     /// version, even under the same ETag (Nextcloud 32 keeps a file's ETag when it is
     /// overwritten within the same second, so the key cannot tell the versions apart). New
     /// opens get a fresh one; handles that still have the old one open keep reading it.
-    func forget(fileID: Int64) {
+    public func forget(fileID: Int64) {
         guard fileID > 0 else { return }
         lock.lock(); defer { lock.unlock() }
         for content in entries.values where content.fileID == fileID { retire(content) }
     }
 
     /// Bytes held on disk (for statistics and tests).
-    var storedBytes: Int64 {
+    public var storedBytes: Int64 {
         lock.lock(); defer { lock.unlock() }
         return entries.values.reduce(0) { total, content in
             content.condition.lock(); defer { content.condition.unlock() }

@@ -1,3 +1,4 @@
+import FileSystemInterface
 import Foundation
 import HTTPTransport
 import RemoteCache
@@ -12,7 +13,7 @@ import WebDAV
 /// A fetch that fails records the failure for the range it did not get; readers waiting for
 /// that range get the error (EIO, or ESTALE when the version is gone), and the next read of
 /// the range starts a new fetch, so a server that comes back serves reads again.
-final class CachedContent: @unchecked Sendable {
+public final class CachedContent: @unchecked Sendable {
     // @unchecked: every `var` is guarded by `condition`'s lock. Lock order: the ContentCache's
     // lock may be held while taking this one, never the other way round.
     let key: String
@@ -112,13 +113,13 @@ final class CachedContent: @unchecked Sendable {
     }
 
     /// The open local file (valid while a handle of this content is open).
-    var descriptor: Int32 {
+    public var descriptor: Int32 {
         condition.lock(); defer { condition.unlock() }
         return fd
     }
 
     /// Copies `range` (which must be held) out of the local file `fd`.
-    static func read(_ fd: Int32, _ range: Range<Int64>) throws(FSError) -> [UInt8] {
+    public static func read(_ fd: Int32, _ range: Range<Int64>) throws(FSError) -> [UInt8] {
         let bytes = LocalFileRead.bytes(fd, range)
         let count = range.upperBound - range.lowerBound
         guard Int64(bytes.count) == count else { throw .cacheFailure("reading the cached copy: \(bytes.count) of \(count) bytes") }
@@ -128,7 +129,7 @@ final class CachedContent: @unchecked Sendable {
 
 /// One GET filling part of a `CachedContent`. Every `var` is guarded by the content's
 /// condition.
-final class ContentFetch: @unchecked Sendable {
+public final class ContentFetch: @unchecked Sendable {
     // @unchecked: the vars are only touched under the owning content's `condition`.
     enum Kind {
         /// The missed range of a random read.

@@ -1,6 +1,6 @@
 /// Which byte ranges of a file are held: sorted, disjoint, non-adjacent half-open ranges
 /// (touching ranges are merged on insert, so a fully read file is one range).
-struct ExtentSet: Sendable, Equatable {
+public struct ExtentSet: Sendable, Equatable {
     private(set) var ranges: [Range<Int64>] = []
 
     init(_ ranges: [Range<Int64>] = []) {
