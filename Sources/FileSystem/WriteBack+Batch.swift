@@ -29,7 +29,8 @@ extension WriteBack {
         if bulk {
             // By the state the attempt took (a writer may have grown the file since: copy on write).
             let eligible = jobs.filter { job in
-                job.size <= settings.batchFileLimit && WebDAVClient.bulkEligible(job.path) && !job.file.lock.withLock { job.file.bulkRefused }
+                client.route(size: job.size, path: job.path, limits: settings.uploadLimits,
+                             bulkRefused: job.file.lock.withLock { job.file.bulkRefused }) == .bulk
             }
             byPut = jobs.filter { job in !eligible.contains { $0.file === job.file } }
             let (safe, unsafe) = safeForBulk(eligible)

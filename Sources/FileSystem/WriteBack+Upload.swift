@@ -225,29 +225,20 @@ extension WriteBack {
     func send(_ stagingPath: String, to path: String, size: Int64, mtime: Int64,
               conditions: WebDAVClient.WriteConditions, file: StagedFile, journalID: Int64, verify: Bool) throws -> RemoteEntry {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
-        var result: WebDAVClient.PutResult
-        var chunked = false
-        if size > settings.chunkThreshold && client.chunkedUploadsAvailable() {
+        let (result, chunked) = try client.sendFile(stagingPath, to: path, size: size, mtime: date, conditions: conditions,
+                                                    chunkAbove: settings.chunkThreshold, chunkOptions: {
+            // The upload id is kept (in the journal too) so that a retry, also after a restart,
+            // resumes the chunks already on the server.
             var options = WebDAVClient.ChunkedUploadOptions()
             options.chunkSize = settings.chunkSize
             file.lock.lock()
             if let id = file.chunkUploadID { options.uploadID = id } else { file.chunkUploadID = options.uploadID }
             file.lock.unlock()
             _ = try? journal.setChunkUploadID(id: journalID, uploadID: options.uploadID)
-            do {
-                result = try client.uploadChunked(stagingPath, to: path, mtime: date, conditions: conditions, options: options)
-                chunked = true
-            } catch let error as DAVError where WebDAVClient.uploadsEndpointMissing(error) {
-                // The capabilities could not be read (or promised too much), and the upload
-                // collection is not there: this server takes whole files only.
-                client.noChunkedUploads("the server has no chunked-upload endpoint (\(error))")
-                file.lock.lock(); file.chunkUploadID = nil; file.lock.unlock()
-                result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
-            }
-        } else {
-            result = try client.put(path, body: .file(path: stagingPath, offset: 0, length: size), mtime: date, conditions: conditions)
-        }
-        if !result.mtimeAccepted { try? client.setModificationTime(path, date) }
+            return options
+        }, chunksAbandoned: {
+            file.lock.lock(); file.chunkUploadID = nil; file.lock.unlock()
+        })
         let name = MetadataCache.split(path).name
         guard verify || chunked else {
             return RemoteEntry(name: name, isDirectory: false, size: size, mtime: mtime, etag: result.etag ?? "",

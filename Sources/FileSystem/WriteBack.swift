@@ -60,6 +60,9 @@ final class WriteBack: @unchecked Sendable {
         var putBatchFiles = 8
         /// How long a due small file may wait for others falling due, to share a bulk request.
         var batchLinger: Double = 1
+
+        /// What `RemoteStore.route` decides a file's way to the server by.
+        var uploadLimits: UploadLimits { UploadLimits(bulk: bulkUpload, bulkMax: batchFileLimit, chunkAbove: chunkThreshold) }
         /// How long `fsync` waits for the upload before it fails with EIO.
         var fsyncTimeout: Double = 120
     }

@@ -32,8 +32,7 @@ extension IngestService {
     func uploadInBulk(_ start: IngestItem, local: String, path: String, checksum: String) throws -> IngestItem? {
         var item = start
         let name = PathBytes.lastComponent(path)
-        guard settings.bulkUpload, item.size <= settings.bulkLimit, WebDAVClient.bulkEligible(path),
-              client.bulkUploadsAvailable(),
+        guard client.route(size: item.size, path: path, limits: settings.uploadLimits) == .bulk,
               try originals(in: originalFolder(item))[name] == nil,
               let result = try? derivation(for: item),
               let original = Self.readWhole(local, size: item.size) else { return nil }
@@ -101,7 +100,7 @@ extension IngestService {
         for derivative in result.derivatives {
             let remote = dayFolder + "/" + derivative.relativePath
             let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
-            guard Int64(derivative.bytes) <= settings.bulkLimit, WebDAVClient.bulkEligible(remote),
+            guard client.route(size: Int64(derivative.bytes), path: remote, limits: settings.uploadLimits) == .bulk,
                   let bytes = Self.readWhole(local, size: Int64(derivative.bytes)) else { return nil }
             try ensureFolder(PathBytes.beforeLastSlash(remote))
             files.append((derivative.relativePath, WebDAVClient.BulkFile(path: remote, content: bytes, mtime: now),

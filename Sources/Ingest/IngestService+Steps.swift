@@ -221,19 +221,12 @@ extension IngestService {
     private func put(_ local: String, to path: String, size: Int64, mtime: Int64, checksum: String,
                      conditions: WebDAVClient.WriteConditions) throws {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
-        if size > settings.chunkThreshold && client.chunkedUploadsAvailable() {
+        _ = try client.sendFile(local, to: path, size: size, mtime: date, conditions: conditions, checksum: checksum,
+                                chunkAbove: settings.chunkThreshold, chunkOptions: {
             var options = WebDAVClient.ChunkedUploadOptions()
             options.chunkSize = settings.chunkThreshold
-            do {
-                try client.uploadChunked(local, to: path, mtime: date, conditions: conditions, options: options)
-                return
-            } catch let error as DAVError where WebDAVClient.uploadsEndpointMissing(error) {
-                // The capabilities could not be read (or promised too much), and the upload
-                // collection is not there: this server takes whole files only.
-                client.noChunkedUploads("the server has no chunked-upload endpoint (\(error))")
-            }
-        }
-        try client.put(path, body: .file(path: local, length: size), mtime: date, conditions: conditions, checksum: checksum)
+            return options
+        })
     }
 
     // MARK: deriving → succeeded

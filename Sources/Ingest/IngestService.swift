@@ -80,6 +80,9 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         public var bulkUpload = true
         public var bulkLimit: Int64 = 8 << 20
 
+        /// What `RemoteStore.route` decides a file's way to the server by.
+        public var uploadLimits: UploadLimits { UploadLimits(bulk: bulkUpload, bulkMax: bulkLimit, chunkAbove: chunkThreshold) }
+
         public init(deriveTool: URL, workDirectory: URL) {
             self.deriveTool = deriveTool
             self.workDirectory = workDirectory

@@ -133,17 +133,12 @@ struct Put: RemoteCommand {
         let conditions = WebDAVClient.WriteConditions(createOnly: noClobber)
         let bar = ProgressBar(URL(fileURLWithPath: local).lastPathComponent)
         let chunk = Int64(max(1, chunkSize)) << 20
-        if size > chunk && client.location.isNextcloudLayout {
+        _ = try client.sendFile(local, to: target, size: size, mtime: mtime, conditions: conditions, chunkAbove: chunk, chunkOptions: {
             var options = WebDAVClient.ChunkedUploadOptions()
             options.chunkSize = chunk
             options.parallelism = max(1, parallel)
-            try client.uploadChunked(local, to: target, mtime: mtime, conditions: conditions, options: options,
-                                     progress: { now, total in bar.update(now, total) })
-        } else {
-            let result = try client.put(target, body: .file(path: local, length: size), mtime: mtime, conditions: conditions,
-                                        progress: { now, total in bar.update(now, total) })
-            if !result.mtimeAccepted, let mtime { try? client.setModificationTime(target, mtime) }
-        }
+            return options
+        }, progress: { now, total in bar.update(now, total) })
         bar.finish()
     }
 }

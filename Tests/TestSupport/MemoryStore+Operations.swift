@@ -255,7 +255,7 @@ extension MemoryStore {
             throw DAVError(.badRequest, method: "PUT", path: p, detail: "more than 10,000 chunks: raise the chunk size")
         }
         let result = try call(.uploadChunked, method: "MOVE", path: p) {
-            guard shared.offersChunking else {
+            guard shared.offersChunking && shared.hasUploadsEndpoint else {
                 throw DAVError(.notFound, method: "PROPFIND", path: "uploads/\(options.uploadID)", status: 404)
             }
             // The assembling MOVE: its target's parent must exist, `Overwrite: F` stands for

@@ -62,9 +62,11 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
     var chunkingTurnedOff = false
 
     /// A new, empty store (a root folder only). `bulk` and `chunking`: whether the server
-    /// offers bulk and chunked uploads.
-    public convenience init(bulk: Bool = true, chunking: Bool = true) {
-        self.init(shared: Shared(bulk: bulk, chunking: chunking), label: "main")
+    /// offers bulk and chunked uploads. `uploadsEndpoint` false: chunked uploads are offered
+    /// but the upload collection is missing (capabilities that promise too much), so a chunked
+    /// upload fails the way `WebDAVClient.uploadsEndpointMissing` recognises.
+    public convenience init(bulk: Bool = true, chunking: Bool = true, uploadsEndpoint: Bool = true) {
+        self.init(shared: Shared(bulk: bulk, chunking: chunking, uploadsEndpoint: uploadsEndpoint), label: "main")
     }
 
     init(shared: Shared, label: String) {
@@ -108,14 +110,16 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
         let lock = NSLock()
         let offersBulk: Bool
         let offersChunking: Bool
+        let hasUploadsEndpoint: Bool
         var root: Node
         var nextFileID: Int64 = 1
         /// ETags are a strictly increasing counter written like `uniqid()` (13 hex digits).
         var lastETag: UInt64
 
-        init(bulk: Bool, chunking: Bool) {
+        init(bulk: Bool, chunking: Bool, uploadsEndpoint: Bool) {
             offersBulk = bulk
             offersChunking = chunking
+            hasUploadsEndpoint = uploadsEndpoint
             lastETag = UInt64(Date().timeIntervalSince1970 * 1_000_000)
             root = Node(name: "", isFolder: true, fileID: 0, etag: "", mtime: Int64(Date().timeIntervalSince1970))
             root.fileID = allocateID()
