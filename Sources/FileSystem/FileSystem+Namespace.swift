@@ -11,11 +11,7 @@ extension FileSystem {
         _ = try requireWritable()
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
-        if let incoming, let relative = incomingRelative(path) {
-            try incoming.mkdir(relative)
-            guard let entry = incoming.entry(relative) else { throw .notFound }
-            return attributes(entry, inode: inodes.lookup(path))
-        }
+        if let place = incomingPlace(path) { return try mkdir(in: place) }
         if try entry(at: path) != nil { throw .exists }
         try checkName(name, in: parentPath)
         try remote { try cache.client.mkcol(path) }
@@ -31,14 +27,7 @@ extension FileSystem {
     public func unlink(parent: UInt64, name: String) throws(FSError) {
         let writeBack = try requireWritable()
         let path = FolderListing.join(try path(of: parent), name)
-        if let incoming, let relative = incomingRelative(path) {
-            guard !relative.isEmpty else { throw .isDirectory }
-            guard let current = incoming.entry(relative) else { throw .notFound }
-            if current.isDirectory { throw .isDirectory }
-            try incoming.unlink(relative)
-            inodes.detach(path)
-            return
-        }
+        if let place = incomingPlace(path) { return try unlink(in: place) }
         guard let current = try entry(at: path) else { throw .notFound }
         if current.isDirectory { throw .isDirectory }
         let staged = writeBack.staged(path)
@@ -68,13 +57,7 @@ extension FileSystem {
     public func rmdir(parent: UInt64, name: String) throws(FSError) {
         _ = try requireWritable()
         let path = FolderListing.join(try path(of: parent), name)
-        if let incoming, let relative = incomingRelative(path) {
-            // The folder itself is part of the mount, not a folder of the user's.
-            guard !relative.isEmpty else { throw .busy }
-            try incoming.rmdir(relative)
-            inodes.detach(path)
-            return
-        }
+        if let place = incomingPlace(path) { return try rmdir(in: place) }
         guard let current = try entry(at: path) else { throw .notFound }
         guard current.isDirectory else { throw .notDirectory }
         guard try listing(at: path).children.isEmpty else { throw .notEmpty }
@@ -93,18 +76,7 @@ extension FileSystem {
         let from = FolderListing.join(try path(of: parent), name)
         let toParent = try path(of: newParent)
         let to = FolderListing.join(toParent, newName)
-        if let incoming {
-            let fromRelative = incomingRelative(from), toRelative = incomingRelative(to)
-            if fromRelative == "" || toRelative == "" { throw .busy }
-            if let fromRelative, let toRelative {
-                if from == to { return }
-                guard incoming.entry(fromRelative) != nil else { throw .notFound }
-                try incoming.rename(fromRelative, to: toRelative, noReplace: noReplace)
-                inodes.rename(from, to: to)
-                return
-            }
-            if fromRelative != nil || toRelative != nil { throw .crossDevice }
-        }
+        if try renameInIncoming(from: from, to: to, noReplace: noReplace) { return }
         guard let source = try entry(at: from) else { throw .notFound }
         if from == to { return }
         if to.hasPrefix(from + "/") { throw .invalid }

@@ -145,7 +145,7 @@ extension FileSystem {
     public func setattr(_ inode: UInt64, _ changes: AttributeChanges, handle: UInt64?, caller: Caller? = nil) throws(FSError) -> Attributes {
         let path = try path(of: inode)
         let seconds = changes.mtime.map { $0.floorDivided(by: 1_000_000_000) }
-        if incomingRelative(path) != nil {
+        if incomingPlace(path) != nil {
             return try setattr(inode, size: changes.size, mtime: seconds, handle: handle)
         }
         guard let current = try entry(at: path) else { throw .notFound }
@@ -266,7 +266,7 @@ extension FileSystem {
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
         // incoming/ holds photos for the pipeline, not links.
-        if incomingRelative(path) != nil { throw .notPermitted }
+        if incomingPlace(path) != nil { throw .notPermitted }
         let bytes = Array(target.utf8)
         guard !bytes.isEmpty else { throw .notFound }
         guard bytes.count < 4096 else { throw .nameTooLong }

@@ -27,13 +27,7 @@ extension FileSystem {
     }
 
     private func openOnce(_ path: String, writable: Bool, truncate: Bool) throws(FSError) -> (handle: UInt64, keepCache: Bool) {
-        if let incoming, let relative = incomingRelative(path) {
-            guard let entry = incoming.entry(relative) else { throw .notFound }
-            if entry.isDirectory { throw .isDirectory }
-            if writable { _ = try requireWritable() }
-            let fd = try incoming.open(relative, writable: writable, create: false, exclusive: false, truncate: truncate)
-            return (handles.add(.local(fd: fd, path: relative, writable: writable)), false)
-        }
+        if let place = incomingPlace(path) { return (try open(in: place, writable: writable, truncate: truncate), false) }
         if let file = writeBack?.staged(path) {
             guard writable else { return (try openStaged(file, writable: false, truncate: false), false) }
             return (try openForWriting(path, entry: nil, truncate: truncate).handle, false)

@@ -104,12 +104,7 @@ extension FileSystem {
         _ = try requireWritable()
         let parentPath = try path(of: parent)
         let path = FolderListing.join(parentPath, name)
-        if let incoming, let relative = incomingRelative(path) {
-            let fd = try incoming.open(relative, writable: true, create: true, exclusive: exclusive, truncate: true)
-            let handle = handles.add(.local(fd: fd, path: relative, writable: true))
-            guard let entry = incoming.entry(relative) else { throw .notFound }
-            return (attributes(entry, inode: inodes.lookup(path)), handle)
-        }
+        if let place = incomingPlace(path) { return try create(in: place, exclusive: exclusive) }
         let existing = try entry(at: path)
         if let existing {
             if exclusive { throw .exists }
@@ -190,14 +185,7 @@ extension FileSystem {
     /// and ignored (the server has no such thing), so `cp -a` and `rsync -a` succeed.
     public func setattr(_ inode: UInt64, size: Int64?, mtime: Int64?, handle: UInt64?) throws(FSError) -> Attributes {
         let path = try path(of: inode)
-        if let incoming, let relative = incomingRelative(path) {
-            if size != nil || mtime != nil { _ = try requireWritable() }
-            guard let current = incoming.entry(relative) else { throw .notFound }
-            if current.isDirectory && size != nil { throw .isDirectory }
-            try incoming.setattr(relative, size: size, mtime: mtime)
-            guard let updated = incoming.entry(relative) else { throw .notFound }
-            return attributes(updated, inode: inode)
-        }
+        if let place = incomingPlace(path) { return try setattr(in: place, inode: inode, size: size, mtime: mtime) }
         guard let current = try entry(at: path) else { throw .notFound }
         if size != nil || mtime != nil {
             let writeBack = try requireWritable()
@@ -253,7 +241,7 @@ extension FileSystem {
     /// The entry at `path` with this mount's changes applied ("" is the root).
     func entry(at path: String) throws(FSError) -> RemoteEntry? {
         if path.isEmpty { return try remote { try cache.listing("") }.folder }
-        if let incoming, let relative = incomingRelative(path) { return incoming.entry(relative) }
+        if let place = incomingPlace(path) { return entry(in: place) }
         let (parent, name) = MetadataCache.split(path)
         let listing = try remote { try cache.listing(parent) }
         if let known = overlay.lookup(path, listing: listing) { return known }
@@ -262,25 +250,8 @@ extension FileSystem {
 
     /// The listing of `path` with this mount's changes applied.
     func listing(at path: String) throws(FSError) -> FolderListing {
-        if let incoming, let relative = incomingRelative(path) { return try incoming.listing(relative, mountPath: path) }
+        if let place = incomingPlace(path) { return try listing(in: place) }
         let listing = overlay.merge(try remote { try cache.listing(path) })
-        guard path.isEmpty, let incoming, let folder = incoming.entry("") else { return listing }
-        // incoming/ sits at the root, over a server folder of the same name if there is one.
-        return FolderListing(path: "", folder: listing.folder,
-                             children: listing.children.filter { $0.name != incoming.name } + [folder], fetchedAt: listing.fetchedAt)
-    }
-
-    /// `path` relative to the incoming folder ("" for the folder itself), or nil outside it.
-    func incomingRelative(_ path: String) -> String? {
-        guard let incoming else { return nil }
-        if path == incoming.name { return "" }
-        guard path.hasPrefix(incoming.name + "/") else { return nil }
-        return String(path.dropFirst(incoming.name.count + 1))
-    }
-
-    /// Shows `folder` as incoming/ at the mount root. Call once, before mounting, after
-    /// `enableWrites` (the folder is writable only on a writable mount).
-    public func enableIncoming(_ folder: IncomingFolder) {
-        incoming = folder
+        return path.isEmpty ? withIncoming(listing) : listing
     }
 }

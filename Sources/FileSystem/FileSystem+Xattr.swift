@@ -15,9 +15,8 @@ extension FileSystem {
 
     public func getxattr(_ inode: UInt64, name: String, capacity: Int) throws(FSError) -> XattrReply {
         let path = try path(of: inode)
-        if let relative = incomingRelative(path) {
-            guard let entry = incoming?.entry(relative) else { throw .notFound }
-            guard let value = itemAttributes(relative, entry)[name] else { throw .noAttribute }
+        if let place = incomingPlace(path) {
+            guard let value = try xattrs(in: place)[name] else { throw .noAttribute }
             return try fit(Array(value.utf8), capacity: capacity)
         }
         guard let entry = try entry(at: path) else { throw .notFound }
@@ -36,19 +35,12 @@ extension FileSystem {
     public func listxattr(_ inode: UInt64, capacity: Int) throws(FSError) -> XattrReply {
         _ = try getattr(inode)
         var bytes: [UInt8] = []
-        if let relative = incomingRelative(try path(of: inode)) {
-            guard let entry = incoming?.entry(relative) else { throw .notFound }
-            for name in itemAttributes(relative, entry).keys.sorted() { bytes += Array(name.utf8) + [0] }
+        if let place = incomingPlace(try path(of: inode)) {
+            for name in try xattrs(in: place).keys.sorted() { bytes += Array(name.utf8) + [0] }
             return try fit(bytes, capacity: capacity)
         }
         for name in FileSystem.xattrNames { bytes += Array(name.utf8) + [0] }
         return try fit(bytes, capacity: capacity)
-    }
-
-    /// The pipeline's attributes of a file in incoming/. Folders — incoming/ itself and its
-    /// subfolders — are no items and carry none (the pipeline would call them "waiting").
-    private func itemAttributes(_ relative: String, _ entry: RemoteEntry) -> [String: String] {
-        entry.isDirectory ? [:] : incoming?.observer?.attributes(relative) ?? [:]
     }
 
     /// setxattr/removexattr: the attributes mirror server properties and cannot be changed.

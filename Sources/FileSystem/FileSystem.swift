@@ -8,7 +8,7 @@ public import WebDAV
 /// directory and file handles, attributes, xattrs, and the errno of every failure
 /// (`FSError.errno`). The FUSE bridge only copies arguments in and results out, so all of
 /// this can be tested in-process (FileSystemTests does, against the emulator and the in-memory
-/// store: reads, and writes through the reference-model tests; incoming/ only through a mount).
+/// store: reads, writes through the reference-model tests, incoming/ through its router).
 ///
 /// Writes go through `writeBack` (staging files, the upload journal, background uploads); a
 /// filesystem made without one is read-only, and every write operation fails with EROFS.
@@ -155,8 +155,8 @@ public final class FileSystem: @unchecked Sendable {
     public func opendir(_ inode: UInt64) throws(FSError) -> UInt64 {
         let path = try path(of: inode)
         let listing = try listing(at: path)
-        if incomingRelative(path) == nil {
-            walkAhead.opened(path) { incomingRelative($0) != nil }
+        if incomingPlace(path) == nil {
+            walkAhead.opened(path) { incomingPlace($0) != nil }
         }
         return handles.add(.directory(inode: inode, listing: listing))
     }
