@@ -156,7 +156,7 @@ extension IngestService {
         } catch let error as DAVError where error.kind == .preconditionFailed {
             // The name exists. Ours from an attempt whose answer was lost (or a crash right
             // after it), a broken copy of ours, or someone else's file.
-            let existing = try client.stat(path, properties: .withChecksums)
+            let existing = try store.stat(path, properties: .withChecksums)
             let isOurs = try holdsOurContent(existing, at: path, item: item, checksum: checksum)
             if isOurs && Self.storedSize(existing) == item.size {
                 logger.info("ingest: /\(path) is already on the server with this content")
@@ -178,7 +178,7 @@ extension IngestService {
         }
         // Trust but verify: the server must hold every byte (a proxy or a full disk can turn a
         // short write into a 201).
-        let stored = Self.storedSize(try client.stat(path, properties: .listing))
+        let stored = Self.storedSize(try store.stat(path, properties: .listing))
         guard stored == item.size else {
             throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored ?? -1) of \(item.size) bytes")
         }
@@ -193,7 +193,7 @@ extension IngestService {
     /// the item goes on without it).
     func shareIfAsked(_ item: inout IngestItem, _ path: String) {
         guard settings.shareLinks && item.shareURL == nil else { return }
-        do { item.shareURL = try client.createPublicShare(path).url } catch {
+        do { item.shareURL = try store.createPublicShare(path).url } catch {
             logger.warning("ingest: public link for /\(path): \(error)")
         }
     }
@@ -214,26 +214,26 @@ extension IngestService {
         let copy = workFolder(item).appendingPathComponent("412-check")
         try FileManager.default.createDirectory(at: workFolder(item), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: copy) }
-        try client.download(path, to: copy.path)
+        try store.download(path, to: copy.path)
         return "SHA256:" + (try ContentHash.sha256(ofFile: copy.path).hex) == checksum
     }
 
     private func put(_ local: String, to path: String, size: Int64, mtime: Int64, checksum: String,
-                     conditions: WebDAVClient.WriteConditions) throws {
+                     conditions: WriteConditions) throws {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
-        if size > settings.chunkThreshold && client.chunkedUploadsAvailable() {
-            var options = WebDAVClient.ChunkedUploadOptions()
+        if size > settings.chunkThreshold && store.chunkedUploadsAvailable() {
+            var options = ChunkedUploadOptions()
             options.chunkSize = settings.chunkThreshold
             do {
-                try client.uploadChunked(local, to: path, mtime: date, conditions: conditions, options: options)
+                try store.uploadChunked(local, to: path, mtime: date, conditions: conditions, options: options)
                 return
             } catch let error as DAVError where WebDAVClient.uploadsEndpointMissing(error) {
                 // The capabilities could not be read (or promised too much), and the upload
                 // collection is not there: this server takes whole files only.
-                client.noChunkedUploads("the server has no chunked-upload endpoint (\(error))")
+                store.noChunkedUploads("the server has no chunked-upload endpoint (\(error))")
             }
         }
-        try client.put(path, body: .file(path: local, length: size), mtime: date, conditions: conditions, checksum: checksum)
+        _ = try store.put(path, body: .file(path: local, length: size), mtime: date, conditions: conditions, checksum: checksum, progress: nil)
     }
 
     // MARK: deriving → succeeded
@@ -255,10 +255,10 @@ extension IngestService {
             }
             try ensureFolder(PathBytes.beforeLastSlash(remote))
             // Derivatives are made from the original again on a retry; replacing is right.
-            try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
+            try store.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
             // Verified like the original: the catalog records these bytes, so a short write
             // answered 2xx (a proxy, a full disk) must fail the step, not become a record.
-            let onServer = Self.storedSize(try client.stat(remote, properties: .listing))
+            let onServer = Self.storedSize(try store.stat(remote, properties: .listing))
             guard onServer == Int64(derivative.bytes) else {
                 throw DAVError(.server, method: "PUT", path: remote, detail: "the server stored \(onServer ?? -1) of \(derivative.bytes) bytes")
             }
@@ -385,9 +385,9 @@ extension IngestService {
 
     /// The public URL of `path` through the share, or its WebDAV URL without one.
     func url(for path: String) -> String {
-        guard let share = settings.publicShare else { return client.location.url(path) }
+        guard let share = settings.publicShare else { return store.location.url(path) }
         let root = share.sharePath.isEmpty ? "" : share.sharePath + "/"
-        guard path.hasPrefix(root) else { return client.location.url(path) }
+        guard path.hasPrefix(root) else { return store.location.url(path) }
         let relative = path.dropFirst(root.count).split(separator: "/").map { component in
             String(component).addingPercentEncoding(withAllowedCharacters: Self.pathCharacters) ?? String(component)
         }.joined(separator: "/")

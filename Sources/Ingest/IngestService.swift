@@ -89,7 +89,8 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     public let settings: Settings
     public let catalog: any Catalog
     let folder: any IncomingStaging
-    let client: WebDAVClient
+    /// The server (a `WebDAVClient` in the daemon, an in-memory store in tests).
+    let store: any IngestStore
     let logger: Logger
     /// Told the remote folders a finished item wrote to, and the parents of folders it made
     /// (to drop their cached listings), and the incoming path it left (to drop the kernel's
@@ -126,12 +127,12 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     /// Held while a folder is listed, so workers starting a batch together list it once.
     private let listingLock = NSLock()
 
-    public init(settings: Settings, catalog: any Catalog, folder: any IncomingStaging, client: WebDAVClient, logger: Logger,
+    public init(settings: Settings, catalog: any Catalog, folder: any IncomingStaging, store: any IngestStore, logger: Logger,
                 onFinished: @escaping @Sendable ([String], String?) -> Void) throws {
         self.settings = settings
         self.catalog = catalog
         self.folder = folder
-        self.client = client
+        self.store = store
         self.logger = logger
         self.onFinished = onFinished
         pool = WorkerPool(threads: settings.workers, name: "ingest")
@@ -375,7 +376,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
             prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
             if foldersLock.withLock({ knownFolders.contains(prefix) }) { continue }
             do {
-                try client.mkcol(prefix)
+                try store.mkcol(prefix)
                 // A new folder: the cached listing of its parent (from before) lacks it.
                 onFinished([PathBytes.split(prefix).parent], nil)
             } catch let error as DAVError where error.kind == .alreadyExists {
@@ -411,7 +412,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         if let known = foldersLock.withLock({ originalsOnServer[folder] }) { return known }
         var listed: [String: [String]] = [:]
         do {
-            for child in try client.list(folder, properties: .withChecksums).children { listed[child.name] = child.checksums }
+            for child in try store.list(folder, properties: .withChecksums).children { listed[child.name] = child.checksums }
             foldersLock.withLock { _ = knownFolders.insert(folder) }
         } catch let error as DAVError where error.kind == .notFound {
             // Not there (yet, or any more): empty, and no folder above it is taken for granted

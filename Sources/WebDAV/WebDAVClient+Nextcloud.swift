@@ -160,6 +160,12 @@ public struct PublicShare: Sendable {
     public var id: String
     public var token: String
     public var url: String?
+
+    public init(id: String, token: String, url: String?) {
+        self.id = id
+        self.token = token
+        self.url = url
+    }
 }
 
 /// The capabilities ncfs uses.
