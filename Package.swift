@@ -187,7 +187,8 @@ let package = Package(
         ),
         .testTarget(
             name: "IngestTests",
-            dependencies: ["Ingest", "SQLiteStore", "FileSystemInterface", "TestSupport"],
+            dependencies: ["Ingest", "SQLiteStore", "FileSystemInterface", "WebDAV", "TestSupport", "DerivationFormat",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(
