@@ -141,8 +141,8 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
                                                 attributes: [.posixPermissions: 0o700])
     }
 
-    /// Tidies what a previous run left (finished items whose staged file is still there),
-    /// makes every untaken staged file a candidate, and starts the scheduler.
+    /// Tidies what a previous run left (finished items whose staged file or work folder is
+    /// still there), makes every untaken staged file a candidate, and starts the scheduler.
     public func start() {
         recover()
         folder.observer = self
@@ -231,10 +231,31 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         } catch {
             logger.error("ingest: tidying finished items: \(error)")
         }
+        removeLeftWorkFolders()
         let now = Date()
         let taken = Set(((try? catalog.allInIncoming()) ?? []).compactMap(\.stagingPath))
         for path in Self.untakenFiles(in: folder.root, taken: taken) { candidates[path] = now }
         if !candidates.isEmpty { logger.info("ingest: \(candidates.count) staged file(s) from an earlier run to take") }
+    }
+
+    /// Removes the work folders (`<id>/`, the derivatives made for an item) of items that are
+    /// done or no longer in the catalog: a crash between an item's final commit and `finish`
+    /// left them, and nothing else would ever remove them. Those of items still in incoming/
+    /// (active, or failed and retryable) stay for the item's next attempt; a folder whose item
+    /// cannot be read now stays too.
+    private func removeLeftWorkFolders() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.workDirectory.path)) ?? []
+        for name in names {
+            guard let id = Int64(name) else { continue }
+            do {
+                if let item = try catalog.item(id), item.state.isInIncoming { continue }
+            } catch {
+                logger.error("ingest: reading item \(id) for its work folder: \(error)")
+                continue
+            }
+            try? FileManager.default.removeItem(at: settings.workDirectory.appendingPathComponent(name))
+            logger.info("ingest: removed the work folder of item \(id), which an earlier run left")
+        }
     }
 
     /// Regular files under the staging folder `root` (relative paths) with real names that no
