@@ -36,7 +36,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        // FileDescriptor (EINTR-retrying writes) and Errno (strerror text) for the CLI.
+        // FileDescriptor (EINTR-retrying writes) for the CLI, and Errno (strerror text) wherever
+        // a C call's failure is reported.
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
@@ -69,7 +70,7 @@ let package = Package(
         .target(
             name: "FileSystem",
             dependencies: ["RemoteCache", "WebDAV", "Journal", "FileSystemInterface",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
@@ -89,7 +90,7 @@ let package = Package(
         // Knows no schema; the upload journal and the ingest catalog are built on it.
         .target(
             name: "SQLiteStore",
-            dependencies: ["CSQLite"],
+            dependencies: ["CSQLite", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         // The upload journal (the write-back's durable record of what the server is owed).
@@ -108,7 +109,7 @@ let package = Package(
         // crash or a huge image never takes the mount down, and each worker's memory is its own.
         .target(
             name: "Imaging",
-            dependencies: ["CVips", "DerivationFormat"],
+            dependencies: ["CVips", "DerivationFormat", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict + vipsHeaders,
             linkerSettings: [.linkedLibrary("gobject-2.0"), .linkedLibrary("glib-2.0")]
         ),
@@ -122,7 +123,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: ["SQLiteStore", "WebDAV", "HTTPTransport", "FileSystemInterface", "CCrypto", "DerivationFormat",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .executableTarget(
