@@ -163,6 +163,25 @@ struct IngestMemoryTests {
         #expect(rig.uploaded() == [rig.originalPath("notes.txt", day: day): bytes])
     }
 
+    @Test("the same content twice in one batch: one original, the second item a duplicate of the first with nothing written")
+    func duplicateInBatch() throws {
+        let rig = try IngestRig()
+        let bytes = try IngestRig.photo(seed: 9)
+        try rig.drop("first.jpg", bytes)
+        try rig.drop("copy.jpg", bytes)
+        let catalog = try SQLiteCatalog(path: rig.catalogPath)
+        let service = try rig.service(catalog: catalog)
+        service.start()
+        let items = try rig.settle(service, catalog, count: 2)
+        let kept = try #require(items.first { $0.state == .succeeded })
+        let duplicate = try #require(items.first { $0.state == .duplicate })
+        #expect(duplicate.duplicateOf == kept.id && duplicate.originalPath == nil)
+        let day = try #require(kept.day)
+        #expect(rig.uploaded() == (try Self.expectedFiles(rig, name: kept.name, bytes: bytes, day: day)), "one photo's five files")
+        #expect(rig.store.calls(.bulkUpload) == 1 && rig.store.calls(.put) == 0)
+        #expect(!rig.staged("first.jpg") && !rig.staged("copy.jpg"), "both leave incoming/")
+    }
+
     // MARK: Faults
 
     /// What each fault is, on which path it lands, and what it may cost.
@@ -172,6 +191,7 @@ struct IngestMemoryTests {
         case bulkLost = "the bulk POST's answer lost: the create-only PUT's 412 and a hash of the stored file settle it"
         case putLost = "the original PUT's answer lost (bulk off): the retry's 412 and the checksum settle it"
         case derivativePutLost = "a derivative PUT's answer lost (bulk off): the step is retried and replaces it"
+        case chunkedLost = "a chunked upload's assembling MOVE answer lost (bulk off, a 64 KiB chunk threshold): the 412 and a hash of the stored file settle it"
 
         var testDescription: String { rawValue }
         var bulk: Bool { self == .bulkUnavailable || self == .bulkLost }
@@ -182,11 +202,14 @@ struct IngestMemoryTests {
     func fault(_ fault: Fault) throws {
         let rig = try IngestRig(bulk: fault.bulk)
         let store = rig.store
+        // The photo (~130 kB) goes up in chunks above this threshold.
+        if fault == .chunkedLost { rig.settings.chunkThreshold = 64 << 10 }
         switch fault {
         case .putUnavailable: store.failNext([.put], with: .unavailable)
         case .bulkUnavailable: store.failNext([.bulkUpload], with: .unavailable)
         case .bulkLost: store.failNext([.bulkUpload], with: .transport, afterPerforming: true)
         case .putLost: store.failNext([.put], with: .transport, afterPerforming: true)
+        case .chunkedLost: store.failNext([.uploadChunked], with: .transport, afterPerforming: true)
         case .derivativePutLost:
             // The second PUT: the first derivative's (the original went first).
             store.intercept { operation, path, phase in
@@ -210,6 +233,11 @@ struct IngestMemoryTests {
         switch fault {
         case .putUnavailable, .putLost, .derivativePutLost:
             #expect(item.attempts == 1, "one failed attempt, then success")
+        case .chunkedLost:
+            #expect(item.attempts == 1, "one failed attempt, then success")
+            // The retry's create-only chunked upload meets the 412; a chunked upload carries no
+            // checksum, so the stored file is hashed by download.
+            #expect(store.calls(.uploadChunked) == 2 && store.calls(.put) == 4 && store.calls(.get) == 1)
         case .bulkUnavailable:
             #expect(item.attempts == 0, "the PUT path takes over within the attempt")
             #expect(store.calls(.bulkUpload) == 2 && store.calls(.put) == 1)
