@@ -1,5 +1,5 @@
 /// What the ingest pipeline asks of the server: the file system's seam (`RemoteStore`) and
-/// three things beyond it, which only ingest uses. `WebDAVClient` is the real implementation;
+/// what only ingest uses beyond it: the store's location, public link shares and downloads. `WebDAVClient` is the real implementation;
 /// tests use TestSupport's `MemoryStore`, which answers as Nextcloud 32 does.
 ///
 /// The conventions of `RemoteStore` hold here too: paths relative to the store's root, calls
@@ -15,6 +15,12 @@ public protocol IngestStore: RemoteStore {
     /// only once. `.notFound` when nothing is at `path`, `.unsupported` on a server without
     /// the OCS API (generic WebDAV), `.protocolViolation` when the answer carries no token.
     func createPublicShare(_ path: String) throws -> PublicShare
+
+    /// The public link shares of `path` this user made (none: empty), in the server's order: what a
+    /// caller that may have created one before a crash looks at before creating another.
+    /// `.notFound` when nothing is at `path`, `.unsupported` on a server without the OCS API,
+    /// `.protocolViolation` when the answer is not a list of shares.
+    func publicShares(of path: String) throws -> [PublicShare]
 
     /// The file's bytes into the local file `localPath`, which appears whole or not at all
     /// (written under a temporary name, renamed when complete). `.notFound` when nothing is

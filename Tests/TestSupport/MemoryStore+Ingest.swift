@@ -28,6 +28,20 @@ extension MemoryStore: IngestStore {
         }
     }
 
+    /// The links of the entry at `path`, oldest first; a missing path is the OCS 404.
+    public func publicShares(of path: String) throws -> [PublicShare] {
+        let p = DAVLocation.normalize(path)
+        return try call(.publicShares, method: "GET", path: "apps/files_sharing/api/v1/shares") {
+            guard let node = shared.node(p) else {
+                throw DAVError(.notFound, method: "GET", path: "apps/files_sharing/api/v1/shares", status: 404,
+                               detail: "Wrong path, file/folder does not exist")
+            }
+            return shared.shares.filter { $0.value.fileID == node.fileID }.sorted { $0.value.id < $1.value.id }.map {
+                PublicShare(id: String($0.value.id), token: $0.key, url: location.origin + "/index.php/s/" + $0.key)
+            }
+        }
+    }
+
     /// A GET into a file sink, as the client's download is (counted and faulted as a `get`).
     public func download(_ path: String, to localPath: String, progress: ((Int64, Int64) -> Void)?) throws {
         _ = try get(path, range: nil, ifMatch: nil, sink: .file(path: localPath), progress: progress)

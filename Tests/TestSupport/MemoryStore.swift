@@ -42,8 +42,9 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
     /// The operations of the seam, for counts and faults.
     public enum Operation: String, Sendable, CaseIterable {
         case stat, list, get, put, mkcol, delete, move, setModificationTime, setPosixProperty, bulkUpload, uploadChunked
-        /// The OCS share API's POST (`createPublicShare`); `download` counts as a `get`.
-        case createPublicShare
+        /// The OCS share API's POST (`createPublicShare`) and GET (`publicShares`); `download`
+        /// counts as a `get`.
+        case createPublicShare, publicShares
     }
 
     /// What one entry holds, as a test reads it.
