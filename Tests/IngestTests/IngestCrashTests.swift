@@ -44,6 +44,9 @@ struct IngestCrashTests {
         let reference = try CrashRun(bulk: bulk, bytes: bytes, stopAt: nil)
         let points = reference.switchboard.trace
         try #require(reference.items.count == 1 && reference.items[0].state == .succeeded, "the clean run: \(reference.items)")
+        // The clean run's files are the photo and what ncfs-derive makes of it on its own.
+        #expect(reference.files == (try IngestMemoryTests.expectedFiles(reference.rig, name: reference.name, bytes: bytes,
+                                                                       day: reference.items[0].day ?? "?")))
         try #require(points.count >= 10, "the clean run recorded its steps: \(points)")
         print("ingest crash points (bulk \(bulk ? "on" : "off")), \(points.count) steps × before/after:\n"
               + points.enumerated().map { "  \($0.offset): \($0.element)" }.joined(separator: "\n"))
@@ -217,7 +220,6 @@ final class CrashRun {
     let rig: IngestRig
     let switchboard: Switchboard
     let name = "IMG_0040.jpg"
-    let bytes: [UInt8]
     let point: Switchboard.Point?
     /// The catalog's items at the end.
     private(set) var items: [IngestItem] = []
@@ -233,7 +235,6 @@ final class CrashRun {
     var links: Int { shares.values.filter { $0 != nil && $0 == items.first?.originalPath }.count }
 
     init(bulk: Bool, bytes: [UInt8], stopAt point: Switchboard.Point?) throws {
-        self.bytes = bytes
         self.point = point
         rig = try IngestRig(bulk: bulk, shareLinks: true)
         switchboard = Switchboard(stopAt: point)

@@ -253,14 +253,6 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
         }
     }
 
-    /// The public link shares of the entry at `path` (their tokens, oldest first).
-    public func shares(of path: String) -> [String] {
-        shared.lock.withLock {
-            guard let node = shared.node(DAVLocation.normalize(path)) else { return [] }
-            return shared.shares.filter { $0.value.fileID == node.fileID }.sorted { $0.value.id < $1.value.id }.map(\.key)
-        }
-    }
-
     /// Every public link share: token → the shared entry's path (nil when it is gone).
     public func allShares() -> [String: String?] {
         shared.lock.withLock {
