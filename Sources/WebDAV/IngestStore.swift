@@ -1,6 +1,7 @@
 /// What the ingest pipeline asks of the server: the file system's seam (`RemoteStore`) and
-/// what only ingest uses beyond it: the store's location, public link shares and downloads. `WebDAVClient` is the real implementation;
-/// tests use TestSupport's `MemoryStore`, which answers as Nextcloud 32 does.
+/// what only ingest uses beyond it: the store's location, public link shares and downloads.
+/// `WebDAVClient` is the real implementation; tests use TestSupport's `MemoryStore`, which
+/// answers as Nextcloud 32 does.
 ///
 /// The conventions of `RemoteStore` hold here too: paths relative to the store's root, calls
 /// that block, failures as `DAVError`s whose `kind` callers switch on, and `.transport`,
@@ -16,8 +17,8 @@ public protocol IngestStore: RemoteStore {
     /// the OCS API (generic WebDAV), `.protocolViolation` when the answer carries no token.
     func createPublicShare(_ path: String) throws -> PublicShare
 
-    /// The public link shares of `path` this user made (none: empty), in the server's order: what a
-    /// caller that may have created one before a crash looks at before creating another.
+    /// The public link shares of `path` this user made (none: empty), in the server's order:
+    /// what a caller that may have made one before a crash looks at before making another.
     /// `.notFound` when nothing is at `path`, `.unsupported` on a server without the OCS API,
     /// `.protocolViolation` when the answer is not a list of shares.
     func publicShares(of path: String) throws -> [PublicShare]
