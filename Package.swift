@@ -36,7 +36,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        // FileDescriptor (EINTR-retrying writes) and Errno (strerror text) for the CLI.
+        // FileDescriptor (EINTR-retrying writes) for the CLI, and Errno (strerror text) wherever
+        // a C call's failure is reported.
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
@@ -72,13 +73,13 @@ let package = Package(
         .target(
             name: "FileContent",
             dependencies: ["RemoteCache", "WebDAV", "HTTPTransport", "FileSystemInterface",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
             name: "FileSystem",
             dependencies: ["RemoteCache", "FileContent", "WebDAV", "Journal", "FileSystemInterface",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
@@ -98,7 +99,7 @@ let package = Package(
         // Knows no schema; the upload journal and the ingest catalog are built on it.
         .target(
             name: "SQLiteStore",
-            dependencies: ["CSQLite"],
+            dependencies: ["CSQLite", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         // The upload journal (the write-back's durable record of what the server is owed).
@@ -117,7 +118,7 @@ let package = Package(
         // crash or a huge image never takes the mount down, and each worker's memory is its own.
         .target(
             name: "Imaging",
-            dependencies: ["CVips", "DerivationFormat"],
+            dependencies: ["CVips", "DerivationFormat", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict + vipsHeaders,
             linkerSettings: [.linkedLibrary("gobject-2.0"), .linkedLibrary("glib-2.0")]
         ),
@@ -131,7 +132,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: ["SQLiteStore", "WebDAV", "HTTPTransport", "FileSystemInterface", "CCrypto", "DerivationFormat",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -196,7 +197,8 @@ let package = Package(
         ),
         .testTarget(
             name: "IngestTests",
-            dependencies: ["Ingest", "SQLiteStore", "FileSystemInterface", "TestSupport"],
+            dependencies: ["Ingest", "SQLiteStore", "FileSystemInterface", "WebDAV", "TestSupport", "DerivationFormat",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -2,6 +2,7 @@ import FileSystemInterface
 import Foundation
 import Logging
 import RemoteCache
+internal import SystemPackage
 
 /// File content on local disk, one sparse file per version (file id + ETag), least recently
 /// used evicted first once the stored bytes pass the limit.
@@ -115,7 +116,7 @@ public final class ContentCache: @unchecked Sendable {
                 let path = file(key, partial: true)
                 fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
                 guard fd >= 0, ftruncate(fd, off_t(content.size)) == 0 else {
-                    let reason = String(cString: strerror(errno))
+                    let reason = Errno(rawValue: errno).description
                     if fd >= 0 { Glibc.close(fd) }
                     entries[key] = nil
                     throw .cacheFailure("creating \(path): \(reason)")
@@ -150,7 +151,7 @@ public final class ContentCache: @unchecked Sendable {
         content.condition.lock()
         if content.isComplete && !content.discarded && entries[content.key] === content {
             if rename(file(content.key, partial: true), file(content.key, partial: false)) != 0 && errno != ENOENT {
-                logger.warning("content cache: cannot publish \(content.key): \(String(cString: strerror(errno)))")
+                logger.warning("content cache: cannot publish \(content.key): \(Errno(rawValue: errno).description)")
             }
         }
         closeIfIdle(content)

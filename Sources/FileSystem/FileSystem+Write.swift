@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import RemoteCache
 public import WebDAV
+internal import SystemPackage
 
 /// The write half: staged files, and the overlay that shows them before the server's listings
 /// do (mkdir, unlink, rmdir and rename are in `FileSystem+Namespace`). Only after
@@ -82,8 +83,8 @@ extension FileSystem {
         }, kept)
     }
 
-    /// strerror of the C library's last error (`errno` alone would name `FileSystem.errno(for:)` here).
-    static func lastErrorText() -> String { String(cString: strerror(Glibc.errno)) }
+    /// The text of the C library's last error (`errno` alone would name `FileSystem.errno(for:)` here).
+    static func lastErrorText() -> String { Errno(rawValue: Glibc.errno).description }
 
     func requireWritable() throws(FSError) -> WriteBack {
         guard let writeBack else { throw .readOnly }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import RemoteCache
 import WebDAV
+internal import SystemPackage
 
 /// The local half of the mount: `incoming/` is a folder of staged files on local disk, shown
 /// at the mount root, that the server never sees. Files are written at local-disk speed and
@@ -184,7 +185,7 @@ public final class IncomingFolder: IncomingStaging, @unchecked Sendable {
         case EISDIR: .isDirectory
         case ENOTDIR: .notDirectory
         case EINVAL: .invalid
-        default: .cacheFailure("\(what): \(String(cString: strerror(code)))")
+        default: .cacheFailure("\(what): \(Errno(rawValue: code).description)")
         }
     }
 }

@@ -1,6 +1,7 @@
 import DerivationFormat
 import Foundation
 internal import CVips
+internal import SystemPackage
 
 /// One run of `ImageDeriver.derive`: recognise the file, read its header, write the four
 /// derivatives, take the palette. Runs under `ImageDeriver`'s lock, on one thread.
@@ -118,7 +119,7 @@ struct Derivation {
                 throw .unwritableFolder(path: subfolder.path, reason: error.localizedDescription)
             }
             guard access(subfolder.path, W_OK | X_OK) == 0 else {
-                throw .unwritableFolder(path: subfolder.path, reason: String(cString: strerror(errno)))
+                throw .unwritableFolder(path: subfolder.path, reason: Errno(rawValue: errno).description)
             }
         }
     }
@@ -152,7 +153,7 @@ struct Derivation {
             throw error
         }
         guard rename(temporary, destination.path) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let reason = Errno(rawValue: errno).description
             unlink(temporary)
             throw Vips.Failure(description: "renaming \(temporary) into place failed: \(reason)")
         }
@@ -178,11 +179,11 @@ private struct SourceFile {
         let path = url.path
         descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
-            throw .unreadableSource(path: path, reason: String(cString: strerror(errno)))
+            throw .unreadableSource(path: path, reason: Errno(rawValue: errno).description)
         }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let reason = Errno(rawValue: errno).description
             Glibc.close(descriptor)
             throw .unreadableSource(path: path, reason: reason)
         }

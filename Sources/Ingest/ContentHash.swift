@@ -1,6 +1,7 @@
 import CCrypto
 import Foundation
 import Glibc
+internal import SystemPackage
 
 /// SHA-256 of a file, read in 1 MiB blocks (OpenSSL's EVP digest): the item's content identity
 /// (duplicates) and the `OC-Checksum` its upload carries.
@@ -12,7 +13,7 @@ enum ContentHash {
     /// The lowercase hex digest and the number of bytes read.
     static func sha256(ofFile path: String) throws -> (hex: String, size: Int64) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Failure(description: "opening \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw Failure(description: "opening \(path): \(Errno(rawValue: errno).description)") }
         defer { close(fd) }
         guard let context = EVP_MD_CTX_new() else { throw Failure(description: "EVP_MD_CTX_new failed") }
         defer { EVP_MD_CTX_free(context) }
@@ -23,7 +24,7 @@ enum ContentHash {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw Failure(description: "reading \(path): \(String(cString: strerror(errno)))")
+                throw Failure(description: "reading \(path): \(Errno(rawValue: errno).description)")
             }
             if n == 0 { break }
             size += Int64(n)

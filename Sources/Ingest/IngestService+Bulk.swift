@@ -32,16 +32,16 @@ extension IngestService {
     func uploadInBulk(_ start: IngestItem, local: String, path: String, checksum: String) throws -> IngestItem? {
         var item = start
         let name = PathBytes.lastComponent(path)
-        guard client.route(size: item.size, path: path, limits: settings.uploadLimits) == .bulk,
+        guard store.route(size: item.size, path: path, limits: settings.uploadLimits) == .bulk,
               try originals(in: originalFolder(item))[name] == nil,
               let result = try? derivation(for: item),
               let original = Self.readWhole(local, size: item.size) else { return nil }
-        var files = [WebDAVClient.BulkFile(path: path, content: original, mtime: item.sourceMtime)]
+        var files = [BulkFile(path: path, content: original, mtime: item.sourceMtime)]
         guard let derivatives = try derivativeFiles(result, of: item) else { return nil }
         files += derivatives.map(\.file)
-        let outcomes: [WebDAVClient.BulkOutcome]
+        let outcomes: [BulkOutcome]
         do {
-            outcomes = try client.bulkUpload(files)
+            outcomes = try store.bulkUpload(files)
         } catch {
             logger.info("ingest: bulk upload of \(item.name) failed (\(error)); the create-only PUT finds out what the server has")
             return nil
@@ -74,11 +74,11 @@ extension IngestService {
     /// The derivatives in one bulk request (the original went by PUT). Returns the relative
     /// paths of those stored; the caller sends the others by PUT.
     func derivativesInBulk(_ result: DerivationResult, of item: IngestItem) throws -> Set<String> {
-        guard settings.bulkUpload, result.derivatives.count > 1, client.bulkUploadsAvailable(),
+        guard settings.bulkUpload, result.derivatives.count > 1, store.bulkUploadsAvailable(),
               let derivatives = try derivativeFiles(result, of: item) else { return [] }
-        let outcomes: [WebDAVClient.BulkOutcome]
+        let outcomes: [BulkOutcome]
         do {
-            outcomes = try client.bulkUpload(derivatives.map(\.file))
+            outcomes = try store.bulkUpload(derivatives.map(\.file))
         } catch {
             logger.info("ingest: bulk upload of \(item.name)'s derivatives failed (\(error)); sending them by PUT")
             return []
@@ -93,17 +93,17 @@ extension IngestService {
     /// Each derivative's bytes, server path and catalog record, its folder made. nil when one
     /// cannot go in a bulk request (too large, unreadable, a name the headers cannot carry).
     private func derivativeFiles(_ result: DerivationResult, of item: IngestItem) throws
-        -> [(relativePath: String, file: WebDAVClient.BulkFile, record: StoredDerivative)]? {
+        -> [(relativePath: String, file: BulkFile, record: StoredDerivative)]? {
         let dayFolder = settings.prefix + "/" + (item.day ?? "")
         let now = Int64(Date().timeIntervalSince1970)
-        var files: [(relativePath: String, file: WebDAVClient.BulkFile, record: StoredDerivative)] = []
+        var files: [(relativePath: String, file: BulkFile, record: StoredDerivative)] = []
         for derivative in result.derivatives {
             let remote = dayFolder + "/" + derivative.relativePath
             let local = workFolder(item).appendingPathComponent(derivative.relativePath).path
-            guard client.route(size: Int64(derivative.bytes), path: remote, limits: settings.uploadLimits) == .bulk,
+            guard store.route(size: Int64(derivative.bytes), path: remote, limits: settings.uploadLimits) == .bulk,
                   let bytes = Self.readWhole(local, size: Int64(derivative.bytes)) else { return nil }
             try ensureFolder(PathBytes.beforeLastSlash(remote))
-            files.append((derivative.relativePath, WebDAVClient.BulkFile(path: remote, content: bytes, mtime: now),
+            files.append((derivative.relativePath, BulkFile(path: remote, content: bytes, mtime: now),
                           storedRecord(derivative, at: remote)))
         }
         return files

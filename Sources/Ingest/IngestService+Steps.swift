@@ -151,13 +151,17 @@ extension IngestService {
         let checksum = "SHA256:" + sha
         try ensureFolder(originalFolder(item))
         if let done = try uploadInBulk(item, local: local, path: path, checksum: checksum) { return done }
+        // Whether the original was there already, ours: an earlier attempt got this far, and
+        // may have made its public link before it stopped.
+        var foundOurs = false
         do {
             try put(local, to: path, size: item.size, mtime: item.sourceMtime, checksum: checksum, conditions: .init(createOnly: true))
         } catch let error as DAVError where error.kind == .preconditionFailed {
             // The name exists. Ours from an attempt whose answer was lost (or a crash right
             // after it), a broken copy of ours, or someone else's file.
-            let existing = try client.stat(path, properties: .withChecksums)
+            let existing = try store.stat(path, properties: .withChecksums)
             let isOurs = try holdsOurContent(existing, at: path, item: item, checksum: checksum)
+            foundOurs = isOurs
             if isOurs && Self.storedSize(existing) == item.size {
                 logger.info("ingest: /\(path) is already on the server with this content")
             } else if isOurs, let etag = existing.etag {
@@ -178,22 +182,32 @@ extension IngestService {
         }
         // Trust but verify: the server must hold every byte (a proxy or a full disk can turn a
         // short write into a 201).
-        let stored = Self.storedSize(try client.stat(path, properties: .listing))
+        let stored = Self.storedSize(try store.stat(path, properties: .listing))
         guard stored == item.size else {
             throw DAVError(.server, method: "PUT", path: path, detail: "the server stored \(stored ?? -1) of \(item.size) bytes")
         }
         noteOriginal(PathBytes.lastComponent(path), in: originalFolder(item), checksums: [checksum])
-        shareIfAsked(&item, path)
+        shareIfAsked(&item, path, lookFirst: foundOurs)
         item.state = .deriving
         try catalog.update(item)
         return item
     }
 
     /// A public link for the original, when the settings ask for one (a failure is logged:
-    /// the item goes on without it).
-    func shareIfAsked(_ item: inout IngestItem, _ path: String) {
+    /// the item goes on without it). With `lookFirst` (the original was found on the server
+    /// from an earlier attempt, which may have stopped between making a link and committing
+    /// it) a link the original already has is taken instead of making a second: one request
+    /// more, only on such a resume. A failed look makes no link, rather than risk a second.
+    func shareIfAsked(_ item: inout IngestItem, _ path: String, lookFirst: Bool = false) {
         guard settings.shareLinks && item.shareURL == nil else { return }
-        do { item.shareURL = try client.createPublicShare(path).url } catch {
+        do {
+            if lookFirst, let existing = try store.publicShares(of: path).first {
+                item.shareURL = existing.url
+                logger.info("ingest: /\(path) already has a public link from an earlier attempt; keeping it")
+                return
+            }
+            item.shareURL = try store.createPublicShare(path).url
+        } catch {
             logger.warning("ingest: public link for /\(path): \(error)")
         }
     }
@@ -214,16 +228,16 @@ extension IngestService {
         let copy = workFolder(item).appendingPathComponent("412-check")
         try FileManager.default.createDirectory(at: workFolder(item), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: copy) }
-        try client.download(path, to: copy.path)
+        try store.download(path, to: copy.path)
         return "SHA256:" + (try ContentHash.sha256(ofFile: copy.path).hex) == checksum
     }
 
     private func put(_ local: String, to path: String, size: Int64, mtime: Int64, checksum: String,
-                     conditions: WebDAVClient.WriteConditions) throws {
+                     conditions: WriteConditions) throws {
         let date = Date(timeIntervalSince1970: TimeInterval(mtime))
-        _ = try client.sendFile(local, to: path, size: size, mtime: date, conditions: conditions, checksum: checksum,
-                                chunkAbove: settings.chunkThreshold, chunkOptions: {
-            var options = WebDAVClient.ChunkedUploadOptions()
+        _ = try store.sendFile(local, to: path, size: size, mtime: date, conditions: conditions, checksum: checksum,
+                               chunkAbove: settings.chunkThreshold, chunkOptions: {
+            var options = ChunkedUploadOptions()
             options.chunkSize = settings.chunkThreshold
             return options
         })
@@ -248,10 +262,10 @@ extension IngestService {
             }
             try ensureFolder(PathBytes.beforeLastSlash(remote))
             // Derivatives are made from the original again on a retry; replacing is right.
-            try client.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
+            try store.put(remote, body: .file(path: local, length: Int64(derivative.bytes)))
             // Verified like the original: the catalog records these bytes, so a short write
             // answered 2xx (a proxy, a full disk) must fail the step, not become a record.
-            let onServer = Self.storedSize(try client.stat(remote, properties: .listing))
+            let onServer = Self.storedSize(try store.stat(remote, properties: .listing))
             guard onServer == Int64(derivative.bytes) else {
                 throw DAVError(.server, method: "PUT", path: remote, detail: "the server stored \(onServer ?? -1) of \(derivative.bytes) bytes")
             }
@@ -331,64 +345,4 @@ extension IngestService {
         if let error = error as? DAVError { return error.description }
         return "\(error)"
     }
-
-    // MARK: Paths
-
-    func originalFolder(_ item: IngestItem) -> String {
-        settings.prefix + "/" + (item.day ?? "") + "/original"
-    }
-
-    func workFolder(_ item: IngestItem) -> URL {
-        settings.workDirectory.appendingPathComponent(String(item.id))
-    }
-
-    /// `YYYY/MM_DD` of `date` in `zone`.
-    static func dayPath(_ date: Date, in zone: TimeZone) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        let c = calendar.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d/%02d_%02d", c.year ?? 1970, c.month ?? 1, c.day ?? 1)
-    }
-
-    /// The name without its extension (derivatives are named after it).
-    static func stem(_ name: String) -> String {
-        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return name }
-        return String(name[..<dot])
-    }
-
-    /// "IMG_1.jpg", 2 → "IMG_1 (2).jpg"; names without an extension (or dotfiles) get the
-    /// suffix at the end.
-    static func numbered(_ name: String, _ n: Int) -> String {
-        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "\(name) (\(n))" }
-        return "\(name[..<dot]) (\(n))\(name[dot...])"
-    }
-
-    /// `YYYY/MM_DD` of an EXIF capture time ("2021-07-14T09:30:00"): the day the camera's
-    /// clock showed. EXIF times carry no zone in most files, so no zone is applied — a photo
-    /// taken at 23:30 abroad stays on the day it was taken. nil for anything else (a camera
-    /// with an unset clock writes "0000-00-00…").
-    static func captureDay(_ text: String) -> String? {
-        let digits = Array(text.utf8.prefix(10))
-        guard digits.count == 10, digits[4] == UInt8(ascii: "-"), digits[7] == UInt8(ascii: "-"),
-              let year = Int(String(decoding: digits[0..<4], as: UTF8.self)), (1900...2999).contains(year),
-              let month = Int(String(decoding: digits[5..<7], as: UTF8.self)), (1...12).contains(month),
-              let day = Int(String(decoding: digits[8..<10], as: UTF8.self)), (1...31).contains(day) else { return nil }
-        return String(format: "%04d/%02d_%02d", year, month, day)
-    }
-
-    /// The public URL of `path` through the share, or its WebDAV URL without one.
-    func url(for path: String) -> String {
-        guard let share = settings.publicShare else { return client.location.url(path) }
-        let root = share.sharePath.isEmpty ? "" : share.sharePath + "/"
-        guard path.hasPrefix(root) else { return client.location.url(path) }
-        let relative = path.dropFirst(root.count).split(separator: "/").map { component in
-            String(component).addingPercentEncoding(withAllowedCharacters: Self.pathCharacters) ?? String(component)
-        }.joined(separator: "/")
-        return share.base + "/public.php/dav/files/" + share.token + "/" + relative
-    }
-
-    private static let pathCharacters: CharacterSet = {
-        // RFC 3986 pchar, ASCII only (CharacterSet.alphanumerics would let "é" through raw).
-        CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@")
-    }()
 }

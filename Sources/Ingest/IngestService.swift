@@ -92,7 +92,8 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     public let settings: Settings
     public let catalog: any Catalog
     let folder: any IncomingStaging
-    let client: WebDAVClient
+    /// The server (a `WebDAVClient` in the daemon, an in-memory store in tests).
+    let store: any IngestStore
     let logger: Logger
     /// Told the remote folders a finished item wrote to, and the parents of folders it made
     /// (to drop their cached listings), and the incoming path it left (to drop the kernel's
@@ -109,14 +110,14 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     private let pool: WorkerPool
     /// Slots of the derivative pool (`deriveWorkers`).
     let deriveSlots: DispatchSemaphore
-    private let foldersLock = NSLock()
+    let foldersLock = NSLock()
     /// Held while `ensureFolder` makes folders (taken before `foldersLock`, never inside it).
-    private let folderMaking = NSLock()
+    let folderMaking = NSLock()
     /// Held while a worker picks a name and commits its reservation: names are unique by the
     /// catalog's index, but stems (which derivatives are named by) only by this.
     let reservationLock = NSLock()
     /// Remote folders known to exist (MKCOL once each).
-    private var knownFolders: Set<String> = []
+    var knownFolders: Set<String> = []
     /// What each original folder holds on the server (name → checksums), listed once per
     /// batch and kept up to date with this batch's own uploads. Someone else's upload after the
     /// listing is caught by the PUT's If-None-Match (412) instead.
@@ -125,16 +126,16 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     /// flight): at each such moment this and `knownFolders` are forgotten, so files deleted on
     /// the server between two drops are seen (a re-dropped file is uploaded again, not recorded
     /// as a duplicate of a file that is gone), at the price of one listing per folder per batch.
-    private var originalsOnServer: [String: [String: [String]]] = [:]
+    var originalsOnServer: [String: [String: [String]]] = [:]
     /// Held while a folder is listed, so workers starting a batch together list it once.
-    private let listingLock = NSLock()
+    let listingLock = NSLock()
 
-    public init(settings: Settings, catalog: any Catalog, folder: any IncomingStaging, client: WebDAVClient, logger: Logger,
+    public init(settings: Settings, catalog: any Catalog, folder: any IncomingStaging, store: any IngestStore, logger: Logger,
                 onFinished: @escaping @Sendable ([String], String?) -> Void) throws {
         self.settings = settings
         self.catalog = catalog
         self.folder = folder
-        self.client = client
+        self.store = store
         self.logger = logger
         self.onFinished = onFinished
         pool = WorkerPool(threads: settings.workers, name: "ingest")
@@ -143,8 +144,8 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
                                                 attributes: [.posixPermissions: 0o700])
     }
 
-    /// Tidies what a previous run left (finished items whose staged file is still there),
-    /// makes every untaken staged file a candidate, and starts the scheduler.
+    /// Tidies what a previous run left (finished items whose staged file or work folder is
+    /// still there), makes every untaken staged file a candidate, and starts the scheduler.
     public func start() {
         recover()
         folder.observer = self
@@ -233,10 +234,31 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         } catch {
             logger.error("ingest: tidying finished items: \(error)")
         }
+        removeLeftWorkFolders()
         let now = Date()
         let taken = Set(((try? catalog.allInIncoming()) ?? []).compactMap(\.stagingPath))
         for path in Self.untakenFiles(in: folder.root, taken: taken) { candidates[path] = now }
         if !candidates.isEmpty { logger.info("ingest: \(candidates.count) staged file(s) from an earlier run to take") }
+    }
+
+    /// Removes the work folders (`<id>/`, the derivatives made for an item) of items that are
+    /// done or no longer in the catalog: a crash between an item's final commit and `finish`
+    /// left them, and nothing else would ever remove them. Those of items still in incoming/
+    /// (active, or failed and retryable) stay for the item's next attempt; a folder whose item
+    /// cannot be read now stays too.
+    private func removeLeftWorkFolders() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.workDirectory.path)) ?? []
+        for name in names {
+            guard let id = Int64(name) else { continue }
+            do {
+                if let item = try catalog.item(id), item.state.isInIncoming { continue }
+            } catch {
+                logger.error("ingest: reading item \(id) for its work folder: \(error)")
+                continue
+            }
+            try? FileManager.default.removeItem(at: settings.workDirectory.appendingPathComponent(name))
+            logger.info("ingest: removed the work folder of item \(id), which an earlier run left")
+        }
     }
 
     /// Regular files under the staging folder `root` (relative paths) with real names that no
@@ -362,71 +384,5 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return try body()
-    }
-
-    /// MKCOL of `path` and its missing parents, each at most once per run.
-    func ensureFolder(_ path: String) throws {
-        if foldersLock.withLock({ knownFolders.contains(path) }) { return }
-        // One worker makes the folders at a time: the workers of a batch all need the same
-        // date folders at its start, and each making them too cost a MKCOL per worker and
-        // folder (27 instead of 7 for 8 photos on Nextcloud 32, with 423s among them).
-        // Folders are made once per batch, so the wait is short and rare.
-        folderMaking.lock()
-        defer { folderMaking.unlock() }
-        var prefix = ""
-        for component in PathBytes.components(path) {
-            prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
-            if foldersLock.withLock({ knownFolders.contains(prefix) }) { continue }
-            do {
-                try client.mkcol(prefix)
-                // A new folder: the cached listing of its parent (from before) lacks it.
-                onFinished([PathBytes.split(prefix).parent], nil)
-            } catch let error as DAVError where error.kind == .alreadyExists {
-                // There already (or made by a retried request): either way it exists.
-            }
-            foldersLock.withLock { _ = knownFolders.insert(prefix) }
-        }
-    }
-
-    /// A remote folder we thought existed is gone (a 409 on PUT): ask again next time.
-    func forgetFolder(_ path: String) {
-        foldersLock.withLock {
-            knownFolders = knownFolders.filter { $0 != path && !$0.hasPrefix(path + "/") }
-            originalsOnServer[path] = nil
-        }
-    }
-
-    /// The queue went idle: the next batch lists the server's folders afresh (see
-    /// `originalsOnServer`).
-    private func forgetServerKnowledge() {
-        foldersLock.withLock {
-            knownFolders = []
-            originalsOnServer = [:]
-        }
-    }
-
-    /// The names (with their checksums) in the original folder `folder` on the server: one
-    /// PROPFIND (Depth 1) per folder and batch, however many workers ask at once.
-    func originals(in folder: String) throws -> [String: [String]] {
-        if let known = foldersLock.withLock({ originalsOnServer[folder] }) { return known }
-        listingLock.lock()
-        defer { listingLock.unlock() }
-        if let known = foldersLock.withLock({ originalsOnServer[folder] }) { return known }
-        var listed: [String: [String]] = [:]
-        do {
-            for child in try client.list(folder, properties: .withChecksums).children { listed[child.name] = child.checksums }
-            foldersLock.withLock { _ = knownFolders.insert(folder) }
-        } catch let error as DAVError where error.kind == .notFound {
-            // Not there (yet, or any more): empty, and no folder above it is taken for granted
-            // (the upload creates what is missing).
-            foldersLock.withLock { knownFolders = knownFolders.filter { !(folder == $0 || folder.hasPrefix($0 + "/") || $0.hasPrefix(folder + "/")) } }
-        }
-        foldersLock.withLock { originalsOnServer[folder] = listed }
-        return listed
-    }
-
-    /// Notes a name taken on the server (by this run's upload, or found by a 412).
-    func noteOriginal(_ name: String, in folder: String, checksums: [String]) {
-        foldersLock.withLock { originalsOnServer[folder]?[name] = checksums }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 internal import CSQLite
+internal import SystemPackage
 
 /// One SQLite database file behind one connection, for durable local state (the write-back
 /// journal, later the ingest catalog).
@@ -156,6 +157,6 @@ public final class SQLiteDatabase: @unchecked Sendable {
 
     /// An `SQLITE_CANTOPEN` naming the path and `errno`'s text, for failures before SQLite is involved.
     private static func systemError(_ path: String) -> SQLiteError {
-        SQLiteError(code: SQLITE_CANTOPEN, message: "\(path): \(String(cString: strerror(errno)))", sql: nil)
+        SQLiteError(code: SQLITE_CANTOPEN, message: "\(path): \(Errno(rawValue: errno).description)", sql: nil)
     }
 }

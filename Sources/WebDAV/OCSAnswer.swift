@@ -42,6 +42,17 @@ public enum OCSAnswer {
         return PublicShare(id: id, token: token, url: fields["url"] as? String)
     }
 
+    /// `apps/files_sharing/api/v1/shares` (GET): the link shares (`share_type` 3) with a
+    /// token, in the answer's order; nil unless `data` is an array (Nextcloud sends `[]` for
+    /// none). Shares of other kinds, or without a token, are left out.
+    public static func linkShares(_ data: Any) -> [PublicShare]? {
+        guard let list = data as? [Any] else { return nil }
+        return list.compactMap { entry in
+            guard let fields = entry as? [String: Any], int64(fields["share_type"]) == 3 else { return nil }
+            return share(fields)
+        }
+    }
+
     /// `cloud/capabilities`: nil unless `data` is an object; missing parts take their defaults.
     public static func capabilities(_ data: Any) -> Capabilities? {
         guard let fields = data as? [String: Any] else { return nil }

@@ -88,8 +88,9 @@ extension WebDAVClient {
         return status
     }
 
-    /// GET/POST on an OCS v2 route, returning `ocs.data`.
-    func ocs(_ method: String, _ route: String, form: [(String, String)] = []) throws -> Any {
+    /// GET/POST on an OCS v2 route, returning `ocs.data`; `query` goes in the URL after
+    /// `format=json`.
+    func ocs(_ method: String, _ route: String, form: [(String, String)] = [], query: [(String, String)] = []) throws -> Any {
         guard let prefix = location.installPrefix else {
             throw DAVError(.unsupported, method: method, path: route, detail: "OCS needs a Nextcloud server")
         }
@@ -103,6 +104,7 @@ extension WebDAVClient {
             body = .text(form.map { "\(formEncode($0.0))=\(formEncode($0.1))" }.joined(separator: "&"))
         }
         let url = location.origin + DAVLocation.percentEncodePath("\(prefix)/ocs/v2.php/\(route)") + "?format=json"
+            + query.map { "&\(formEncode($0.0))=\(formEncode($0.1))" }.joined()
         let response = try send(HTTPRequest(method: method, url: url, headers: headers, body: body), path: route)
         guard let data = OCSAnswer.data(response.body) else {
             throw DAVError(.protocolViolation, method: method, path: route, detail: "not an OCS JSON answer")
@@ -138,6 +140,17 @@ extension WebDAVClient {
         }
         return share
     }
+
+    /// The public link shares of `path` this user made (`GET shares?path=…&reshares=false`,
+    /// links only: `share_type` 3). A folder's links, not those of the entries below it.
+    public func publicShares(of path: String) throws -> [PublicShare] {
+        let relative = "/" + location.filesRelative(path)
+        let data = try ocs("GET", "apps/files_sharing/api/v1/shares", query: [("path", relative), ("reshares", "false")])
+        guard let shares = OCSAnswer.linkShares(data) else {
+            throw DAVError(.protocolViolation, method: "GET", path: "shares", detail: "the answer is not a list of shares")
+        }
+        return shares
+    }
 }
 
 public struct ServerStatus: Sendable, Decodable {
@@ -160,6 +173,12 @@ public struct PublicShare: Sendable {
     public var id: String
     public var token: String
     public var url: String?
+
+    public init(id: String, token: String, url: String?) {
+        self.id = id
+        self.token = token
+        self.url = url
+    }
 }
 
 /// The capabilities ncfs uses.

@@ -200,6 +200,7 @@ public enum ParserInvariants {
         if let data = OCSAnswer.data(input) {
             if let user = OCSAnswer.user(data), user.id.isEmpty { fail("user", "empty id") }
             if let share = OCSAnswer.share(data), share.token.isEmpty { fail("share", "empty token") }
+            if let shares = OCSAnswer.linkShares(data), shares.contains(where: { $0.token.isEmpty }) { fail("shares", "empty token") }
             if let capabilities = OCSAnswer.capabilities(data) {
                 if capabilities.bruteforceDelayMs < 0 { fail("capabilities", "negative brute-force delay") }
                 let rules = capabilities.nameRules

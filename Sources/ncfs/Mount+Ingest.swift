@@ -146,7 +146,7 @@ extension Mount {
         // forbidden names once its capabilities are read).
         folder.nameRules = client.nameRules
         let catalog = try SQLiteCatalog(path: setup.catalogPath)
-        let service = try IngestService(settings: setup.settings, catalog: catalog, folder: folder, client: client, logger: logger) {
+        let service = try IngestService(settings: setup.settings, catalog: catalog, folder: folder, store: client, logger: logger) {
             [weak fs, cache] folders, left in
             for path in folders { cache.invalidate(path) }
             if let left { fs?.incomingFileLeft(left) }

@@ -157,6 +157,82 @@ struct MemoryStoreTests {
         #expect(story["mkcol with a forbidden name"] == "invalidName")
     }
 
+    /// What ingest asks beyond the file system's seam: checksums kept and cleared, link shares
+    /// made and listed by path, downloads.
+    static func ingestScript(_ store: any IngestStore) -> [String] {
+        var lines: [String] = []
+        func step(_ name: String, _ body: () throws -> String) {
+            do { lines.append("\(name): \(try body())") } catch let error as DAVError {
+                lines.append("\(name): \(error.kind)")
+            } catch {
+                lines.append("\(name): \(error)")
+            }
+        }
+        let ten = Array("0123456789".utf8)
+        let sum = "SHA256:" + String(repeating: "ab", count: 32)
+        func checksums(_ path: String) throws -> String { try store.stat(path, properties: .withChecksums).checksums.description }
+        step("put with a checksum") {
+            try store.mkcol("c")
+            _ = try store.put("c/a", body: .bytes(ten), mtime: nil, conditions: .none, checksum: sum, progress: nil)
+            return try checksums("c/a")
+        }
+        step("put without one") { try store.put("c/a", body: .bytes(ten + ten)); return try checksums("c/a") }
+        step("bulk over a checksummed file") {
+            _ = try store.put("c/a", body: .bytes(ten), mtime: nil, conditions: .none, checksum: sum, progress: nil)
+            _ = try store.bulkUpload([BulkFile(path: "c/a", content: ten, mtime: 1_700_000_000)])
+            return try checksums("c/a")
+        }
+        step("chunked over a checksummed file") {
+            _ = try store.put("c/a", body: .bytes(ten), mtime: nil, conditions: .none, checksum: sum, progress: nil)
+            let local = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-memory-script-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: local) }
+            try Data(ten + ten + ten).write(to: local)
+            try store.uploadChunked(local.path, to: "c/a", mtime: nil, conditions: .none, options: ChunkedUploadOptions())
+            return try checksums("c/a") + ", \(try store.stat("c/a").size ?? -1) bytes"
+        }
+        var token = ""
+        step("share a missing path") { try store.createPublicShare("missing").token }
+        step("share c/a") {
+            let share = try store.createPublicShare("c/a")
+            token = share.token
+            return "token of \(share.token.count), url ends in it \(share.url?.hasSuffix("/index.php/s/" + share.token) == true)"
+        }
+        step("links of c/a") { try store.publicShares(of: "c/a").map { $0.token == token ? "that one" : "another" }.description }
+        step("share c/a again") {
+            let second = try store.createPublicShare("c/a")
+            return "new token \(second.token != token), links \(try store.publicShares(of: "c/a").count)"
+        }
+        step("links of c") { try store.publicShares(of: "c").count.description }
+        step("links of a missing path") { try store.publicShares(of: "missing").count.description }
+        step("download c/a") {
+            let local = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-memory-script-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: local) }
+            try store.download("c/a", to: local.path)
+            return "\(try Data(contentsOf: local).count) bytes"
+        }
+        step("download a missing file") { try store.download("missing", to: "/tmp/ncfs-never-written"); return "ok" }
+        return lines
+    }
+
+    @Test("ingest's part tells the same story on the emulator and in memory")
+    func ingestPartSameAsEmulator() throws {
+        let server = try TestServer()
+        defer { server.stop() }
+        let onEmulator = Self.ingestScript(try server.client())
+        let inMemory = Self.ingestScript(MemoryStore())
+        for (emulator, memory) in zip(onEmulator, inMemory) {
+            #expect(emulator == memory)
+        }
+        #expect(onEmulator.count == inMemory.count)
+        let sum = "SHA256:" + String(repeating: "ab", count: 32)
+        #expect(inMemory == [
+            "put with a checksum: [\"\(sum)\"]", "put without one: []", "bulk over a checksummed file: []",
+            "chunked over a checksummed file: [], 30 bytes", "share a missing path: notFound",
+            "share c/a: token of 15, url ends in it true", "links of c/a: [\"that one\"]", "share c/a again: new token true, links 2",
+            "links of c: 0", "links of a missing path: notFound", "download c/a: 30 bytes", "download a missing file: notFound",
+        ])
+    }
+
     @Test("a fault stands instead of the call: nothing changes, the next call goes through, calls are counted")
     func faultInstead() throws {
         let store = MemoryStore()

@@ -107,6 +107,10 @@ struct RealServerTests {
         let share = try client.createPublicShare("moved.txt")
         let fetched = run("/usr/bin/curl", ["-sf", "\(space.origin)/public.php/dav/files/\(share.token)"])
         #expect(fetched.status == 0 && fetched.out == "hello nextcloud\n", "\(fetched)")
+        // Nextcloud lists it by path (what a resumed ingest looks at before making a link).
+        let listed = try client.publicShares(of: "moved.txt")
+        #expect(listed.map(\.token) == [share.token] && listed.first?.url == share.url, "\(listed)")
+        #expect((#expect(throws: DAVError.self) { try client.publicShares(of: "no-such-file.txt") })?.kind == .notFound)
     }
 
     @Test("Read side through a mount: ls -l cold = 1 PROPFIND, warm = 0; folder size = oc:size; a 4 KiB read = 1 ranged GET; a change on the server shows within one poll",

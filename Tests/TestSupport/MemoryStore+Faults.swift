@@ -76,4 +76,25 @@ extension MemoryStore {
         if faults[index].remaining == 0 { faults.remove(at: index) }
         return fault
     }
+
+    /// Where a call stands when an interceptor sees it.
+    public enum CallPhase: Sendable {
+        /// Not sent yet: a hook that throws here stops it (nothing is done).
+        case before
+        /// Carried out by the server, its answer not yet returned: a hook that throws here
+        /// loses the answer.
+        case performed
+    }
+
+    /// Sees every call through a view: its operation, its path as the error would name it
+    /// ("bulk" for a bulk request), and its phase.
+    public typealias Interceptor = @Sendable (_ operation: Operation, _ path: String, _ phase: CallPhase) throws -> Void
+
+    /// Runs `hook` (nil: none) at every call through this view, before it and after it was
+    /// carried out, outside the lock. A hook that blocks holds the caller at that point of
+    /// its work, as if its process had stopped there; ingest's crash tests stop it at each
+    /// of its steps this way.
+    public func intercept(_ hook: Interceptor?) {
+        shared.lock.withLock { interceptor = hook }
+    }
 }

@@ -98,7 +98,7 @@ extension MemoryStore {
             let existing = folder.children[name]
             if existing?.isFolder == true { throw Self.conflict("PUT", p, "PUT is not allowed on non-files.") }
             try Self.check(conditions, against: existing, method: "PUT", path: p)
-            return try store(content, in: folder, name: name, path: p, method: "PUT", mtime: mtime)
+            return try store(content, in: folder, name: name, path: p, method: "PUT", mtime: mtime, checksum: checksum)
         }
         progress?(Int64(content.count), Int64(content.count))
         return result
@@ -274,13 +274,19 @@ extension MemoryStore {
 
     /// Counts a call of `operation` and runs `body` on the tree under the lock, unless a
     /// pending fault throws instead (or, for a lost answer, after `body` ran).
+    /// The hook set with `intercept` sees the call before it and, if it was carried out (its
+    /// answer success or error), after it, both outside the lock.
     func call<T>(_ operation: Operation, method: String, path: String, _ body: () throws -> T) throws -> T {
+        let hook = shared.lock.withLock { interceptor }
+        try hook?(operation, path, .before)
         let (fault, result): (Fault?, Result<T, any Error>?) = shared.lock.withLock {
             counts[operation, default: 0] += 1
             let fault = takeFault(operation)
             if let fault, !fault.afterPerforming { return (fault, nil) }
             return (fault, Result { try body() })
         }
+        if let fault, !fault.afterPerforming { throw fault.error(method: method, path: path) }
+        try hook?(operation, path, .performed)
         if let fault { throw fault.error(method: method, path: path) }
         return try result!.get()
     }
@@ -303,10 +309,12 @@ extension MemoryStore {
 
     /// Stores a file's content with the mtime a request carried. A bad mtime is refused after
     /// the content is in place (500), as Nextcloud's sanitizer does.
-    func store(_ content: [UInt8], in folder: Node, name: String, path p: String, method: String, mtime: Date?) throws -> PutResult {
+    /// `checksum` is the request's `OC-Checksum` (kept with the file; none clears the old one).
+    func store(_ content: [UInt8], in folder: Node, name: String, path p: String, method: String, mtime: Date?,
+               checksum: String? = nil) throws -> PutResult {
         let seconds = mtime.map { Int64($0.timeIntervalSince1970.rounded(.down)) }
         let valid = seconds.flatMap { $0 > 86_400 ? $0 : nil }
-        let (node, created) = shared.commit(content, in: folder, name: name, mtime: valid)
+        let (node, created) = shared.commit(content, in: folder, name: name, mtime: valid, checksum: checksum)
         if seconds != nil && valid == nil {
             throw DAVError(.server, method: method, path: p, status: 500, detail: "X-OC-MTime header must be a valid positive integer")
         }
@@ -363,6 +371,7 @@ extension MemoryStore {
         // -3: unlimited.
         if node.isFolder && asked.contains(dav + "quota-available-bytes") { r.quotaAvailable = -3 }
         if asked.contains(PropertySet.ncfs + "posix") { r.posix = node.posix }
+        if asked.contains(oc + "checksums") && !node.isFolder && !node.checksum.isEmpty { r.checksums = [node.checksum] }
         return r
     }
 

@@ -21,6 +21,10 @@ public import WebDAV
 ///   below a moved folder loses its own (Nextcloud 32's `CustomPropertiesBackend::move`).
 /// - An mtime of a day after the epoch or less is stored anyway and then refused with a 500,
 ///   as Nextcloud's `MtimeSanitizer` does after the content is in place.
+/// - A PUT's `OC-Checksum` is kept and shown as `oc:checksums`; new content without one (a
+///   PUT without the header, a chunked upload, a bulk part: ncfs sends none with those)
+///   clears it.
+/// - Public link shares (`createPublicShare`, for ingest) get a new token at every call.
 /// - Chunked upload is offered (`chunking: true`) or answered like a server without the
 ///   upload collection (404 on `uploads/<id>`); bulk upload is offered or answered 404.
 ///
@@ -38,6 +42,9 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
     /// The operations of the seam, for counts and faults.
     public enum Operation: String, Sendable, CaseIterable {
         case stat, list, get, put, mkcol, delete, move, setModificationTime, setPosixProperty, bulkUpload, uploadChunked
+        /// The OCS share API's POST (`createPublicShare`) and GET (`publicShares`); `download`
+        /// counts as a `get`.
+        case createPublicShare, publicShares
     }
 
     /// What one entry holds, as a test reads it.
@@ -48,10 +55,15 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
         public var etag: String
         public var fileID: Int64
         public var posix: String?
+        /// `oc:checksums` ("" for none).
+        public var checksum: String
     }
 
     public let label: String
     public let nameRules: NameRulesBox
+    /// A Nextcloud files URL of user `memory` (never contacted): what `location.url` builds
+    /// the URLs ingest records from.
+    public let location = try! DAVLocation(baseURL: "https://memory.invalid/remote.php/dav/files/memory/")
     let shared: Shared
     // Guarded by `shared.lock`.
     var counts: [Operation: Int] = [:]
@@ -60,6 +72,8 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
     /// Bulk parts to fail by path (see `failBulkPart`): true stops the request there.
     var bulkPartFaults: [String: Bool] = [:]
     var chunkingTurnedOff = false
+    /// Sees every call through this view (`intercept`).
+    var interceptor: Interceptor?
 
     /// A new, empty store (a root folder only). `bulk` and `chunking`: whether the server
     /// offers bulk and chunked uploads. `uploadsEndpoint` false: chunked uploads are offered
@@ -90,6 +104,9 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
         var etag: String
         var mtime: Int64
         var posix: String?
+        /// `oc:checksums`: what the last content's request carried in `OC-Checksum` ("" for
+        /// none; a new content without one clears it, as Nextcloud does).
+        var checksum = ""
 
         init(name: String, isFolder: Bool, fileID: Int64, etag: String, mtime: Int64) {
             self.name = name
@@ -115,6 +132,10 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
         var nextFileID: Int64 = 1
         /// ETags are a strictly increasing counter written like `uniqid()` (13 hex digits).
         var lastETag: UInt64
+        /// Public link shares: token → the share's id and the shared entry's file id (so a
+        /// share follows its entry through a move, as Nextcloud's do).
+        var shares: [String: (id: Int, fileID: Int64)] = [:]
+        var nextShareID = 1
 
         init(bulk: Bool, chunking: Bool, uploadsEndpoint: Bool) {
             offersBulk = bulk
@@ -183,7 +204,7 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
 
         /// Stores `content` as the file `name` in `folder` (replacing a file there): new ETag,
         /// mtime `mtime` or now, ancestors changed. Returns the node and whether it is new.
-        func commit(_ content: [UInt8], in folder: Node, name: String, mtime: Int64?) -> (Node, created: Bool) {
+        func commit(_ content: [UInt8], in folder: Node, name: String, mtime: Int64?, checksum: String? = nil) -> (Node, created: Bool) {
             let node: Node
             let created: Bool
             if let existing = folder.children[name] {
@@ -195,6 +216,7 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
                 created = true
             }
             node.content = content
+            node.checksum = checksum ?? ""
             node.etag = newETag()
             node.mtime = mtime ?? now
             propagate(from: folder)
@@ -229,8 +251,22 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
     public func entry(_ path: String) -> Entry? {
         shared.lock.withLock {
             shared.node(DAVLocation.normalize(path)).map {
-                Entry(isFolder: $0.isFolder, content: $0.content, mtime: $0.mtime, etag: $0.etag, fileID: $0.fileID, posix: $0.posix)
+                Entry(isFolder: $0.isFolder, content: $0.content, mtime: $0.mtime, etag: $0.etag, fileID: $0.fileID, posix: $0.posix,
+                      checksum: $0.checksum)
             }
+        }
+    }
+
+    /// Every public link share: token → the shared entry's path (nil when it is gone).
+    public func allShares() -> [String: String?] {
+        shared.lock.withLock {
+            var paths: [Int64: String] = [:]
+            var pending: [Node] = [shared.root]
+            while let node = pending.popLast() {
+                paths[node.fileID] = shared.path(of: node)
+                pending += node.children.values
+            }
+            return shared.shares.mapValues { paths[$0.fileID] }
         }
     }
 
@@ -242,8 +278,9 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
 
     // MARK: Changes by someone else (another client of the server; not counted, no faults)
 
-    /// Writes a file as another client would (parents made as needed), with `mtime` or now.
-    public func serverWrite(_ path: String, _ content: [UInt8], mtime: Int64? = nil) {
+    /// Writes a file as another client would (parents made as needed), with `mtime` or now
+    /// and the `checksum` its request carried (`"SHA256:…"`; none by default).
+    public func serverWrite(_ path: String, _ content: [UInt8], mtime: Int64? = nil, checksum: String? = nil) {
         shared.lock.withLock {
             let parts = DAVLocation.normalize(path).split(separator: "/").map(String.init)
             var folder = shared.root
@@ -256,7 +293,7 @@ public final class MemoryStore: RemoteStore, @unchecked Sendable {
                     folder = made
                 }
             }
-            _ = shared.commit(content, in: folder, name: parts.last ?? "", mtime: mtime)
+            _ = shared.commit(content, in: folder, name: parts.last ?? "", mtime: mtime, checksum: checksum)
         }
     }
 }

@@ -336,6 +336,23 @@ struct HostileOCSTests {
         #expect(try (OCSAnswer.data(fixture("ocs-failure-401.json")) as? [Any])?.isEmpty == true)
     }
 
+    @Test("a share listing keeps the link shares with a token, in order, and nothing else")
+    func linkShares() throws {
+        let body = #"""
+            {"ocs": {"meta": {"status": "ok", "statuscode": 200}, "data": [
+              {"id": 3, "share_type": 3, "token": "first", "url": "https://x/index.php/s/first"},
+              {"id": 4, "share_type": 0, "token": "user-share"},
+              {"id": 5, "share_type": 3},
+              {"id": "6", "share_type": 3, "token": "second"},
+              {"id": 7, "share_type": true, "token": "bool-type"},
+              "not an object"]}}
+            """#
+        let shares = try #require(OCSAnswer.data(Array(body.utf8)).flatMap(OCSAnswer.linkShares))
+        #expect(shares.map(\.token) == ["first", "second"] && shares.map(\.id) == ["3", "6"])
+        #expect(OCSAnswer.linkShares([String: Any]()) == nil, "an object is not a listing")
+        #expect(OCSAnswer.linkShares([Any]())?.isEmpty == true)
+    }
+
     @Test(arguments: ["ocs-html-login.html", "ocs-truncated.json", "ocs-data-missing.json", "ocs-not-an-envelope.json",
                       "ocs-nul-and-escapes.json", "href-dotdot.xml"])
     func notAnOCSAnswer(name: String) throws {

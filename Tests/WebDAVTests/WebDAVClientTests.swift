@@ -271,6 +271,12 @@ import TestSupport
         let anonymous = HTTPClient(configuration: HTTPClientConfiguration())
         let response = try anonymous.perform(HTTPRequest(method: "GET", url: "\(server.origin)/public.php/dav/files/\(share.token)/pic.txt"))
         #expect(response.status == 200 && response.bodyText == "public bytes")
+        // Listed by path: this link, once per creation; the file below has none of its own.
+        #expect(try client.publicShares(of: "shared").map(\.token) == [share.token])
+        let second = try client.createPublicShare("shared")
+        #expect(try client.publicShares(of: "shared").map(\.token) == [share.token, second.token])
+        #expect(try client.publicShares(of: "shared/pic.txt").isEmpty)
+        #expect((#expect(throws: DAVError.self) { try client.publicShares(of: "missing") })?.kind == .notFound)
     }
 
     @Test func unauthorizedIsTypedAndNotRetried() throws {

@@ -2306,6 +2306,9 @@ class Handler(BaseHTTPRequestHandler):
             want = (self.query.get("path") or [None])[0]
             out = []
             with store.lock:
+                # Nextcloud looks the path up first: a missing one is a 404, not an empty list.
+                if want is not None and store.lookup([unicodedata.normalize("NFC", p) for p in want.split("/") if p]) is None:
+                    return self.ocs_reply(version, 404, [], "failure", "Wrong path, file/folder does not exist", 404)
                 for s in list(store.shares.values()):
                     n = store.find_by_id(s["fileid"])
                     if n is None or not store.is_attached(n):
