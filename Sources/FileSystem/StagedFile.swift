@@ -95,4 +95,13 @@ final class StagedFile: @unchecked Sendable {
 
     /// Whether the server lacks the recorded content (caller holds `lock`).
     var needsUpload: Bool { journalID != nil && generation > uploadedGeneration && !removed }
+
+    /// When an uploader may take the file, or nil while none may (caller holds `lock`). Every
+    /// change to a field this reads is announced to the schedule (`WriteBack.reschedule`), but
+    /// for a write's size and the `failedPermanently` a write clears: those change only while a
+    /// writer has the file open, and that writer's close announces it.
+    var readiness: UploadSchedule.Readiness? {
+        guard needsUpload && !uploading && held == 0 && (writers == 0 || fsyncRequested) && !failedPermanently else { return nil }
+        return .init(at: notBefore, size: size, path: path, urgent: fsyncRequested)
+    }
 }

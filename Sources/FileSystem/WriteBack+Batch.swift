@@ -162,9 +162,10 @@ extension WriteBack {
         job.file.lock.lock()
         job.file.uploading = false
         job.file.attempts = max(0, job.file.attempts - 1)
-        job.file.notBefore = Date()
+        job.file.notBefore = clock.now
         if job.file.removed { leftover = job.stagingPath }
         job.file.lock.unlock()
+        reschedule(job.file)
         condition.broadcast()
         condition.unlock()
         _ = try? journal.setState(id: job.journalID, state: .pending, error: nil)

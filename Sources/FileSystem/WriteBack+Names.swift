@@ -13,6 +13,7 @@ extension WriteBack {
         condition.lock()
         for file in files {
             file.lock.lock(); file.held += 1; file.lock.unlock()
+            reschedule(file)
         }
         while files.contains(where: { file in file.lock.withLock { file.uploading } }) {
             condition.wait()
@@ -20,12 +21,11 @@ extension WriteBack {
         condition.unlock()
         defer {
             condition.lock()
-            var due = Date.distantFuture
             for file in files {
-                file.lock.lock(); file.held -= 1; due = min(due, file.notBefore); file.lock.unlock()
+                file.lock.lock(); file.held -= 1; file.lock.unlock()
+                // Only uploaders wait for `held` to drop.
+                reschedule(file)
             }
-            // Only uploaders wait for `held` to drop.
-            wakeUploaders(due: due)
             condition.unlock()
         }
         return try body()
@@ -55,7 +55,6 @@ extension WriteBack {
         // (over every staged file, which a bulk copy's rename of each temp file must not pay).
         let prefix = from + "/"
         let movedFiles = files[from].map { [(from, $0)] } ?? files.filter { $0.key.hasPrefix(prefix) }.map { ($0.key, $0.value) }
-        var due = Date.distantFuture
         for (path, file) in movedFiles {
             let moved = to + path.dropFirst(from.count)
             files[path] = nil
@@ -72,10 +71,9 @@ extension WriteBack {
             if let row, file.journalID == row.id { file.generation = row.generation }
             // A name it failed under (refused by the server) may be fine now.
             file.failedPermanently = false
-            due = min(due, file.notBefore)
             file.lock.unlock()
+            reschedule(file)
         }
-        wakeUploaders(due: due)
     }
 
     /// The staged file at `path` was unlinked: its upload is dropped (or, if running, its
@@ -97,6 +95,7 @@ extension WriteBack {
         file.removed = true
         let (uploading, stagingPath, path) = (file.uploading, file.stagingPath, file.path)
         file.lock.unlock()
+        reschedule(file)
         overlay.unstage(path, file, replacement: nil)
         return uploading ? nil : stagingPath
     }

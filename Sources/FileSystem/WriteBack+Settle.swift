@@ -96,6 +96,8 @@ extension WriteBack {
         let removed = file.removed
         let movedMeanwhile = file.path != originalPath
         file.lock.unlock()
+        // Last, once every field below is settled: due again (a newer version, a retry), or not.
+        defer { reschedule(file) }
 
         switch outcome {
         case .success(let entry):
@@ -137,7 +139,7 @@ extension WriteBack {
             file.lock.lock()
             file.failure = FSError.remote(error)
             file.failedPermanently = permanent
-            file.notBefore = Date().addingTimeInterval(movedMeanwhile ? 0 : delay)
+            file.notBefore = clock.now.addingTimeInterval(movedMeanwhile ? 0 : delay)
             file.lock.unlock()
             logger.warning("upload of /\(originalPath) failed (attempt \(attempt)\(permanent ? ", kept until the file changes" : ", retrying in \(Int(delay)) s")): \(error)")
             if removed { leftovers.append(stagingPath) }

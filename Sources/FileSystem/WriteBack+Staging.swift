@@ -27,6 +27,7 @@ extension WriteBack {
                 file.notBefore = .distantFuture
                 return (file.uploading, file.stagingPath)
             }
+            reschedule(file)
             guard uploading else { condition.unlock(); return file }
             // Copy on write: the running upload keeps reading the old staging file. Copied
             // outside `condition`: a large file takes seconds, and every close waits for it.
@@ -71,7 +72,7 @@ extension WriteBack {
         }
         let size: Int64 = (truncate || entry == nil) ? 0 : entry!.size
         let file = StagedFile(path: path, stagingPath: stagingPath, size: size,
-                              mtime: truncate || entry == nil ? Int64(Date().timeIntervalSince1970) : entry!.mtime,
+                              mtime: truncate || entry == nil ? Int64(clock.now.timeIntervalSince1970) : entry!.mtime,
                               base: base, fileID: entry?.fileID ?? 0)
         file.writers = 1
         file.dirty = truncate || entry == nil
@@ -80,9 +81,10 @@ extension WriteBack {
         condition.lock()
         if let raced = files[path] {
             // Another opener staged it first: use theirs.
+            raced.lock.lock(); raced.writers += 1; raced.notBefore = .distantFuture; raced.lock.unlock()
+            reschedule(raced)
             condition.unlock()
             unlink(stagingPath)
-            raced.lock.lock(); raced.writers += 1; raced.notBefore = .distantFuture; raced.lock.unlock()
             return raced
         }
         files[path] = file
@@ -136,6 +138,7 @@ extension WriteBack {
         do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { throw .cacheFailure("journal: \(error)") }
         guard let row, row.id == journalID else { return false }
         file.lock.lock(); file.generation = row.generation; file.lock.unlock()
+        reschedule(file)
         return true
     }
 
@@ -175,6 +178,7 @@ extension WriteBack {
             file.journalID = row.id
             file.generation = row.generation
             file.lock.unlock()
+            reschedule(file)
         } catch {
             throw .cacheFailure("journal: \(error)")
         }
@@ -186,19 +190,20 @@ extension WriteBack {
         condition.lock()
         file.lock.lock()
         file.writers -= 1
-        if file.writers == 0 { file.notBefore = Date().addingTimeInterval(settings.settleDelay) }
-        let due = file.notBefore
+        if file.writers == 0 { file.notBefore = clock.now.addingTimeInterval(settings.settleDelay) }
         file.lock.unlock()
-        wakeUploaders(due: due)
+        reschedule(file)
         condition.unlock()
     }
 
-    /// Wakes the uploaders if a file may be due at `due` before any sleeping one looks again
-    /// (caller holds `condition`). A busy uploader looks again when its upload ends, a sleeping
-    /// one at its wake time: waking all of them for nothing made each scan every pending file
-    /// under `condition`, which every close, create and rename also waits for.
-    func wakeUploaders(due: Date) {
-        if let earliest = sleepingUntil.values.min(), earliest > due { condition.broadcast() }
+    /// Announces the file's readiness to the schedule after a change to it (caller holds
+    /// `condition`, not the file's lock), and wakes the uploaders only if none of the sleeping
+    /// ones would look again in time for it: a busy uploader looks again when its upload ends,
+    /// a sleeping one at its wake time, and waking all of them at every close of a bulk copy
+    /// cost each a look under `condition`, which every close, create and rename waits for.
+    func reschedule(_ file: StagedFile) {
+        let readiness = file.lock.withLock { file.readiness }
+        if schedule.announce(file, readiness) { condition.broadcast() }
     }
 
     /// Marks content changed (a write, truncate or utimens).
@@ -206,7 +211,7 @@ extension WriteBack {
         file.lock.lock()
         if let size { file.size = size }
         if let extend { file.size = max(file.size, extend) }
-        file.mtime = mtime ?? (size != nil || extend != nil ? Int64(Date().timeIntervalSince1970) : file.mtime)
+        file.mtime = mtime ?? (size != nil || extend != nil ? Int64(clock.now.timeIntervalSince1970) : file.mtime)
         file.dirty = true
         if size != nil || extend != nil { file.contentChanged = true; file.bulkRefused = false }
         file.failedPermanently = false
@@ -217,7 +222,7 @@ extension WriteBack {
     /// error (or EIO after `fsyncTimeout`). A cancel of the calling FUSE request (its caller
     /// was interrupted) ends the wait; the upload goes on.
     func waitUploaded(_ file: StagedFile) throws(FSError) {
-        let deadline = Date().addingTimeInterval(settings.fsyncTimeout)
+        let deadline = clock.now.addingTimeInterval(settings.fsyncTimeout)
         let cancellation = Cancellation.current
         condition.lock()
         defer { condition.unlock() }
@@ -225,9 +230,10 @@ extension WriteBack {
         let target = file.generation
         if file.uploadedGeneration < target {
             file.fsyncRequested = true
-            file.notBefore = Date()
+            file.notBefore = clock.now
         }
         file.lock.unlock()
+        reschedule(file)
         condition.broadcast()
         while true {
             file.lock.lock()
@@ -238,17 +244,16 @@ extension WriteBack {
             // it a file still open for writing is never due, and this would wait out the timeout.
             let askAgain = !done && !file.fsyncRequested && !file.uploading
             if askAgain { file.fsyncRequested = true }
-            let due = file.notBefore
             file.lock.unlock()
             if done { return }
-            if askAgain { wakeUploaders(due: due) }
+            if askAgain { reschedule(file) }
             if let failure, permanent { throw failure }
             if cancellation?.isCancelled == true {
                 throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))
             }
             // In short steps when a cancel may come (it has no way to signal `condition`).
-            let until = cancellation == nil ? deadline : min(deadline, Date().addingTimeInterval(0.2))
-            if !condition.wait(until: until) && Date() >= deadline {
+            let until = cancellation == nil ? deadline : min(deadline, clock.now.addingTimeInterval(0.2))
+            if !clock.wait(condition, until: until) && clock.now >= deadline {
                 throw failure ?? .remote(DAVError(.transport, method: "PUT", path: file.path,
                                                   detail: "not uploaded within \(Int(settings.fsyncTimeout)) s"))
             }
