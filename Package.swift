@@ -36,7 +36,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        // FileDescriptor (EINTR-retrying writes) and Errno (strerror text) for the CLI.
+        // FileDescriptor (EINTR-retrying writes) and Errno (strerror text) for the CLI and FileSystem.
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
@@ -69,7 +69,8 @@ let package = Package(
         .target(
             name: "FileSystem",
             dependencies: ["RemoteCache", "WebDAV", "Journal", "FileSystemInterface",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(

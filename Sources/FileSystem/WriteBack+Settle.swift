@@ -134,8 +134,8 @@ extension WriteBack {
             folderTimes = folderTimesDue(after: uploadedPath)
         case .failure(let error):
             let permanent = WriteBack.isPermanent(error, moved: movedMeanwhile)
-            // Backoff: 1 s doubling to 5 min; a full server is asked again every 5 min.
-            let delay = error.kind == .insufficientStorage ? 300 : min(300, pow(2, Double(min(attempt, 9)) - 1))
+            // A full server is asked again at the longest backoff.
+            let delay = error.kind == .insufficientStorage ? settings.retry.cap : settings.retry.delay(afterFailures: attempt)
             file.lock.lock()
             file.failure = FSError.remote(error)
             file.failedPermanently = permanent

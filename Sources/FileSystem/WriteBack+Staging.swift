@@ -3,6 +3,7 @@ import Glibc
 import HTTPTransport
 import Journal
 import RemoteCache
+import SystemPackage
 import WebDAV
 
 /// The staging half of write-back: a staging file per written file (copied on write while an
@@ -67,7 +68,7 @@ extension WriteBack {
             chmod(stagingPath, 0o600)
         } else {
             let fd = Glibc.open(stagingPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw .cacheFailure("creating \(stagingPath): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw .cacheFailure("creating \(stagingPath): \(Errno(rawValue: errno))") }
             Glibc.close(fd)
         }
         let size: Int64 = (truncate || entry == nil) ? 0 : entry!.size

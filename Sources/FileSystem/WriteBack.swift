@@ -62,6 +62,9 @@ final class WriteBack: @unchecked Sendable {
         var batchLinger: Double = 1
         /// How long `fsync` waits for the upload before it fails with EIO.
         var fsyncTimeout: Double = 120
+        /// The wait before retrying a failed upload: 1 s doubling to 5 min. No jitter: a file's
+        /// retry goes with others due then, in one batch.
+        var retry = Backoff(base: 1, cap: 300)
     }
 
     let settings: Settings
