@@ -12,19 +12,17 @@ extension WriteBack {
     func holdingUploads<T>(of files: [StagedFile], _ body: () throws(FSError) -> T) throws(FSError) -> T {
         condition.lock()
         for file in files {
-            file.lock.lock(); file.held += 1; file.lock.unlock()
-            reschedule(file)
+            apply(file.lock.withLock { file.upload.hold() }, to: file)
         }
-        while files.contains(where: { file in file.lock.withLock { file.uploading } }) {
+        while files.contains(where: { file in file.lock.withLock { file.upload.uploading } }) {
             condition.wait()
         }
         condition.unlock()
         defer {
             condition.lock()
             for file in files {
-                file.lock.lock(); file.held -= 1; file.lock.unlock()
-                // Only uploaders wait for `held` to drop.
-                reschedule(file)
+                // Only uploaders wait for a hold to end.
+                apply(file.lock.withLock { file.upload.unhold() }, to: file)
             }
             condition.unlock()
         }
@@ -70,8 +68,9 @@ extension WriteBack {
             if path == from, let base { file.base = base }
             if let row, file.journalID == row.id { file.generation = row.generation }
             // A name it failed under (refused by the server) may be fine now.
-            file.failedPermanently = false
+            _ = file.upload.changed()
             file.lock.unlock()
+            // Announced whatever `changed` says: its path and generation changed too.
             reschedule(file)
         }
     }
@@ -93,7 +92,7 @@ extension WriteBack {
     func discard(_ file: StagedFile) -> String? {
         file.lock.lock()
         file.removed = true
-        let (uploading, stagingPath, path) = (file.uploading, file.stagingPath, file.path)
+        let (uploading, stagingPath, path) = (file.upload.uploading, file.stagingPath, file.path)
         file.lock.unlock()
         reschedule(file)
         overlay.unstage(path, file, replacement: nil)

@@ -23,12 +23,10 @@ extension WriteBack {
         if let file = files[path] {
             // One more writer from here on: the file cannot be done with and dropped while this
             // open copies it.
-            let (uploading, source) = file.lock.withLock {
-                file.writers += 1
-                file.notBefore = .distantFuture
-                return (file.uploading, file.stagingPath)
+            let (effects, uploading, source) = file.lock.withLock {
+                (file.upload.openedForWriting(), file.upload.uploading, file.stagingPath)
             }
-            reschedule(file)
+            apply(effects, to: file)
             guard uploading else { condition.unlock(); return file }
             // Copy on write: the running upload keeps reading the old staging file. Copied
             // outside `condition`: a large file takes seconds, and every close waits for it.
@@ -42,7 +40,7 @@ extension WriteBack {
             }
             condition.lock(); defer { condition.unlock() }
             file.lock.lock(); defer { file.lock.unlock() }
-            if file.uploading && file.stagingPath == source {
+            if file.upload.uploading && file.stagingPath == source {
                 file.stagingPath = copy
                 // The journal row names the old staging file: the next record must name this one.
                 file.contentChanged = true
@@ -75,15 +73,15 @@ extension WriteBack {
         let file = StagedFile(path: path, stagingPath: stagingPath, size: size,
                               mtime: truncate || entry == nil ? Int64(clock.now.timeIntervalSince1970) : entry!.mtime,
                               base: base, fileID: entry?.fileID ?? 0)
-        file.writers = 1
+        // Not shared yet: nothing to schedule.
+        _ = file.upload.openedForWriting()
         file.dirty = truncate || entry == nil
         // The server's content, fetched into a new staging file, is not durable here yet.
         file.contentChanged = true
         condition.lock()
         if let raced = files[path] {
             // Another opener staged it first: use theirs.
-            raced.lock.lock(); raced.writers += 1; raced.notBefore = .distantFuture; raced.lock.unlock()
-            reschedule(raced)
+            apply(raced.lock.withLock { raced.upload.openedForWriting() }, to: raced)
             condition.unlock()
             unlink(stagingPath)
             return raced
@@ -189,11 +187,7 @@ extension WriteBack {
     /// settle delay.
     func closeWriter(_ file: StagedFile) {
         condition.lock()
-        file.lock.lock()
-        file.writers -= 1
-        if file.writers == 0 { file.notBefore = clock.now.addingTimeInterval(settings.settleDelay) }
-        file.lock.unlock()
-        reschedule(file)
+        apply(file.lock.withLock { file.upload.writerClosed(at: clock.now, settle: settings.settleDelay) }, to: file)
         condition.unlock()
     }
 
@@ -207,6 +201,13 @@ extension WriteBack {
         if schedule.announce(file, readiness) { condition.broadcast() }
     }
 
+    /// Carries out what an event of the file's lifecycle asks (caller holds `condition`, not
+    /// the file's lock).
+    func apply(_ effects: UploadLifecycle.Effects, to file: StagedFile) {
+        if effects.contains(.reschedule) { reschedule(file) }
+        if effects.contains(.wakeWaiters) { condition.broadcast() }
+    }
+
     /// Marks content changed (a write, truncate or utimens).
     func touched(_ file: StagedFile, size: Int64? = nil, mtime: Int64? = nil, extend: Int64? = nil) {
         file.lock.lock()
@@ -215,7 +216,9 @@ extension WriteBack {
         file.mtime = mtime ?? (size != nil || extend != nil ? Int64(clock.now.timeIntervalSince1970) : file.mtime)
         file.dirty = true
         if size != nil || extend != nil { file.contentChanged = true; file.bulkRefused = false }
-        file.failedPermanently = false
+        // Its effect needs no announcement: a write comes with a writer, whose close announces
+        // the file (taking `condition` at every write would cost more than it tells).
+        _ = file.upload.changed()
         file.lock.unlock()
     }
 
@@ -229,25 +232,19 @@ extension WriteBack {
         defer { condition.unlock() }
         file.lock.lock()
         let target = file.generation
-        if file.uploadedGeneration < target {
-            file.fsyncRequested = true
-            file.notBefore = clock.now
-        }
+        let effects: UploadLifecycle.Effects = file.uploadedGeneration < target ? file.upload.fsyncWaits(at: clock.now) : []
         file.lock.unlock()
-        reschedule(file)
-        condition.broadcast()
+        apply(effects.union(.wakeWaiters), to: file)
         while true {
             file.lock.lock()
             let done = file.uploadedGeneration >= target || file.removed
-            let failure = file.failure
-            let permanent = file.failedPermanently
-            // An attempt that failed (and will be retried) took the request with it: without
-            // it a file still open for writing is never due, and this would wait out the timeout.
-            let askAgain = !done && !file.fsyncRequested && !file.uploading
-            if askAgain { file.fsyncRequested = true }
+            let failure = file.upload.failure
+            let permanent = file.upload.failedPermanently
+            // An attempt that failed (and will be retried) took the request with it.
+            let effects = done ? [] : file.upload.fsyncAsksAgain()
             file.lock.unlock()
             if done { return }
-            if askAgain { reschedule(file) }
+            apply(effects, to: file)
             if let failure, permanent { throw failure }
             if cancellation?.isCancelled == true {
                 throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))

@@ -88,8 +88,7 @@ extension WriteBack {
             reschedule(file)
             return false
         }
-        file.uploading = true
-        file.fsyncRequested = false
+        file.upload.taken()
         file.lock.unlock()
         return true
     }
@@ -97,9 +96,9 @@ extension WriteBack {
     /// Takes the file's state for an attempt, and counts the attempt.
     func job(for file: StagedFile) -> Job {
         file.lock.lock()
-        file.attempts += 1
+        let attempt = file.upload.attemptBegins()
         let job = Job(file: file, path: file.path, stagingPath: file.stagingPath, size: file.size, mtime: file.mtime,
-                      base: file.base, generation: file.generation, journalID: file.journalID!, attempt: file.attempts)
+                      base: file.base, generation: file.generation, journalID: file.journalID!, attempt: attempt)
         file.lock.unlock()
         _ = try? journal.setState(id: job.journalID, state: .uploading, error: nil)
         return job

@@ -25,7 +25,9 @@ import WebDAV
 /// `WriteBack+Staging`: staging files and the journal records of closes. `WriteBack+Names`:
 /// unlink and rename. `WriteBack+Upload`: the uploaders and one file's upload.
 /// `WriteBack+Settle`: what an upload's outcome changes. `WriteBack+Batch`: bulk requests and
-/// batches of PUTs.
+/// batches of PUTs. `UploadLifecycle` (a value in each `StagedFile`): when a file may be
+/// uploaded, its events returning what to do; `UploadSchedule`: which due file an uploader
+/// takes, by due time. Time comes from the injected `clock`.
 final class WriteBack: @unchecked Sendable {
     // @unchecked: `files`, `schedule`, `stopping`, `activeUploads`, `folderTimes` and
     // `nextStagingNumber` are guarded by `condition`; each StagedFile's fields by its own lock,
@@ -133,7 +135,7 @@ final class WriteBack: @unchecked Sendable {
             file.journalID = upload.id
             file.generation = upload.generation
             file.chunkUploadID = upload.chunkUploadID
-            file.notBefore = clock.now
+            _ = file.upload.resumed(at: clock.now)
             files[upload.remotePath] = file
             overlay.set(upload.remotePath, .staged(file))
             condition.withLock { reschedule(file) }
@@ -216,10 +218,10 @@ final class WriteBack: @unchecked Sendable {
         var result = (count: 0, bytes: Int64(0), failed: 0)
         for file in files.values {
             file.lock.lock()
-            if file.needsUpload || file.dirty || file.writers > 0 {
+            if file.needsUpload || file.dirty || file.upload.writers > 0 {
                 result.count += 1
                 result.bytes += file.size
-                if file.failedPermanently { result.failed += 1 }
+                if file.upload.failedPermanently { result.failed += 1 }
             }
             file.lock.unlock()
         }
@@ -251,8 +253,8 @@ final class WriteBack: @unchecked Sendable {
         var result: [Abandoned] = []
         for (path, file) in files.sorted(by: { $0.key < $1.key }) {
             file.lock.lock()
-            guard file.writers > 0 else { file.lock.unlock(); continue }
-            file.writers = 0
+            guard file.upload.writers > 0 else { file.lock.unlock(); continue }
+            let effects = file.upload.writersAbandoned(at: clock.now, due: file.journalID != nil && !file.contentChanged)
             if file.journalID == nil {
                 file.removed = true
                 leftovers.append(file.stagingPath)
@@ -260,12 +262,11 @@ final class WriteBack: @unchecked Sendable {
                 file.lock.unlock()
                 files[path] = nil
                 overlay.unstage(path, file, replacement: nil)
-                reschedule(file)
+                apply(effects, to: file)
             } else if !file.contentChanged {
-                file.notBefore = clock.now
                 result.append(.uploaded(path: path))
                 file.lock.unlock()
-                reschedule(file)
+                apply(effects, to: file)
             } else {
                 result.append(.kept(path: path))
                 file.lock.unlock()
@@ -283,16 +284,13 @@ final class WriteBack: @unchecked Sendable {
         let deadline = clock.now.addingTimeInterval(timeout)
         condition.lock()
         for file in files.values {
-            let now = clock.now
-            file.lock.lock()
-            if file.notBefore > now && file.writers == 0 { file.notBefore = now }
-            file.lock.unlock()
-            reschedule(file)
+            let effects = file.lock.withLock { file.upload.drainStarts(at: clock.now) }
+            apply(effects, to: file)
         }
         condition.broadcast()
         while true {
-            let left = files.values.filter { file in file.lock.withLock { file.needsUpload || file.uploading } }
-            let retryable = left.contains { file in file.lock.withLock { !file.failedPermanently } }
+            let left = files.values.filter { file in file.lock.withLock { file.needsUpload || file.upload.uploading } }
+            let retryable = left.contains { file in file.lock.withLock { !file.upload.failedPermanently } }
             if left.isEmpty || !retryable || !clock.wait(condition, until: deadline) {
                 stopping = true
                 condition.broadcast()

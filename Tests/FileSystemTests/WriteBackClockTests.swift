@@ -72,7 +72,7 @@ struct WriteBackClockTests {
         let file = try #require(fs.writeBack?.staged("b.txt"))
         /// Whether the `n`th attempt has failed and been settled.
         func failed(attempts n: Int) -> Bool {
-            file.lock.withLock { file.attempts == n && file.failure != nil && !file.uploading }
+            file.lock.withLock { file.upload.attempts == n && file.upload.failure != nil && !file.upload.uploading }
         }
         #expect(eventually { failed(attempts: 1) })
         clock.advance(by: 0.9)
