@@ -56,11 +56,11 @@ final class AttributeSync: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         // Until nothing is left, or a pass stored nothing more (what is left waits for uploads
         // that are themselves left for the next mount, or for a server that keeps failing).
-        var left = syncOnce(), previous = Int.max
+        var left = syncOnce().left, previous = Int.max
         while left > 0 && left < previous && Date() < deadline {
             usleep(200_000)
             previous = left
-            left = syncOnce()
+            left = syncOnce().left
         }
         condition.lock(); stopped = true; condition.signal()
         while running { condition.wait() }
@@ -72,18 +72,28 @@ final class AttributeSync: @unchecked Sendable {
         condition.lock()
         running = true
         var left = 0
+        // Passes in a row in which a request failed for a passing reason.
+        var failedPasses = 0
         while !stopped {
-            // Without news, another look in 2 s while changes are left over (files waiting for
-            // their first upload, a server that failed); else sleep until woken.
+            // Without news, another look while changes are left over: in 2 s for files waiting
+            // for their first upload, backing off to a minute while the server keeps failing;
+            // else sleep until woken.
             if !woken {
-                if left > 0 { _ = condition.wait(until: Date().addingTimeInterval(2)) } else { condition.wait() }
+                if left > 0 {
+                    let pause = failedPasses > 0 ? Self.relook.delay(afterFailures: failedPasses) : Self.relook.base
+                    _ = condition.wait(until: Date().addingTimeInterval(pause))
+                } else {
+                    condition.wait()
+                }
             }
             if stopped { break }
             let news = woken
             woken = false
             condition.unlock()
             if news { usleep(useconds_t(delay * 1_000_000)) }
-            left = syncOnce()
+            let pass = syncOnce()
+            left = pass.left
+            failedPasses = pass.failed > 0 ? failedPasses + 1 : 0
             condition.lock()
         }
         running = false
@@ -104,10 +114,15 @@ final class AttributeSync: @unchecked Sendable {
         }
     }
 
-    /// One pass over the pending changes; returns how many are left.
+    /// The re-look after a pass that left changes over: 2 s, and after failed passes 2 s
+    /// doubling to a minute, ±20 % (mounts that lost the same server do not all come back at once).
+    static let relook = Backoff(base: 2, cap: 60, jitter: 0.2)
+
+    /// One pass over the pending changes; returns how many are left, and how many of those
+    /// because their request failed.
     @discardableResult
-    func syncOnce() -> Int {
-        var left = 0
+    func syncOnce() -> (left: Int, failed: Int) {
+        var left = 0, failed = 0
         for (path, posix) in store.pending(limit: .max) {
             if awaitsUpload(path) { left += 1; continue }
             requestLock.lock()
@@ -127,9 +142,10 @@ final class AttributeSync: @unchecked Sendable {
                 logger.warning("the server refused to store the mode and owner of /\(path); this mount keeps them, other mounts show the defaults: \(error)")
             } catch {
                 left += 1
+                failed += 1
                 logger.warning("storing the mode and owner of /\(path) on the server failed (retried): \(error)")
             }
         }
-        return left
+        return (left, failed)
     }
 }

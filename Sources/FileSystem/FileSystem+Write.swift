@@ -33,6 +33,9 @@ extension FileSystem {
         /// Small files go many to a request where the server takes bulk uploads (`-o bulk=off`
         /// sends each by PUT).
         public var bulkUpload = true
+        /// The clock of the settle delay, retries, the batch linger and the timeouts (tests
+        /// pass one they advance by hand).
+        public var clock: any TimeSource = SystemTime()
         public init(directory: URL) { self.directory = directory }
     }
 
@@ -47,7 +50,8 @@ extension FileSystem {
         settings.fsyncTimeout = options.fsyncTimeout
         settings.crashSafeClose = options.crashSafeClose
         settings.bulkUpload = options.bulkUpload
-        let writeBack = try WriteBack(settings: settings, client: client, overlay: overlay, cache: cache, logger: logger)
+        let writeBack = try WriteBack(settings: settings, client: client, overlay: overlay, cache: cache, logger: logger,
+                                      clock: options.clock)
         writeBack.uploaded = { [contentCache] fileID in contentCache.forget(fileID: fileID) }
         writeBack.start()
         self.writeBack = writeBack

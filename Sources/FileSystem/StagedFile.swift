@@ -42,8 +42,6 @@ final class StagedFile: @unchecked Sendable {
     var mtime: Int64
     var base: Base
     var fileID: Int64
-    /// Open handles that may write.
-    var writers = 0
     /// Changed since the journal last recorded it.
     var dirty = false
     /// Of those changes, some were to the bytes (or the staging file was replaced), not only
@@ -54,17 +52,9 @@ final class StagedFile: @unchecked Sendable {
     /// the server has.
     var generation: Int64 = 0
     var uploadedGeneration: Int64 = 0
-    var uploading = false
-    /// Namespace operations in progress on it: no upload may start (`WriteBack.holdingUploads`).
-    var held = 0
-    /// An fsync waits: upload even while writers have it open.
-    var fsyncRequested = false
-    /// Not before this time (the settle delay after close, or a retry's backoff).
-    var notBefore = Date.distantFuture
-    var attempts = 0
-    /// The last upload failure, and whether retrying cannot help without a change here.
-    var failure: FSError?
-    var failedPermanently = false
+    /// Writers, holds, the running upload, a waiting fsync, the due time and the attempts:
+    /// when the file may be uploaded (its events return what `WriteBack.apply` carries out).
+    var upload = UploadLifecycle()
     /// Unlinked while its upload ran: the uploaded copy is deleted when the upload ends.
     var removed = false
     var chunkUploadID: String?
@@ -95,4 +85,12 @@ final class StagedFile: @unchecked Sendable {
 
     /// Whether the server lacks the recorded content (caller holds `lock`).
     var needsUpload: Bool { journalID != nil && generation > uploadedGeneration && !removed }
+
+    /// When an uploader may take the file, or nil while none may (caller holds `lock`). Every
+    /// change to what this reads is announced to the schedule (`WriteBack.reschedule`), but for
+    /// a write's size and the permanent failure a write clears: those change only while a
+    /// writer has the file open, and that writer's close announces it.
+    var readiness: UploadSchedule.Readiness? {
+        upload.readiness(needsUpload: needsUpload).map { .init(at: $0, size: size, path: path, urgent: upload.fsyncRequested) }
+    }
 }

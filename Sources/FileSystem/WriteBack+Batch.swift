@@ -162,12 +162,10 @@ extension WriteBack {
         var leftover: String?
         condition.lock()
         job.file.lock.lock()
-        job.file.uploading = false
-        job.file.attempts = max(0, job.file.attempts - 1)
-        job.file.notBefore = Date()
+        let effects = job.file.upload.givenBack(at: clock.now)
         if job.file.removed { leftover = job.stagingPath }
         job.file.lock.unlock()
-        condition.broadcast()
+        apply(effects, to: job.file)
         condition.unlock()
         _ = try? journal.setState(id: job.journalID, state: .pending, error: nil)
         if let leftover { unlink(leftover) }

@@ -12,20 +12,18 @@ extension WriteBack {
     func holdingUploads<T>(of files: [StagedFile], _ body: () throws(FSError) -> T) throws(FSError) -> T {
         condition.lock()
         for file in files {
-            file.lock.lock(); file.held += 1; file.lock.unlock()
+            apply(file.lock.withLock { file.upload.hold() }, to: file)
         }
-        while files.contains(where: { file in file.lock.withLock { file.uploading } }) {
+        while files.contains(where: { file in file.lock.withLock { file.upload.uploading } }) {
             condition.wait()
         }
         condition.unlock()
         defer {
             condition.lock()
-            var due = Date.distantFuture
             for file in files {
-                file.lock.lock(); file.held -= 1; due = min(due, file.notBefore); file.lock.unlock()
+                // Only uploaders wait for a hold to end.
+                apply(file.lock.withLock { file.upload.unhold() }, to: file)
             }
-            // Only uploaders wait for `held` to drop.
-            wakeUploaders(due: due)
             condition.unlock()
         }
         return try body()
@@ -55,7 +53,6 @@ extension WriteBack {
         // (over every staged file, which a bulk copy's rename of each temp file must not pay).
         let prefix = from + "/"
         let movedFiles = files[from].map { [(from, $0)] } ?? files.filter { $0.key.hasPrefix(prefix) }.map { ($0.key, $0.value) }
-        var due = Date.distantFuture
         for (path, file) in movedFiles {
             let moved = to + path.dropFirst(from.count)
             files[path] = nil
@@ -71,11 +68,11 @@ extension WriteBack {
             if path == from, let base { file.base = base }
             if let row, file.journalID == row.id { file.generation = row.generation }
             // A name it failed under (refused by the server) may be fine now.
-            file.failedPermanently = false
-            due = min(due, file.notBefore)
+            _ = file.upload.changed()
             file.lock.unlock()
+            // Announced whatever `changed` says: its path and generation changed too.
+            reschedule(file)
         }
-        wakeUploaders(due: due)
     }
 
     /// The staged file at `path` was unlinked: its upload is dropped (or, if running, its
@@ -95,8 +92,9 @@ extension WriteBack {
     func discard(_ file: StagedFile) -> String? {
         file.lock.lock()
         file.removed = true
-        let (uploading, stagingPath, path) = (file.uploading, file.stagingPath, file.path)
+        let (uploading, stagingPath, path) = (file.upload.uploading, file.stagingPath, file.path)
         file.lock.unlock()
+        reschedule(file)
         overlay.unstage(path, file, replacement: nil)
         return uploading ? nil : stagingPath
     }

@@ -92,27 +92,30 @@ extension WriteBack {
         condition.lock()
         defer { condition.broadcast(); condition.unlock() }
         file.lock.lock()
-        file.uploading = false
         let removed = file.removed
         let movedMeanwhile = file.path != originalPath
         file.lock.unlock()
+        // The lifecycle's event for the outcome, carried out last (under `condition`), once
+        // every field below is settled: due again (a newer version, a retry), or not.
+        var effects: UploadLifecycle.Effects = []
+        defer { apply(effects, to: file) }
 
         switch outcome {
         case .success(let entry):
             if removed {
                 // Unlinked after step 1 looked (only the unmount's abandon does that): delete now.
+                effects = file.lock.withLock { file.upload.ended() }
                 if !removedBefore { lateDelete = uploadedPath }
                 leftovers.append(stagingPath)
                 return
             }
             file.lock.lock()
             if file.journalID == journalID { file.uploadedGeneration = max(file.uploadedGeneration, generation) }
-            file.failure = nil
-            file.attempts = 0
+            effects = file.upload.succeeded()
             file.chunkUploadID = nil
             // Done with only if no close recorded a newer version since (a new row, or a new
             // generation of this one), nothing writes to it, and it stayed where it was.
-            let idle = completed && file.journalID == journalID && file.generation == generation && file.writers == 0 && !file.dirty
+            let idle = completed && file.journalID == journalID && file.generation == generation && file.upload.writers == 0 && !file.dirty
                 && file.stagingPath == stagingPath && !movedMeanwhile
             let currentPath = file.path
             file.lock.unlock()
@@ -132,12 +135,11 @@ extension WriteBack {
             folderTimes = folderTimesDue(after: uploadedPath)
         case .failure(let error):
             let permanent = WriteBack.isPermanent(error, moved: movedMeanwhile)
-            // Backoff: 1 s doubling to 5 min; a full server is asked again every 5 min.
-            let delay = error.kind == .insufficientStorage ? 300 : min(300, pow(2, Double(min(attempt, 9)) - 1))
+            // A full server is asked again at the longest backoff.
+            let delay = error.kind == .insufficientStorage ? settings.retry.cap : settings.retry.delay(afterFailures: attempt)
             file.lock.lock()
-            file.failure = FSError.remote(error)
-            file.failedPermanently = permanent
-            file.notBefore = Date().addingTimeInterval(movedMeanwhile ? 0 : delay)
+            effects = file.upload.failed(FSError.remote(error), permanent: permanent,
+                                         retryAt: clock.now.addingTimeInterval(movedMeanwhile ? 0 : delay))
             file.lock.unlock()
             logger.warning("upload of /\(originalPath) failed (attempt \(attempt)\(permanent ? ", kept until the file changes" : ", retrying in \(Int(delay)) s")): \(error)")
             if removed { leftovers.append(stagingPath) }

@@ -4,6 +4,7 @@ import Glibc
 import HTTPTransport
 import Journal
 import RemoteCache
+internal import SystemPackage
 import WebDAV
 
 /// The staging half of write-back: a staging file per written file (copied on write while an
@@ -23,11 +24,10 @@ extension WriteBack {
         if let file = files[path] {
             // One more writer from here on: the file cannot be done with and dropped while this
             // open copies it.
-            let (uploading, source) = file.lock.withLock {
-                file.writers += 1
-                file.notBefore = .distantFuture
-                return (file.uploading, file.stagingPath)
+            let (effects, uploading, source) = file.lock.withLock {
+                (file.upload.openedForWriting(), file.upload.uploading, file.stagingPath)
             }
+            apply(effects, to: file)
             guard uploading else { condition.unlock(); return file }
             // Copy on write: the running upload keeps reading the old staging file. Copied
             // outside `condition`: a large file takes seconds, and every close waits for it.
@@ -41,7 +41,7 @@ extension WriteBack {
             }
             condition.lock(); defer { condition.unlock() }
             file.lock.lock(); defer { file.lock.unlock() }
-            if file.uploading && file.stagingPath == source {
+            if file.upload.uploading && file.stagingPath == source {
                 file.stagingPath = copy
                 // The journal row names the old staging file: the next record must name this one.
                 file.contentChanged = true
@@ -67,23 +67,24 @@ extension WriteBack {
             chmod(stagingPath, 0o600)
         } else {
             let fd = Glibc.open(stagingPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw .cacheFailure("creating \(stagingPath): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw .cacheFailure("creating \(stagingPath): \(Errno(rawValue: errno))") }
             Glibc.close(fd)
         }
         let size: Int64 = (truncate || entry == nil) ? 0 : entry!.size
         let file = StagedFile(path: path, stagingPath: stagingPath, size: size,
-                              mtime: truncate || entry == nil ? Int64(Date().timeIntervalSince1970) : entry!.mtime,
+                              mtime: truncate || entry == nil ? Int64(clock.now.timeIntervalSince1970) : entry!.mtime,
                               base: base, fileID: entry?.fileID ?? 0)
-        file.writers = 1
+        // Not shared yet: nothing to schedule.
+        _ = file.upload.openedForWriting()
         file.dirty = truncate || entry == nil
         // The server's content, fetched into a new staging file, is not durable here yet.
         file.contentChanged = true
         condition.lock()
         if let raced = files[path] {
             // Another opener staged it first: use theirs.
+            apply(raced.lock.withLock { raced.upload.openedForWriting() }, to: raced)
             condition.unlock()
             unlink(stagingPath)
-            raced.lock.lock(); raced.writers += 1; raced.notBefore = .distantFuture; raced.lock.unlock()
             return raced
         }
         files[path] = file
@@ -137,6 +138,7 @@ extension WriteBack {
         do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { throw .cacheFailure("journal: \(error)") }
         guard let row, row.id == journalID else { return false }
         file.lock.lock(); file.generation = row.generation; file.lock.unlock()
+        reschedule(file)
         return true
     }
 
@@ -176,6 +178,7 @@ extension WriteBack {
             file.journalID = row.id
             file.generation = row.generation
             file.lock.unlock()
+            reschedule(file)
         } catch {
             throw .cacheFailure("journal: \(error)")
         }
@@ -185,21 +188,25 @@ extension WriteBack {
     /// settle delay.
     func closeWriter(_ file: StagedFile) {
         condition.lock()
-        file.lock.lock()
-        file.writers -= 1
-        if file.writers == 0 { file.notBefore = Date().addingTimeInterval(settings.settleDelay) }
-        let due = file.notBefore
-        file.lock.unlock()
-        wakeUploaders(due: due)
+        apply(file.lock.withLock { file.upload.writerClosed(at: clock.now, settle: settings.settleDelay) }, to: file)
         condition.unlock()
     }
 
-    /// Wakes the uploaders if a file may be due at `due` before any sleeping one looks again
-    /// (caller holds `condition`). A busy uploader looks again when its upload ends, a sleeping
-    /// one at its wake time: waking all of them for nothing made each scan every pending file
-    /// under `condition`, which every close, create and rename also waits for.
-    func wakeUploaders(due: Date) {
-        if let earliest = sleepingUntil.values.min(), earliest > due { condition.broadcast() }
+    /// Announces the file's readiness to the schedule after a change to it (caller holds
+    /// `condition`, not the file's lock), and wakes the uploaders only if none of the sleeping
+    /// ones would look again in time for it: a busy uploader looks again when its upload ends,
+    /// a sleeping one at its wake time, and waking all of them at every close of a bulk copy
+    /// cost each a look under `condition`, which every close, create and rename waits for.
+    func reschedule(_ file: StagedFile) {
+        let readiness = file.lock.withLock { file.readiness }
+        if schedule.announce(file, readiness) { condition.broadcast() }
+    }
+
+    /// Carries out what an event of the file's lifecycle asks (caller holds `condition`, not
+    /// the file's lock).
+    func apply(_ effects: UploadLifecycle.Effects, to file: StagedFile) {
+        if effects.contains(.reschedule) { reschedule(file) }
+        if effects.contains(.wakeWaiters) { condition.broadcast() }
     }
 
     /// Marks content changed (a write, truncate or utimens).
@@ -207,10 +214,12 @@ extension WriteBack {
         file.lock.lock()
         if let size { file.size = size }
         if let extend { file.size = max(file.size, extend) }
-        file.mtime = mtime ?? (size != nil || extend != nil ? Int64(Date().timeIntervalSince1970) : file.mtime)
+        file.mtime = mtime ?? (size != nil || extend != nil ? Int64(clock.now.timeIntervalSince1970) : file.mtime)
         file.dirty = true
         if size != nil || extend != nil { file.contentChanged = true; file.bulkRefused = false }
-        file.failedPermanently = false
+        // Its effect needs no announcement: a write comes with a writer, whose close announces
+        // the file (taking `condition` at every write would cost more than it tells).
+        _ = file.upload.changed()
         file.lock.unlock()
     }
 
@@ -218,38 +227,32 @@ extension WriteBack {
     /// error (or EIO after `fsyncTimeout`). A cancel of the calling FUSE request (its caller
     /// was interrupted) ends the wait; the upload goes on.
     func waitUploaded(_ file: StagedFile) throws(FSError) {
-        let deadline = Date().addingTimeInterval(settings.fsyncTimeout)
+        let deadline = clock.now.addingTimeInterval(settings.fsyncTimeout)
         let cancellation = Cancellation.current
         condition.lock()
         defer { condition.unlock() }
         file.lock.lock()
         let target = file.generation
-        if file.uploadedGeneration < target {
-            file.fsyncRequested = true
-            file.notBefore = Date()
-        }
+        let effects: UploadLifecycle.Effects = file.uploadedGeneration < target ? file.upload.fsyncWaits(at: clock.now) : []
         file.lock.unlock()
-        condition.broadcast()
+        apply(effects.union(.wakeWaiters), to: file)
         while true {
             file.lock.lock()
             let done = file.uploadedGeneration >= target || file.removed
-            let failure = file.failure
-            let permanent = file.failedPermanently
-            // An attempt that failed (and will be retried) took the request with it: without
-            // it a file still open for writing is never due, and this would wait out the timeout.
-            let askAgain = !done && !file.fsyncRequested && !file.uploading
-            if askAgain { file.fsyncRequested = true }
-            let due = file.notBefore
+            let failure = file.upload.failure
+            let permanent = file.upload.failedPermanently
+            // An attempt that failed (and will be retried) took the request with it.
+            let effects = done ? [] : file.upload.fsyncAsksAgain()
             file.lock.unlock()
             if done { return }
-            if askAgain { wakeUploaders(due: due) }
+            apply(effects, to: file)
             if let failure, permanent { throw failure }
             if cancellation?.isCancelled == true {
                 throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))
             }
             // In short steps when a cancel may come (it has no way to signal `condition`).
-            let until = cancellation == nil ? deadline : min(deadline, Date().addingTimeInterval(0.2))
-            if !condition.wait(until: until) && Date() >= deadline {
+            let until = cancellation == nil ? deadline : min(deadline, clock.now.addingTimeInterval(0.2))
+            if !clock.wait(condition, until: until) && clock.now >= deadline {
                 throw failure ?? .remote(DAVError(.transport, method: "PUT", path: file.path,
                                                   detail: "not uploaded within \(Int(settings.fsyncTimeout)) s"))
             }

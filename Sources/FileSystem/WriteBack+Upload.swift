@@ -51,53 +51,14 @@ extension WriteBack {
             condition.lock()
             var batch: [StagedFile] = []
             while batch.isEmpty {
-                if stopping { sleepingUntil[number] = nil; condition.unlock(); return }
-                let now = Date()
-                var nextWake = now.addingTimeInterval(5)
-                var due: [(file: StagedFile, path: String, size: Int64, since: Date)] = []
-                // The next small file due soon (within `batchLinger`), and whether a due one
-                // has an fsync waiting for it.
-                var nextSmall = Date.distantFuture
-                var urgent = false
-                for file in files.values {
-                    file.lock.lock()
-                    let ready = file.needsUpload && !file.uploading && file.held == 0 && (file.writers == 0 || file.fsyncRequested)
-                        && !file.failedPermanently
-                    if ready && file.notBefore <= now {
-                        due.append((file, file.path, file.size, file.notBefore))
-                        urgent = urgent || file.fsyncRequested
-                    } else if ready {
-                        nextWake = min(nextWake, file.notBefore)
-                        if file.size <= settings.batchFileLimit { nextSmall = min(nextSmall, file.notBefore) }
-                    }
-                    file.lock.unlock()
-                }
-                if due.isEmpty {
-                    sleepingUntil[number] = nextWake
-                    _ = condition.wait(until: nextWake)
-                    continue
-                }
-                // A copy closes its files one after another: taken the moment each is due, they
-                // would go a few to a request. While more small files fall due within the linger,
-                // the due ones wait for them (each at most `batchLinger` past its due time;
-                // never with an fsync waiting, nor once a request would be full).
-                let oldest = due.map(\.since).min()!
-                if bulk && !urgent && due.count < settings.bulkFiles && due.allSatisfy({ $0.size <= settings.batchFileLimit })
-                    && nextSmall <= now.addingTimeInterval(settings.batchLinger) && now < oldest.addingTimeInterval(settings.batchLinger) {
-                    let until = min(nextSmall, oldest.addingTimeInterval(settings.batchLinger))
-                    sleepingUntil[number] = until
-                    _ = condition.wait(until: until)
-                    continue
-                }
-                batch = chooseBatch(due, bulk: bulk)
-                for file in batch {
-                    file.lock.lock()
-                    file.uploading = true
-                    file.fsyncRequested = false
-                    file.lock.unlock()
+                if stopping { schedule.leave(uploader: number); condition.unlock(); return }
+                switch schedule.next(uploader: number, bulk: bulk, busy: activeUploads) {
+                case .sleep(let until):
+                    _ = clock.wait(condition, until: until)
+                case .take(let files):
+                    batch = files.filter(take)
                 }
             }
-            sleepingUntil[number] = nil
             activeUploads += 1
             condition.unlock()
             // One file alone goes by PUT: as many requests as a bulk request and its listing,
@@ -114,32 +75,30 @@ extension WriteBack {
         }
     }
 
-    /// The files an uploader takes from those `due` (caller holds `condition`): the longest
-    /// waiting one, and if it is small, other small ones up to the batch limits, ordered by
-    /// path so that a batch spans few folders. The due files are shared among the idle
-    /// uploaders, so that a few batches run at once rather than one long one.
-    func chooseBatch(_ due: [(file: StagedFile, path: String, size: Int64, since: Date)], bulk: Bool) -> [StagedFile] {
-        let first = due.min { $0.since < $1.since }!
-        guard first.size <= settings.batchFileLimit else { return [first.file] }
-        let small = due.filter { $0.size <= settings.batchFileLimit }.sorted { $0.path < $1.path }
-        let idle = max(1, settings.uploaders - activeUploads)
-        let share = max(1, min(bulk ? settings.bulkFiles : settings.putBatchFiles, (small.count + idle - 1) / idle))
-        var batch = [first.file]
-        var bytes = first.size
-        for candidate in small where batch.count < share && candidate.file !== first.file {
-            guard bytes + candidate.size <= settings.bulkBytes else { break }
-            batch.append(candidate.file)
-            bytes += candidate.size
+    /// Marks a file the schedule gave out as uploading (caller holds `condition`). Every change
+    /// to its readiness was announced under `condition`, so it is still due; were it not (a
+    /// change that failed to announce itself), it is announced again as it is, not uploaded.
+    func take(_ file: StagedFile) -> Bool {
+        let now = clock.now
+        file.lock.lock()
+        guard let readiness = file.readiness, readiness.at <= now else {
+            let path = file.path
+            file.lock.unlock()
+            logger.error("the upload schedule was out of date for /\(path); scheduled again")
+            reschedule(file)
+            return false
         }
-        return batch
+        file.upload.taken()
+        file.lock.unlock()
+        return true
     }
 
     /// Takes the file's state for an attempt, and counts the attempt.
     func job(for file: StagedFile) -> Job {
         file.lock.lock()
-        file.attempts += 1
+        let attempt = file.upload.attemptBegins()
         let job = Job(file: file, path: file.path, stagingPath: file.stagingPath, size: file.size, mtime: file.mtime,
-                      base: file.base, generation: file.generation, journalID: file.journalID!, attempt: file.attempts)
+                      base: file.base, generation: file.generation, journalID: file.journalID!, attempt: attempt)
         file.lock.unlock()
         _ = try? journal.setState(id: job.journalID, state: .uploading, error: nil)
         return job
@@ -177,7 +136,7 @@ extension WriteBack {
             }
             // The server's copy changed (or the name was taken) since this content was
             // based on it: keep both.
-            let conflictPath = WriteBack.conflictName(for: path, at: Date())
+            let conflictPath = WriteBack.conflictName(for: path, at: clock.now)
             logger.warning("/\(path) changed on the server while a local version was pending; the local version is kept as /\(conflictPath)")
             do {
                 let entry = try send(job.stagingPath, to: conflictPath, size: job.size, mtime: job.mtime, conditions: .init(createOnly: true),

@@ -26,10 +26,13 @@ import WebDAV
 /// `WriteBack+Staging`: staging files and the journal records of closes. `WriteBack+Names`:
 /// unlink and rename. `WriteBack+Upload`: the uploaders and one file's upload.
 /// `WriteBack+Settle`: what an upload's outcome changes. `WriteBack+Batch`: bulk requests and
-/// batches of PUTs.
+/// batches of PUTs. `UploadLifecycle` (a value in each `StagedFile`): when a file may be
+/// uploaded, its events returning what to do; `UploadSchedule`: which due file an uploader
+/// takes, by due time. Time comes from the injected `clock`.
 final class WriteBack: @unchecked Sendable {
-    // @unchecked: `files`, `stopping` and `nextStagingNumber` are guarded by `condition`;
-    // each StagedFile's fields by its own lock, taken after `condition`.
+    // @unchecked: `files`, `schedule`, `stopping`, `activeUploads`, `folderTimes` and
+    // `nextStagingNumber` are guarded by `condition`; each StagedFile's fields by its own lock,
+    // taken after `condition` (and after Overlay's), never before it.
 
     struct Settings: Sendable {
         /// Folder of staging files and the journal (0700, files 0600).
@@ -65,6 +68,9 @@ final class WriteBack: @unchecked Sendable {
         var uploadLimits: UploadLimits { UploadLimits(bulk: bulkUpload, bulkMax: batchFileLimit, chunkAbove: chunkThreshold) }
         /// How long `fsync` waits for the upload before it fails with EIO.
         var fsyncTimeout: Double = 120
+        /// The wait before retrying a failed upload: 1 s doubling to 5 min. No jitter: a file's
+        /// retry goes with others due then, in one batch.
+        var retry = Backoff(base: 1, cap: 300)
     }
 
     let settings: Settings
@@ -73,16 +79,15 @@ final class WriteBack: @unchecked Sendable {
     let overlay: Overlay
     let cache: MetadataCache
     let logger: Logger
+    /// Every time write-back reads or waits for (injected: tests advance a clock by hand).
+    let clock: any TimeSource
     let condition = NSCondition()
     /// Told the file id of every file this mount has uploaded (the content cache drops what it
     /// held of the file: see `ContentCache.forget`). Set once, before `start`.
     var uploaded: @Sendable (Int64) -> Void = { _ in }
     var files: [String: StagedFile] = [:]
-    /// When each sleeping uploader (by number) wakes by itself, having found nothing due
-    /// before then; absent while it uploads. A close wakes the uploaders only when none of
-    /// them would wake in time for the file's upload: otherwise a bulk copy woke all of them,
-    /// to scan every pending file under `condition`, at every single close.
-    var sleepingUntil: [Int: Date] = [:]
+    /// The files an uploader may take, by due time (see `reschedule`).
+    var schedule: UploadSchedule
     var stopping = false
     var nextStagingNumber = 0
     /// Uploaders between choosing a file and having finished with it (its leftovers deleted).
@@ -98,8 +103,14 @@ final class WriteBack: @unchecked Sendable {
 
     var stagingDirectory: URL { settings.directory.appendingPathComponent("staging") }
 
-    init(settings: Settings, client: any RemoteStore, overlay: Overlay, cache: MetadataCache, logger: Logger) throws {
+    init(settings: Settings, client: any RemoteStore, overlay: Overlay, cache: MetadataCache, logger: Logger,
+         clock: any TimeSource = SystemTime()) throws {
         self.settings = settings
+        self.clock = clock
+        schedule = UploadSchedule(limits: .init(uploaders: settings.uploaders, batchFileLimit: settings.batchFileLimit,
+                                                bulkFiles: settings.bulkFiles, bulkBytes: settings.bulkBytes,
+                                                putBatchFiles: settings.putBatchFiles, batchLinger: settings.batchLinger),
+                                  clock: clock)
         self.client = client
         self.overlay = overlay
         self.cache = cache
@@ -128,9 +139,10 @@ final class WriteBack: @unchecked Sendable {
             file.journalID = upload.id
             file.generation = upload.generation
             file.chunkUploadID = upload.chunkUploadID
-            file.notBefore = Date()
+            _ = file.upload.resumed(at: clock.now)
             files[upload.remotePath] = file
             overlay.set(upload.remotePath, .staged(file))
+            condition.withLock { reschedule(file) }
         }
         // Staging files no journal row names were never closed: their writer never got a
         // successful close, so nothing was promised for them.
@@ -210,10 +222,10 @@ final class WriteBack: @unchecked Sendable {
         var result = (count: 0, bytes: Int64(0), failed: 0)
         for file in files.values {
             file.lock.lock()
-            if file.needsUpload || file.dirty || file.writers > 0 {
+            if file.needsUpload || file.dirty || file.upload.writers > 0 {
                 result.count += 1
                 result.bytes += file.size
-                if file.failedPermanently { result.failed += 1 }
+                if file.upload.failedPermanently { result.failed += 1 }
             }
             file.lock.unlock()
         }
@@ -245,8 +257,8 @@ final class WriteBack: @unchecked Sendable {
         var result: [Abandoned] = []
         for (path, file) in files.sorted(by: { $0.key < $1.key }) {
             file.lock.lock()
-            guard file.writers > 0 else { file.lock.unlock(); continue }
-            file.writers = 0
+            guard file.upload.writers > 0 else { file.lock.unlock(); continue }
+            let effects = file.upload.writersAbandoned(at: clock.now, due: file.journalID != nil && !file.contentChanged)
             if file.journalID == nil {
                 file.removed = true
                 leftovers.append(file.stagingPath)
@@ -254,15 +266,17 @@ final class WriteBack: @unchecked Sendable {
                 file.lock.unlock()
                 files[path] = nil
                 overlay.unstage(path, file, replacement: nil)
+                apply(effects, to: file)
             } else if !file.contentChanged {
-                file.notBefore = Date()
                 result.append(.uploaded(path: path))
                 file.lock.unlock()
+                apply(effects, to: file)
             } else {
                 result.append(.kept(path: path))
                 file.lock.unlock()
                 // Its row stays for the next start; the drain does not wait for it.
                 files[path] = nil
+                _ = schedule.announce(file, nil)
             }
         }
         return result
@@ -271,24 +285,23 @@ final class WriteBack: @unchecked Sendable {
     /// Stops taking new uploads after waiting up to `timeout` for the pending ones. Returns
     /// how many are left in the journal for the next start.
     func drain(timeout: Double) -> Int {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = clock.now.addingTimeInterval(timeout)
         condition.lock()
         for file in files.values {
-            file.lock.lock()
-            if file.notBefore > Date() && file.writers == 0 { file.notBefore = Date() }
-            file.lock.unlock()
+            let effects = file.lock.withLock { file.upload.drainStarts(at: clock.now) }
+            apply(effects, to: file)
         }
         condition.broadcast()
         while true {
-            let left = files.values.filter { file in file.lock.withLock { file.needsUpload || file.uploading } }
-            let retryable = left.contains { file in file.lock.withLock { !file.failedPermanently } }
-            if left.isEmpty || !retryable || !condition.wait(until: deadline) {
+            let left = files.values.filter { file in file.lock.withLock { file.needsUpload || file.upload.uploading } }
+            let retryable = left.contains { file in file.lock.withLock { !file.upload.failedPermanently } }
+            if left.isEmpty || !retryable || !clock.wait(condition, until: deadline) {
                 stopping = true
                 condition.broadcast()
                 // Running uploads finish (their journal rows stay until they do), including
                 // the staging files they delete once `condition` is released.
                 while activeUploads > 0 {
-                    _ = condition.wait(until: Date().addingTimeInterval(1))
+                    _ = clock.wait(condition, until: clock.now.addingTimeInterval(1))
                 }
                 let count = files.values.filter { file in file.lock.withLock { file.needsUpload } }.count
                 condition.unlock()

@@ -320,7 +320,7 @@ extension IngestService {
             logger.error("ingest: item \(item.id) (\(item.name)) failed: \(item.persistError!)")
         } else {
             item.persistError = text
-            let delay = min(settings.retryCap, settings.retryBase * pow(2, Double(item.attempts - 1))) * Double.random(in: 0.75...1.25)
+            let delay = Backoff(base: settings.retryBase, cap: settings.retryCap, jitter: 0.25).delay(afterFailures: item.attempts)
             item.nextAttemptAt = Date().addingTimeInterval(delay)
             logger.warning("ingest: item \(item.id) (\(item.name)), attempt \(item.attempts): \(text); next in \(Int(delay.rounded())) s")
         }

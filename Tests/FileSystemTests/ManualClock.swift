@@ -1,0 +1,52 @@
+import FileSystem
+import Foundation
+
+/// A clock that moves only when a test advances it: a test of the settle delay, a retry's
+/// backoff or the batch linger waits for nothing. A wait on it ends when its condition is
+/// signalled, or when `advance` reaches its deadline (`advance` broadcasts every condition
+/// being waited on; the waiter looks again).
+final class ManualClock: TimeSource, @unchecked Sendable {
+    // @unchecked: `time` and `waiting` are guarded by `lock`, a leaf lock (a waiter's condition
+    // is taken after releasing it, never while holding it).
+    private let lock = NSLock()
+    private var time: Date
+    /// The conditions being waited on, with how many waiters each.
+    private var waiting: [ObjectIdentifier: (condition: NSCondition, waiters: Int)] = [:]
+
+    init(start: Date = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))) {
+        time = start
+    }
+
+    var now: Date { lock.withLock { time } }
+
+    func advance(by seconds: Double) {
+        let conditions = lock.withLock {
+            time += seconds
+            return waiting.values.map(\.condition)
+        }
+        for condition in conditions {
+            condition.lock()
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    func wait(_ condition: NSCondition, until deadline: Date) -> Bool {
+        let id = ObjectIdentifier(condition)
+        // Registered before the time is read, under one lock: an `advance` either sees the
+        // waiter (and broadcasts once the waiter sleeps: it holds `condition` until then), or
+        // came before, and the time read here is already the new one.
+        let passed = lock.withLock {
+            guard time < deadline else { return true }
+            waiting[id, default: (condition, 0)].waiters += 1
+            return false
+        }
+        if passed { return false }
+        condition.wait()
+        return lock.withLock {
+            waiting[id]!.waiters -= 1
+            if waiting[id]!.waiters == 0 { waiting[id] = nil }
+            return time < deadline
+        }
+    }
+}

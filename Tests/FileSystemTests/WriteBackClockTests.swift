@@ -1,0 +1,91 @@
+@testable import FileSystem
+import Foundation
+import RemoteCache
+import TestSupport
+import Testing
+import WebDAV
+
+/// Write-back's delays on a manual clock, in process against `MemoryStore`: the settle delay
+/// after a close and a failed upload's backoff pass when the test advances the clock, not in
+/// wall-clock time. (What must *not* happen yet is checked after a short real pause: the
+/// uploaders run on their own threads.)
+@Suite("Write-back delays on a manual clock (in process)", .serialized, .timeLimit(.minutes(2)))
+struct WriteBackClockTests {
+    let clock = ManualClock()
+    let store = MemoryStore()
+    /// The write-back's own client (its faults go here).
+    let background: MemoryStore
+    let state = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-clock-\(UUID().uuidString.prefix(8))")
+
+    init() { background = store.view("write-back") }
+
+    func mount(settle: Double) throws -> FileSystem {
+        let cache = MetadataCache(client: store.view("metadata"), configuration: .init(freshness: .seconds(600), pollInterval: nil))
+        let fs = FileSystem(cache: cache, reader: store.view("reader"))
+        var options = FileSystem.WriteOptions(directory: state)
+        options.settleDelay = settle
+        options.clock = clock
+        try fs.enableWrites(options, client: background)
+        return fs
+    }
+
+    /// Creates `name` at the root with `text`, closed.
+    func write(_ fs: FileSystem, _ name: String, _ text: String) throws {
+        let (_, handle) = try fs.create(parent: FileSystem.rootInode, name: name, exclusive: true)
+        _ = try Array(text.utf8).withUnsafeBytes { bytes throws(FSError) in try fs.write(handle, offset: 0, bytes: bytes) }
+        try fs.flush(handle)
+        fs.release(handle)
+    }
+
+    /// Polls `condition` every 10 ms for up to 10 s of real time.
+    func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<1000 {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+
+    func stored(_ name: String) -> String? {
+        store.entry(name).map { String(decoding: $0.content, as: UTF8.self) }
+    }
+
+    @Test("a closed file goes up when the clock passes its settle delay, not before")
+    func settleDelay() throws {
+        let fs = try mount(settle: 30)
+        defer { _ = fs.drainUploads(timeout: 0); try? FileManager.default.removeItem(at: state) }
+        try write(fs, "a.txt", "settled")
+        clock.advance(by: 29)
+        usleep(300_000)
+        #expect(stored("a.txt") == nil, "29 s of the 30 s settle delay")
+        clock.advance(by: 1)
+        #expect(eventually { stored("a.txt") == "settled" })
+        #expect(eventually { fs.pendingUploads.count == 0 })
+    }
+
+    @Test("a failed upload is retried when the clock passes its backoff (1 s, then 2 s), not before")
+    func backoff() throws {
+        let fs = try mount(settle: 0)
+        defer { _ = fs.drainUploads(timeout: 0); try? FileManager.default.removeItem(at: state) }
+        background.failNext([.put, .bulkUpload], with: .unavailable, count: 2)
+        try write(fs, "b.txt", "retried")
+        let file = try #require(fs.writeBack?.staged("b.txt"))
+        /// Whether the `n`th attempt has failed and been settled.
+        func failed(attempts n: Int) -> Bool {
+            file.lock.withLock { file.upload.attempts == n && file.upload.failure != nil && !file.upload.uploading }
+        }
+        #expect(eventually { failed(attempts: 1) })
+        clock.advance(by: 0.9)
+        usleep(300_000)
+        #expect(background.calls(.put) == 1, "within the first 1 s backoff")
+        clock.advance(by: 0.1)
+        #expect(eventually { failed(attempts: 2) })
+        clock.advance(by: 1.9)
+        usleep(300_000)
+        #expect(background.calls(.put) == 2, "within the second, 2 s backoff")
+        #expect(stored("b.txt") == nil)
+        clock.advance(by: 0.1)
+        #expect(eventually { stored("b.txt") == "retried" })
+        #expect(background.calls(.put) == 3)
+    }
+}
