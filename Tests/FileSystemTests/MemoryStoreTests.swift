@@ -111,16 +111,23 @@ struct MemoryStoreTests {
         return lines
     }
 
-    @Test("the script tells the same story on the emulator and in memory")
-    func sameAsEmulator() throws {
+    /// Runs `script` against the emulator and against a new in-memory store, expects the same
+    /// lines from both, and returns the in-memory ones.
+    static func sameStory(_ script: (any IngestStore) -> [String]) throws -> [String] {
         let server = try TestServer()
         defer { server.stop() }
-        let onEmulator = Self.script(try server.client())
-        let inMemory = Self.script(MemoryStore())
+        let onEmulator = script(try server.client())
+        let inMemory = script(MemoryStore())
         for (emulator, memory) in zip(onEmulator, inMemory) {
             #expect(emulator == memory)
         }
         #expect(onEmulator.count == inMemory.count)
+        return inMemory
+    }
+
+    @Test("the script tells the same story on the emulator and in memory")
+    func sameAsEmulator() throws {
+        let inMemory = try Self.sameStory { Self.script($0) }
         // What the story is (so the two cannot agree on something wrong).
         let story = Dictionary(uniqueKeysWithValues: inMemory.map { line in
             let colon = line.range(of: ": ")!
@@ -216,14 +223,7 @@ struct MemoryStoreTests {
 
     @Test("ingest's part tells the same story on the emulator and in memory")
     func ingestPartSameAsEmulator() throws {
-        let server = try TestServer()
-        defer { server.stop() }
-        let onEmulator = Self.ingestScript(try server.client())
-        let inMemory = Self.ingestScript(MemoryStore())
-        for (emulator, memory) in zip(onEmulator, inMemory) {
-            #expect(emulator == memory)
-        }
-        #expect(onEmulator.count == inMemory.count)
+        let inMemory = try Self.sameStory { Self.ingestScript($0) }
         let sum = "SHA256:" + String(repeating: "ab", count: 32)
         #expect(inMemory == [
             "put with a checksum: [\"\(sum)\"]", "put without one: []", "bulk over a checksummed file: []",
