@@ -74,13 +74,16 @@ extension WriteBack {
             }
             // The base moves on before the row is completed: a close recording a new version
             // from now on names this upload's ETag as its base, in memory and in its row (a
-            // row of a newer generation gets it from `complete`).
+            // row of a newer generation gets it from `complete`). Both under `journalLock`, so
+            // no close's record falls between them.
+            file.journalLock.lock()
             file.lock.withLock {
                 file.base = entry.etag.isEmpty ? .unconditional : .etag(entry.etag)
                 file.fileID = entry.fileID
                 file.unanswered = nil
             }
             completed = (try? journal.complete(id: journalID, generation: generation, serverETag: entry.etag.isEmpty ? nil : entry.etag)) ?? false
+            file.journalLock.unlock()
             // A newer generation waits: its row is pending again, not "uploading".
             if !completed { _ = try? journal.setState(id: journalID, state: .pending, error: nil) }
         case .failure(let error):

@@ -153,9 +153,11 @@ extension WriteBack {
         if content == nil && fsync(fd) != 0 {
             throw .cacheFailure("fsync of the staged copy of /\(file.path): \(FileSystem.lastErrorText())")
         }
-        // Under `condition`, so an upload finishing now (which completes the journal row and
-        // moves the base ETag on, also under it) is either wholly before or wholly after.
+        // Under `condition`, so a rename (which moves rows by path, under it) is wholly before or
+        // after; under the file's `journalLock`, so an upload completing now (which moves the
+        // base ETag on and completes the row) is too.
         condition.lock(); defer { condition.unlock() }
+        file.journalLock.lock(); defer { file.journalLock.unlock() }
         file.lock.lock()
         let (path, currentSize, mtime, base) = (file.path, file.size, file.mtime, file.base)
         let switched = file.stagingPath != stagingPath
