@@ -18,6 +18,10 @@ import WebDAV
 /// A failure names its seed and the operations, shrunk (operations removed while it still
 /// fails). Replay one with `NCFS_MODEL_SEED=<seed>`; `NCFS_MODEL_OPS=<n>` sets the length
 /// (CI runs 4 seeds of 120 with bulk uploads and 2 by PUT; `NCFS_MODEL_OPS=100000 NCFS_MODEL_SEED=1` is the long mode).
+/// A long run checks the whole tree every `length / 500` operations instead of every 10 (the
+/// check reads every file, so at every 10 a long run's time grows with the square of its
+/// length), prints its progress every 1,000 operations, and gets a time limit of a minute per
+/// 1,000 operations.
 ///
 /// The same seeds also run against `MemoryStore` (TestSupport) instead of the emulator: no
 /// process, no socket, and faults the emulator cannot make. There a fault reaches the
@@ -27,8 +31,13 @@ import WebDAV
 /// uploads, listings and attribute sync), whose failures no operation may show. Files above
 /// 300 kB go up in chunks there, so the chunked path runs too. The final check reads the
 /// store's tree.
-@Suite("Write path against a model (in process, no FUSE)", .serialized, .timeLimit(.minutes(20)))
+/// The suite's time limit: 20 minutes, or a minute per 1,000 operations of a long run.
+let writeModelMinutes = max(20, (ProcessInfo.processInfo.environment["NCFS_MODEL_OPS"].flatMap(Int.init) ?? 0) / 1_000)
+
+@Suite("Write path against a model (in process, no FUSE)", .serialized, .timeLimit(.minutes(writeModelMinutes)))
 struct WriteModelTests {
+    /// Operations between two checks of the whole tree.
+    static let treeCheckEvery = max(10, length / 500)
     static let environment = ProcessInfo.processInfo.environment
     static let seeds: [UInt64] = environment["NCFS_MODEL_SEED"].flatMap(UInt64.init).map { [$0] } ?? [11, 23, 47, 95]
     /// Without bulk uploads and with `close=durable`: the PUT path and fsynced closes.
@@ -153,7 +162,19 @@ enum ModelOp: CustomStringConvertible, Equatable {
 
     static func bytes(size: Int, tag: UInt64) -> [UInt8] {
         var rng = SeededGenerator(seed: tag &+ 0x9E37_79B9)
-        return (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        // Eight bytes per draw: a long run writes hundreds of MB of these.
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var index = 0
+            while index < size {
+                var word = rng.next()
+                for _ in 0..<min(8, size - index) {
+                    buffer[index] = UInt8(truncatingIfNeeded: word)
+                    word >>= 8
+                    index += 1
+                }
+            }
+            initialized = size
+        }
     }
 
     /// The faults the emulator makes (by HTTP method, at its socket).
@@ -376,7 +397,10 @@ final class ModelRun {
                 do { try run.perform(op) } catch { throw ModelFailure(description: "operation \(index) (\(op)) failed: \(error)") }
                 switch op { case .pause, .fault: continue; default: break }
                 try run.checkPath(op, index: index)
-                if index % 10 == 9 { try run.checkTree(after: index) }
+                if index % WriteModelTests.treeCheckEvery == WriteModelTests.treeCheckEvery - 1 { try run.checkTree(after: index) }
+                if ops.count >= 10_000 && index % 1_000 == 999 {
+                    FileHandle.standardError.write(Data("model run: \(index + 1) of \(ops.count) operations\n".utf8))
+                }
             }
             try run.checkTree(after: ops.count)
             let left = run.fs.drainUploads(timeout: 60)
