@@ -275,7 +275,9 @@ struct IngestTests {
         #expect(!FileManager.default.fileExists(atPath: incoming + "/broken.png"))
 
         // A derivative deleted on the server: quarantine --dry-run reports, quarantine marks.
-        let low = "pindeck/media-uploads/\(h.today)/low/broken-w320.webp"
+        // The item's own day, not today's: the test may run across midnight (it did, in CI).
+        let day = try #require(try h.items().first { $0["name"] as? String == "broken.png" }?["day"] as? String)
+        let low = "pindeck/media-uploads/\(day)/low/broken-w320.webp"
         _ = try h.server.client().delete(low)
         let connection = ["--url", h.server.baseURL, "--user", h.server.user, "--state-dir", h.state.path]
         let dry = run(MountedServer.binary, ["quarantine", "--dry-run"] + connection, environment: h.passwordEnvironment, errors: true)
