@@ -10,17 +10,20 @@ import WebDAV
 /// then the store's own parts (faults, lost answers, counts, views, ETag propagation).
 @Suite("MemoryStore: Nextcloud's semantics in memory")
 struct MemoryStoreTests {
+    /// One step of a script as a line: what came back, or the error's kind.
+    static func line(_ name: String, _ body: () throws -> String) -> String {
+        do { return "\(name): \(try body())" } catch let error as DAVError {
+            return "\(name): \(error.kind)"
+        } catch {
+            return "\(name): \(error)"
+        }
+    }
+
     /// Runs the script on `store`, one line per step: what came back, in words that do not
     /// depend on the server's ETag or file id values (only on whether they changed).
     static func script(_ store: any RemoteStore) -> [String] {
         var lines: [String] = []
-        func step(_ name: String, _ body: () throws -> String) {
-            do { lines.append("\(name): \(try body())") } catch let error as DAVError {
-                lines.append("\(name): \(error.kind)")
-            } catch {
-                lines.append("\(name): \(error)")
-            }
-        }
+        func step(_ name: String, _ body: () throws -> String) { lines.append(Self.line(name, body)) }
         let mtime = Date(timeIntervalSince1970: 1_700_000_000)
         let ten = Array("0123456789".utf8)
         var firstTag = "", fileID: Int64 = 0
@@ -168,13 +171,7 @@ struct MemoryStoreTests {
     /// made and listed by path, downloads.
     static func ingestScript(_ store: any IngestStore) -> [String] {
         var lines: [String] = []
-        func step(_ name: String, _ body: () throws -> String) {
-            do { lines.append("\(name): \(try body())") } catch let error as DAVError {
-                lines.append("\(name): \(error.kind)")
-            } catch {
-                lines.append("\(name): \(error)")
-            }
-        }
+        func step(_ name: String, _ body: () throws -> String) { lines.append(Self.line(name, body)) }
         let ten = Array("0123456789".utf8)
         let sum = "SHA256:" + String(repeating: "ab", count: 32)
         func checksums(_ path: String) throws -> String { try store.stat(path, properties: .withChecksums).checksums.description }
