@@ -69,6 +69,15 @@ final class IngestRig: @unchecked Sendable {
     /// Whether the staging folder still holds `name`.
     func staged(_ name: String) -> Bool { FileManager.default.fileExists(atPath: staging.appendingPathComponent(name).path) }
 
+    /// Opens the catalog, starts a service on it, and waits until `count` items are done
+    /// (`settle`).
+    func ingest(count: Int) throws -> [IngestItem] {
+        let catalog = try SQLiteCatalog(path: catalogPath)
+        let service = try service(catalog: catalog)
+        service.start()
+        return try settle(service, catalog, count: count)
+    }
+
     /// Waits until `count` items are in the catalog, all in a final state and (unless failed)
     /// out of the staging folder, then stops `service` (which lets a worker finish what it
     /// holds). Returns the items, oldest first.
