@@ -92,7 +92,7 @@ let package = Package(
         // the worker pool both run blocking jobs on. FileSystem re-exports it.
         .target(
             name: "FileSystemInterface",
-            dependencies: ["WebDAV"],
+            dependencies: ["WebDAV", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         // SQLite as Swift: a connection, typed values and rows, transactions, durability levels.

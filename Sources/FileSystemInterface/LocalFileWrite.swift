@@ -1,4 +1,5 @@
 import Glibc
+internal import SystemPackage
 
 /// Writes into local files (staged copies, cached content, `incoming/` files) that the
 /// filesystem and the content cache share.
@@ -11,7 +12,7 @@ public enum LocalFileWrite {
         while written < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
             if n > 0 { written += n } else if n < 0 && errno == EINTR { continue } else {
-                throw .cacheFailure("writing \(what): \(String(cString: strerror(errno)))")
+                throw .cacheFailure("writing \(what): \(Errno(rawValue: errno).description)")
             }
         }
         return written
