@@ -36,12 +36,13 @@ final class StagedFile: @unchecked Sendable {
     }
 
     let lock = NSLock()
-    /// Held across a journal write that depends on the file's base ETag: a close's record
-    /// (reads the base, then upserts the row) and an upload's completion (moves the base on,
-    /// then completes the row). Without it a completion could fall between a close's read and
-    /// its upsert, and the row the close inserts would name the base the upload replaced: after
-    /// a restart, that row's upload would meet 412 and make a conflict copy of our own file.
-    /// Taken after `WriteBack.condition`, before `lock`; only SQLite's lock is taken under it.
+    /// Held across a journal write that depends on the file's base ETag or staging file: a
+    /// close's record (reads both, then upserts the row) and an upload's completion (moves the
+    /// base on, then completes the row); a copy on write holds it to switch the staging file.
+    /// Without it a completion could fall between a close's read and its upsert, and the row the
+    /// close inserts would name the base the upload replaced: after a restart, that row's upload
+    /// would meet 412 and make a conflict copy of our own file. Taken after `WriteBack.names`,
+    /// before `WriteBack.condition` and `lock` (the order is written out in `WriteBack`).
     let journalLock = NSLock()
     var path: String
     var stagingPath: String

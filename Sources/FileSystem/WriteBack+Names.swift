@@ -32,22 +32,27 @@ extension WriteBack {
     /// The staged file at `from` now lives at `to` (replacing one staged there). The journal
     /// follows in the same step, so the upload goes to the new name only.
     func rename(from: String, to: String, base: StagedFile.Base?) throws(FSError) {
-        // The replaced file's staging file is deleted once `condition` is released (declared
+        // The replaced file's staging file is deleted once the locks are released (declared
         // first, so this defer runs last).
         var leftover: String?
         defer { if let leftover { unlink(leftover) } }
-        condition.lock(); defer { condition.unlock() }
+        // `names` from the journal's transaction until the files carry their new paths: no
+        // close records a file under the name its row just left. The transaction runs outside
+        // `condition`.
+        names.lock(); defer { names.unlock() }
+        let outcome: UploadJournal.RenameOutcome
         do {
             // The base travels in the rename's transaction: after a restart the row must name
             // the version its upload may replace at the new name.
             if let base {
-                _ = try journal.rename(from: from, to: to, baseETag: base.journalValue)
+                outcome = try journal.rename(from: from, to: to, baseETag: base.journalValue)
             } else {
-                _ = try journal.rename(from: from, to: to)
+                outcome = try journal.rename(from: from, to: to)
             }
         } catch {
             throw .cacheFailure("journal: \(error)")
         }
+        condition.lock(); defer { condition.unlock() }
         if let replaced = files.removeValue(forKey: to), replaced !== files[from] { leftover = discard(replaced) }
         // A staged file has no staged files below it: only a folder's rename needs the scan
         // (over every staged file, which a bulk copy's rename of each temp file must not pay).
@@ -57,16 +62,15 @@ extension WriteBack {
             let moved = to + path.dropFirst(from.count)
             files[path] = nil
             files[moved] = file
-            // The journal gave the renamed row a new generation (an upload that ran under the
-            // old name does not complete it): follow it, or the row would wait forever.
-            let row = try? journal.upload(at: moved)
             file.lock.lock()
             file.path = moved
             // What a lost attempt may have stored moved too (a folder's MOVE, or the rename's
             // own MOVE of that copy).
             if let sent = file.unanswered, sent.path == path { file.unanswered = (moved, sent.size, sent.mtime) }
             if path == from, let base { file.base = base }
-            if let row, file.journalID == row.id { file.generation = row.generation }
+            // The journal gave the renamed row a new generation (an upload that ran under the
+            // old name does not complete it): follow it, or the row would wait forever.
+            if let id = file.journalID, let generation = outcome.generations[id] { file.generation = generation }
             // A name it failed under (refused by the server) may be fine now.
             _ = file.upload.changed()
             file.lock.unlock()
@@ -80,9 +84,14 @@ extension WriteBack {
     func remove(_ path: String) throws(FSError) {
         var leftover: String?
         defer { if let leftover { unlink(leftover) } }
-        condition.lock(); defer { condition.unlock() }
-        guard let file = files.removeValue(forKey: path) else { return }
+        // The row goes first, under `names` (not `condition`); the caller holds the file's
+        // uploads (`holdingUploads`), so none completes or starts in between.
+        names.lock(); defer { names.unlock() }
+        guard let file = staged(path) else { return }
         do { _ = try journal.remove(remotePath: path) } catch { throw .cacheFailure("journal: \(error)") }
+        condition.lock(); defer { condition.unlock() }
+        guard files[path] === file else { return }
+        files[path] = nil
         leftover = discard(file)
     }
 

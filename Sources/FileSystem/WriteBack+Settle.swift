@@ -138,8 +138,7 @@ extension WriteBack {
             folderTimes = folderTimesDue(after: uploadedPath)
         case .failure(let error):
             let permanent = WriteBack.isPermanent(error, moved: movedMeanwhile)
-            // A full server is asked again at the longest backoff.
-            let delay = error.kind == .insufficientStorage ? settings.retry.cap : settings.retry.delay(afterFailures: attempt)
+            let delay = retryDelay(after: attempt, error: error)
             file.lock.lock()
             effects = file.upload.failed(FSError.remote(error), permanent: permanent,
                                          retryAt: clock.now.addingTimeInterval(movedMeanwhile ? 0 : delay))
@@ -147,6 +146,18 @@ extension WriteBack {
             logger.warning("upload of /\(originalPath) failed (attempt \(attempt)\(permanent ? ", kept until the file changes" : ", retrying in \(Int(delay)) s")): \(error)")
             if removed { leftovers.append(stagingPath) }
         }
+    }
+
+    /// How long a failed upload waits before its next attempt (caller holds `condition`): the
+    /// backoff for its number of failures, the longest for a full server. While the unmount's
+    /// drain waits, at most half the time it has left (and at least a second): a backoff ending
+    /// past the drain's deadline would leave the file untried for the next mount although the
+    /// unmount still waits for it; halving the time left tries it a few more times, not in a
+    /// tight loop.
+    func retryDelay(after attempt: Int, error: DAVError) -> Double {
+        let delay = error.kind == .insufficientStorage ? settings.retry.cap : settings.retry.delay(afterFailures: attempt)
+        guard let drainDeadline else { return delay }
+        return min(delay, max(1, drainDeadline.timeIntervalSince(clock.now) / 2))
     }
 
     /// Whether an upload that failed with `error` is kept until the file changes rather than

@@ -39,6 +39,9 @@ extension WriteBack {
                 closeWriter(file)
                 throw error
             }
+            // Under `journalLock`: a close's record checks which staging file is current and
+            // names it in the row, and no switch may fall between the two.
+            file.journalLock.lock(); defer { file.journalLock.unlock() }
             condition.lock(); defer { condition.unlock() }
             file.lock.lock(); defer { file.lock.unlock() }
             if file.upload.uploading && file.stagingPath == source {
@@ -130,15 +133,17 @@ extension WriteBack {
     /// Gives the file's journal row its new mtime. False when the row is gone (its upload
     /// completed meanwhile) or is another's: then the file must be recorded whole.
     func recordMtime(_ file: StagedFile) throws(FSError) -> Bool {
-        condition.lock(); defer { condition.unlock() }
+        // Under `names`, so a rename (which moves rows by path) is wholly before or after.
+        names.lock()
         file.lock.lock()
         let (path, mtime, journalID) = (file.path, file.mtime, file.journalID)
         file.lock.unlock()
         let row: PendingUpload?
-        do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { throw .cacheFailure("journal: \(error)") }
-        guard let row, row.id == journalID else { return false }
-        file.lock.lock(); file.generation = row.generation; file.lock.unlock()
-        reschedule(file)
+        do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { names.unlock(); throw .cacheFailure("journal: \(error)") }
+        guard let row, row.id == journalID else { names.unlock(); return false }
+        file.lock.withLock { file.generation = row.generation }
+        names.unlock()
+        condition.withLock { reschedule(file) }
         return true
     }
 
@@ -153,18 +158,28 @@ extension WriteBack {
         if content == nil && fsync(fd) != 0 {
             throw .cacheFailure("fsync of the staged copy of /\(file.path): \(FileSystem.lastErrorText())")
         }
-        // Under `condition`, so a rename (which moves rows by path, under it) is wholly before or
+        // Under `names`, so a rename (which moves rows by path, under it) is wholly before or
         // after; under the file's `journalLock`, so an upload completing now (which moves the
-        // base ETag on and completes the row) is too.
-        condition.lock(); defer { condition.unlock() }
-        file.journalLock.lock(); defer { file.journalLock.unlock() }
+        // base ETag on and completes the row) and a copy on write (which switches the staging
+        // file) are too. Not under `condition`: the commit may fsync, and other closes go on.
+        do {
+            names.lock(); defer { names.unlock() }
+            file.journalLock.lock(); defer { file.journalLock.unlock() }
+            guard try recordRow(file, stagingPath: stagingPath, size: size, content: content) else { return }
+        }
+        condition.withLock { reschedule(file) }
+    }
+
+    /// The journal half of `recordContent` (caller holds `names` and the file's `journalLock`):
+    /// upserts the row for the staging file. False when the staging file was switched meanwhile.
+    private func recordRow(_ file: StagedFile, stagingPath: String, size: Int64, content: [UInt8]?) throws(FSError) -> Bool {
         file.lock.lock()
         let (path, currentSize, mtime, base) = (file.path, file.size, file.mtime, file.base)
         let switched = file.stagingPath != stagingPath
         if switched { file.dirty = true; file.contentChanged = true }
         file.lock.unlock()
         // Copied on write meanwhile: the writer of the new copy records that one when it closes.
-        if switched { return }
+        if switched { return false }
         // A write since `size` was taken has marked the file dirty again, for its own close.
         let recordedSize = content == nil ? currentSize : size
         do {
@@ -180,7 +195,7 @@ extension WriteBack {
             file.journalID = row.id
             file.generation = row.generation
             file.lock.unlock()
-            reschedule(file)
+            return true
         } catch {
             throw .cacheFailure("journal: \(error)")
         }

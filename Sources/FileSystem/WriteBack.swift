@@ -30,9 +30,16 @@ import WebDAV
 /// uploaded, its events returning what to do; `UploadSchedule`: which due file an uploader
 /// takes, by due time. Time comes from the injected `clock`.
 final class WriteBack: @unchecked Sendable {
-    // @unchecked: `files`, `schedule`, `stopping`, `activeUploads`, `folderTimes` and
-    // `nextStagingNumber` are guarded by `condition`; each StagedFile's fields by its own lock,
-    // taken after `condition` (and after Overlay's), never before it.
+    // @unchecked: `files`, `schedule`, `stopping`, `activeUploads`, `folderTimes`,
+    // `nextStagingNumber` and `drainDeadline` are guarded by `condition`; each StagedFile's
+    // fields by its own lock.
+    //
+    // Lock order, each taken only after the ones before it:
+    //   `names` → a StagedFile's `journalLock` → `condition` → Overlay's lock → a StagedFile's `lock`.
+    // No journal commit, request or file copy runs under `condition` (every close, release,
+    // create and uploader takes it): journal writes keyed by a path run under `names`, those
+    // that depend on a file's base ETag under its `journalLock`, and SQLite's own lock is the
+    // only one taken inside either.
 
     struct Settings: Sendable {
         /// Folder of staging files and the journal (0700, files 0600).
@@ -82,6 +89,12 @@ final class WriteBack: @unchecked Sendable {
     /// Every time write-back reads or waits for (injected: tests advance a clock by hand).
     let clock: any TimeSource
     let condition = NSCondition()
+    /// Orders the journal writes keyed by a path (a close's record, an mtime, a rename, an
+    /// unlink) with the changes of paths in memory: a rename holds it from its journal
+    /// transaction until the staged files carry their new paths, so a close never records a
+    /// file under a name the journal has just moved away from. The journal serializes its
+    /// writers anyway, so a close waits here only for what SQLite would make it wait for.
+    let names = NSLock()
     /// Told the file id of every file this mount has uploaded (the content cache drops what it
     /// held of the file: see `ContentCache.forget`). Set once, before `start`.
     var uploaded: @Sendable (Int64) -> Void = { _ in }
@@ -99,6 +112,8 @@ final class WriteBack: @unchecked Sendable {
     /// below such a folder, its time is set again. Kept in memory only: after a crash or a
     /// remount the folder keeps the upload time. Guarded by `condition`.
     var folderTimes: [String: Int64] = [:]
+    /// Set while the unmount's drain waits: when it gives up (see `retryDelay`).
+    var drainDeadline: Date?
     private static let folderTimesLimit = 10_000
 
     var stagingDirectory: URL { settings.directory.appendingPathComponent("staging") }
@@ -287,6 +302,7 @@ final class WriteBack: @unchecked Sendable {
     func drain(timeout: Double) -> Int {
         let deadline = clock.now.addingTimeInterval(timeout)
         condition.lock()
+        drainDeadline = deadline
         for file in files.values {
             let effects = file.lock.withLock { file.upload.drainStarts(at: clock.now) }
             apply(effects, to: file)

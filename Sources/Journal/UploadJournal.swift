@@ -60,14 +60,19 @@ public final class UploadJournal: Sendable {
 
     /// What `rename` did.
     public struct RenameOutcome: Sendable, Hashable {
-        /// Rows moved to the new name: the renamed file's own, or those under a renamed folder.
-        public var renamed: Int
+        /// The rows moved to the new name (the renamed file's own, or those under a renamed
+        /// folder): each one's new generation, by row id. The write-back takes them from here
+        /// rather than reading the rows again.
+        public var generations: [Int64: Int64]
         /// The pending upload that was at the destination and was replaced (POSIX rename over
         /// an existing file), so that its staging file can be deleted.
         public var replaced: PendingUpload?
 
-        public init(renamed: Int, replaced: PendingUpload?) {
-            self.renamed = renamed
+        /// How many rows moved.
+        public var renamed: Int { generations.count }
+
+        public init(generations: [Int64: Int64], replaced: PendingUpload?) {
+            self.generations = generations
             self.replaced = replaced
         }
     }
@@ -225,20 +230,23 @@ public final class UploadJournal: Sendable {
     private func rename(from: String, to: String, base: String??) throws(SQLiteError) -> RenameOutcome {
         let from = Self.key(from), to = Self.key(to)
         precondition(!from.isEmpty && !to.isEmpty, "the mount root is never renamed")
-        if from == to { return RenameOutcome(renamed: 0, replaced: nil) }
+        if from == to { return RenameOutcome(generations: [:], replaced: nil) }
         let now = Self.now()
         return try database.transaction(durability: .crashSafe) { db throws(SQLiteError) in
             let replaced = try db.query("DELETE FROM uploads WHERE remote_path = ? RETURNING *", [.text(to)])
                 .first.map { row throws(SQLiteError) in try PendingUpload(row: row) }
             // length() and substr() both count characters, so the new path is `to` followed by
             // whatever came after `from` ("" or "/…").
-            let renamed = try db.execute("""
+            let renamed = try db.query("""
                 UPDATE uploads SET remote_path = ?1 || substr(remote_path, length(?2) + 1),
                     base_etag = CASE WHEN ?6 AND remote_path = ?2 THEN ?7 ELSE base_etag END,
                     generation = generation + 1, state = 'pending', attempts = 0, chunk_upload_id = NULL, updated_at = ?5
                 WHERE \(Self.treeCondition(parameter: 2))
+                RETURNING id, generation
                 """, [.text(to), .text(from)] + Self.treeBounds(from) + [.real(now), .integer(base == nil ? 0 : 1), SQLiteValue(base ?? nil)])
-            return RenameOutcome(renamed: renamed, replaced: replaced)
+            var generations: [Int64: Int64] = [:]
+            for row in renamed { generations[try row.int64("id")] = try row.int64("generation") }
+            return RenameOutcome(generations: generations, replaced: replaced)
         }
     }
 

@@ -1,5 +1,6 @@
 @testable import FileSystem
 import Foundation
+import Synchronization
 import RemoteCache
 import TestSupport
 import Testing
@@ -87,5 +88,43 @@ struct WriteBackClockTests {
         clock.advance(by: 0.1)
         #expect(eventually { stored("b.txt") == "retried" })
         #expect(background.calls(.put) == 3)
+    }
+
+    /// The unmount waits up to its timeout for pending uploads. A file whose backoff would end
+    /// past that deadline used to wait it out and stay pending for the next mount (the
+    /// in-memory model run, seed 505, at a remount after six failures in a row); during the
+    /// drain a retry waits at most half the time left.
+    @Test("during the unmount's drain a failed upload is retried within the drain's time, not after its full backoff")
+    func drainShortensBackoff() throws {
+        let fs = try mount(settle: 0)
+        defer { try? FileManager.default.removeItem(at: state) }
+        background.failNext([.put, .bulkUpload], with: .unavailable, count: 5)
+        try write(fs, "c.txt", "drained")
+        let file = try #require(fs.writeBack?.staged("c.txt"))
+        func failed(attempts n: Int) -> Bool {
+            file.lock.withLock { file.upload.attempts == n && file.upload.failure != nil && !file.upload.uploading }
+        }
+        #expect(eventually { failed(attempts: 1) })
+        clock.advance(by: 1)
+        #expect(eventually { failed(attempts: 2) })
+        clock.advance(by: 2)
+        #expect(eventually { failed(attempts: 3) })
+        clock.advance(by: 4)
+        #expect(eventually { failed(attempts: 4) })
+        // Backing off 8 s now. The drain (10 s) makes it due at once; the fifth attempt fails,
+        // and its backoff (16 s) would end past the drain's deadline: it is 5 s instead.
+        let left = Mutex<Int?>(nil)
+        let drain = Thread {
+            let count = fs.drainUploads(timeout: 10)
+            left.withLock { $0 = count }
+        }
+        drain.start()
+        #expect(eventually { failed(attempts: 5) })
+        let retryAt = file.lock.withLock { file.upload.notBefore }
+        #expect(retryAt == clock.now.addingTimeInterval(5), "half the drain's 10 s left, not the 16 s backoff")
+        clock.advance(by: 5)
+        #expect(eventually { stored("c.txt") == "drained" })
+        #expect(eventually { left.withLock { $0 } == 0 }, "nothing left for the next mount")
+        if left.withLock({ $0 }) == nil { clock.advance(by: 10) }
     }
 }

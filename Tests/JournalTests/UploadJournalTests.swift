@@ -193,14 +193,14 @@ struct UploadJournalTests {
         try journal.setState(id: u.id, state: .uploading)
         try journal.setChunkUploadID(id: u.id, uploadID: "c")
         let outcome = try journal.rename(from: "docs/.report.pdf.Ab12Cd", to: "docs/report.pdf")
-        #expect(outcome == UploadJournal.RenameOutcome(renamed: 1, replaced: nil))
+        #expect(outcome == UploadJournal.RenameOutcome(generations: [u.id: 2], replaced: nil))
         #expect(try journal.paths() == ["docs/report.pdf"])
         let renamed = try #require(try journal.upload(at: "docs/report.pdf"))
         #expect(renamed.id == u.id && renamed.generation == 2 && renamed.state == .pending && renamed.attempts == 0)
         #expect(renamed.chunkUploadID == nil && renamed.mtime == 7 && renamed.baseETag == "e" && renamed.stagingFile == "s")
         // The attempt that was running under the old name cannot complete the renamed row.
         #expect(try journal.complete(id: u.id, generation: 1, serverETag: "e1") == false)
-        #expect(try journal.rename(from: "docs/report.pdf", to: "/docs/report.pdf/") == UploadJournal.RenameOutcome(renamed: 0, replaced: nil))
+        #expect(try journal.rename(from: "docs/report.pdf", to: "/docs/report.pdf/") == UploadJournal.RenameOutcome(generations: [:], replaced: nil))
         #expect(try journal.rename(from: "nothing", to: "here").renamed == 0)
     }
 
@@ -217,7 +217,7 @@ struct UploadJournalTests {
 
         // A file that is not pending renamed over one that is: the pending content is gone too.
         let c = try journal.upsert(remotePath: "c.txt", stagingFile: "sc", size: 3, mtime: 3)
-        #expect(try journal.rename(from: "on-server-only.txt", to: "c.txt") == UploadJournal.RenameOutcome(renamed: 0, replaced: c))
+        #expect(try journal.rename(from: "on-server-only.txt", to: "c.txt") == UploadJournal.RenameOutcome(generations: [:], replaced: c))
         #expect(try journal.paths() == ["b.txt"])
     }
 
@@ -264,7 +264,11 @@ struct UploadJournalTests {
         let after = try journal.all()
         for (old, new) in zip(before, after) { #expect(old.id == new.id && old.stagingFile == new.stagingFile && old.size == new.size) }
 
-        #expect(try journal.rename(from: "new 100%_dir/sub", to: "dir2/sub").renamed == 2)
+        // The outcome names each moved row with its new generation, as the rows hold it.
+        let moved = try journal.rename(from: "new 100%_dir/sub", to: "dir2/sub")
+        let rows = try journal.all().filter { $0.remotePath.hasPrefix("dir2/sub/") }
+        #expect(moved.renamed == 2 && moved.generations == Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.generation) }))
+        #expect(rows.allSatisfy { $0.generation == 3 })
         #expect(try journal.paths().filter { $0.hasPrefix("dir2/") } == ["dir2/sub/deeper/x", "dir2/sub/\u{E9}t\u{E9}.png", "dir2/x"])
     }
 
