@@ -165,7 +165,7 @@ let package = Package(
         // MARK: Tests
         .target(
             name: "TestSupport",
-            dependencies: ["WebDAV", "HTTPTransport"],
+            dependencies: ["WebDAV", "HTTPTransport", "FileSystemInterface"],
             path: "Tests/TestSupport",
             swiftSettings: strict
         ),

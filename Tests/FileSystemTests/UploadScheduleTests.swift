@@ -1,6 +1,7 @@
 @testable import FileSystem
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 /// The upload schedule on its own, driven by a manual clock: which file an uploader takes and

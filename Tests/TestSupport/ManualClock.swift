@@ -1,11 +1,11 @@
-import FileSystem
+import FileSystemInterface
 import Foundation
 
 /// A clock that moves only when a test advances it: a test of the settle delay, a retry's
 /// backoff or the batch linger waits for nothing. A wait on it ends when its condition is
 /// signalled, or when `advance` reaches its deadline (`advance` broadcasts every condition
 /// being waited on; the waiter looks again).
-final class ManualClock: TimeSource, @unchecked Sendable {
+public final class ManualClock: TimeSource, @unchecked Sendable {
     // @unchecked: `time` and `waiting` are guarded by `lock`, a leaf lock (a waiter's condition
     // is taken after releasing it, never while holding it).
     private let lock = NSLock()
@@ -13,13 +13,13 @@ final class ManualClock: TimeSource, @unchecked Sendable {
     /// The conditions being waited on, with how many waiters each.
     private var waiting: [ObjectIdentifier: (condition: NSCondition, waiters: Int)] = [:]
 
-    init(start: Date = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))) {
+    public init(start: Date = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))) {
         time = start
     }
 
-    var now: Date { lock.withLock { time } }
+    public var now: Date { lock.withLock { time } }
 
-    func advance(by seconds: Double) {
+    public func advance(by seconds: Double) {
         let conditions = lock.withLock {
             time += seconds
             return waiting.values.map(\.condition)
@@ -31,7 +31,7 @@ final class ManualClock: TimeSource, @unchecked Sendable {
         }
     }
 
-    func wait(_ condition: NSCondition, until deadline: Date) -> Bool {
+    public func wait(_ condition: NSCondition, until deadline: Date) -> Bool {
         let id = ObjectIdentifier(condition)
         // Registered before the time is read, under one lock: an `advance` either sees the
         // waiter (and broadcasts once the waiter sleeps: it holds `condition` until then), or
