@@ -36,7 +36,7 @@ extension FileSystem {
             if let staged {
                 staged.lock.lock()
                 // (or may be: an attempt whose answer was lost may have stored it)
-                onServer = staged.base != .new || staged.uploadedGeneration > 0 || staged.unanswered != nil
+                onServer = staged.base != .new || staged.uploadedGeneration > 0 || !staged.unanswered.isEmpty
                 staged.lock.unlock()
                 try writeBack.remove(path)
             }
@@ -115,7 +115,7 @@ extension FileSystem {
         if let staged {
             staged.lock.lock()
             localOnly = staged.base == .new && staged.uploadedGeneration == 0
-            unansweredCopy = staged.unanswered != nil
+            unansweredCopy = !staged.unanswered.isEmpty
             staged.lock.unlock()
         }
         if localOnly, let staged {

@@ -66,10 +66,28 @@ final class StagedFile: @unchecked Sendable {
     /// Unlinked while its upload ran: the uploaded copy is deleted when the upload ends.
     var removed = false
     var chunkUploadID: String?
-    /// An attempt whose answer never came (a reset or timeout after sending): the size and
-    /// mtime it sent to `path`. The server may have stored it; if a later attempt meets a
-    /// changed version there with exactly these, that version is ours, not another client's.
-    var unanswered: (path: String, size: Int64, mtime: Int64)?
+    /// What an attempt sent: its path, size and mtime.
+    struct SentVersion: Equatable {
+        var path: String
+        var size: Int64
+        var mtime: Int64
+    }
+
+    /// Attempts whose answer never came, or did but could not be checked (a reset, a timeout,
+    /// a 503 from whatever stands in front of the server), oldest first, at most
+    /// `unansweredLimit`. The server may have stored any of them: a later attempt's failure
+    /// says nothing about an earlier one's bytes (a lost answer, a rewrite, then a 503 leaves the
+    /// first version stored). If a later attempt meets a changed version at its path with
+    /// exactly the size and mtime of one of these, that version is ours, not another client's.
+    var unanswered: [SentVersion] = []
+    static let unansweredLimit = 8
+
+    /// Notes an attempt that may have been stored (caller holds `lock`).
+    func noteUnanswered(_ sent: SentVersion) {
+        unanswered.removeAll { $0 == sent }
+        unanswered.append(sent)
+        if unanswered.count > Self.unansweredLimit { unanswered.removeFirst() }
+    }
     /// A bulk request refused this content (or stopped at it): it goes by PUT, which gets
     /// the precise error. Cleared when the content changes.
     var bulkRefused = false

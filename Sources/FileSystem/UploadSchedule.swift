@@ -65,10 +65,10 @@ struct UploadSchedule {
     private var dueUrgent = 0
     private var dueLarge = 0
     private var nextStamp: UInt64 = 0
-    /// When each sleeping uploader (by number) wakes by itself; absent while it uploads. An
-    /// announcement wakes the uploaders only when none of them would wake in time for the
-    /// file: waking all of them at every close of a bulk copy cost each a look under
-    /// `condition` for nothing.
+    /// When each sleeping uploader (by number) wakes by itself; absent while it uploads, and
+    /// from the announcement that wakes them all until each sleeps again. An announcement wakes
+    /// the uploaders only when none of them would wake in time for the file: waking all of them
+    /// at every close of a bulk copy cost each a look under `condition` for nothing.
     private var sleepers: [Int: Date] = [:]
 
     init(limits: Limits, clock: any TimeSource) {
@@ -90,8 +90,16 @@ struct UploadSchedule {
         waiting[ObjectIdentifier(file)] = entry
         if entry.small { smallHeap.insert(entry) } else { largeHeap.insert(entry) }
         compactIfStale()
-        guard let earliest = sleepers.values.min() else { return false }
-        return earliest > readiness.at
+        guard let earliest = sleepers.values.min(), earliest > readiness.at else { return false }
+        // All of them are woken, and each tells its new wake time when it sleeps again.
+        sleepers.removeAll()
+        return true
+    }
+
+    /// Whether `uploaders` uploaders all sleep until a time after `now`, none woken since (for
+    /// `WriteBack.waitsForTime`).
+    func allSleep(uploaders: Int, after now: Date) -> Bool {
+        sleepers.count == uploaders && sleepers.values.allSatisfy { $0 > now }
     }
 
     /// What uploader `uploader` does now: take files (they leave the schedule; the caller

@@ -66,7 +66,7 @@ extension WriteBack {
             file.path = moved
             // What a lost attempt may have stored moved too (a folder's MOVE, or the rename's
             // own MOVE of that copy).
-            if let sent = file.unanswered, sent.path == path { file.unanswered = (moved, sent.size, sent.mtime) }
+            for i in file.unanswered.indices where file.unanswered[i].path == path { file.unanswered[i].path = moved }
             if path == from, let base { file.base = base }
             // The journal gave the renamed row a new generation (an upload that ran under the
             // old name does not complete it): follow it, or the row would wait forever.

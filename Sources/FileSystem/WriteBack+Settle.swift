@@ -13,7 +13,7 @@ extension WriteBack {
             // The server may have stored it without our hearing of it (no answer), or did (the
             // check after an answer failed, alone or for a batch). Only a check says which: the
             // answer itself may come from something in between that never passed the body on.
-            job.file.lock.withLock { job.file.unanswered = (job.path, job.size, job.mtime) }
+            job.file.lock.withLock { job.file.noteUnanswered(.init(path: job.path, size: job.size, mtime: job.mtime)) }
         }
         finish(job.file, outcome: settled.outcome, uploadedPath: settled.uploadedPath, originalPath: job.path,
                stagingPath: job.stagingPath, generation: job.generation, journalID: job.journalID, attempt: job.attempt)
@@ -80,7 +80,7 @@ extension WriteBack {
             file.lock.withLock {
                 file.base = entry.etag.isEmpty ? .unconditional : .etag(entry.etag)
                 file.fileID = entry.fileID
-                file.unanswered = nil
+                file.unanswered = []
             }
             completed = (try? journal.complete(id: journalID, generation: generation, serverETag: entry.etag.isEmpty ? nil : entry.etag)) ?? false
             file.journalLock.unlock()

@@ -51,7 +51,12 @@ extension WriteBack {
             condition.lock()
             var batch: [StagedFile] = []
             while batch.isEmpty {
-                if stopping { schedule.leave(uploader: number); condition.unlock(); return }
+                if stopping {
+                    schedule.leave(uploader: number)
+                    liveUploaders -= 1
+                    condition.unlock()
+                    return
+                }
                 switch schedule.next(uploader: number, bulk: bulk, busy: activeUploads) {
                 case .sleep(let until):
                     _ = clock.wait(condition, until: until)
@@ -117,7 +122,7 @@ extension WriteBack {
         let (file, path) = (job.file, job.path)
         var conditions = job.conditions
         do {
-            if let ours = unansweredVersion(job) {
+            if let ours = try unansweredVersion(job) {
                 // An earlier attempt's answer was lost, and the server has that attempt's
                 // version: replace it by its ETag (the base it was sent on is stale now).
                 conditions = .init(ifMatch: ours)
@@ -129,7 +134,16 @@ extension WriteBack {
             adoptStoredVersion(job, etag: mismatch.storedETag)
             return Settled(job: job, outcome: .failure(mismatch.error), uploadedPath: path)
         } catch let error as DAVError where error.kind == .preconditionFailed {
-            if let same = identicalOnServer(path, stagingPath: job.stagingPath, size: job.size, mtime: job.mtime) {
+            let same: RemoteEntry?
+            do {
+                same = try identicalOnServer(path, stagingPath: job.stagingPath, size: job.size, mtime: job.mtime)
+            } catch {
+                // The comparison could not be made (a passing failure): retried later. Taken for
+                // "not ours", the server's version, perhaps our own, would make a conflict copy.
+                return Settled(job: job, outcome: .failure(error as? DAVError ?? DAVError(.server, method: "PROPFIND", path: path, detail: "\(error)")),
+                               uploadedPath: path)
+            }
+            if let same {
                 // The server already has exactly these bytes: an earlier attempt of this
                 // upload succeeded without us hearing of it (a crash, or a lost answer).
                 return Settled(job: job, outcome: .success(same), uploadedPath: path)
@@ -153,17 +167,19 @@ extension WriteBack {
     }
 
     /// The ETag of the version at the job's path if it is what an earlier attempt sent without
-    /// a checked answer (same size and mtime, and not the version the job is based on); nil when
-    /// there was no such attempt, or the server shows something else. One `stat`, only after a
-    /// lost answer. Without it, a file rewritten after a lost answer would meet its own earlier
-    /// version as "changed on the server" and go to a conflict copy.
-    func unansweredVersion(_ job: Job) -> String? {
-        guard let sent = job.file.lock.withLock({ job.file.unanswered }), sent.path == job.path,
-              let stored = try? client.stat(job.path), !stored.isCollection,
-              (stored.contentLength ?? stored.size) == sent.size,
-              let modified = stored.lastModified, Int64(modified.timeIntervalSince1970) == sent.mtime,
+    /// a checked answer (the size and mtime of one of them, and not the version the job is based
+    /// on); nil when there was no such attempt, or the server shows something else. One `stat`,
+    /// only after a lost answer. Without it, a file rewritten after a lost answer would meet its
+    /// own earlier version as "changed on the server" and go to a conflict copy. Throws what
+    /// the `stat` met but a 404: the attempt then fails for that reason and is retried, rather
+    /// than go on without knowing and make a conflict copy of its own version.
+    func unansweredVersion(_ job: Job) throws -> String? {
+        let sent = job.file.lock.withLock { job.file.unanswered }.filter { $0.path == job.path }
+        guard !sent.isEmpty, let stored = try statUnlessMissing(job.path), !stored.isCollection,
+              let size = stored.contentLength ?? stored.size, let modified = stored.lastModified,
               let etag = stored.etag, !etag.isEmpty, job.base != .etag(etag) else { return nil }
-        return etag
+        let version = StagedFile.SentVersion(path: job.path, size: size, mtime: Int64(modified.timeIntervalSince1970))
+        return sent.contains(version) ? etag : nil
     }
 
     /// Our own attempt left a broken copy (a proxy or server that acknowledged bytes it did not
@@ -227,9 +243,10 @@ extension WriteBack {
     }
 
     /// The server's entry for `path` if it holds exactly the staged bytes (same size and
-    /// mtime, then the same content, compared while downloading); nil otherwise.
-    func identicalOnServer(_ path: String, stagingPath: String, size: Int64, mtime: Int64) -> RemoteEntry? {
-        guard let stored = try? client.stat(path), !stored.isCollection, (stored.contentLength ?? stored.size) == size,
+    /// mtime, then the same content, compared while downloading); nil otherwise. Throws what
+    /// stopped the comparison (a 503, a reset), for the caller to retry.
+    func identicalOnServer(_ path: String, stagingPath: String, size: Int64, mtime: Int64) throws -> RemoteEntry? {
+        guard let stored = try statUnlessMissing(path), !stored.isCollection, (stored.contentLength ?? stored.size) == size,
               let modified = stored.lastModified, Int64(modified.timeIntervalSince1970) == mtime else { return nil }
         let fd = Glibc.open(stagingPath, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
@@ -239,6 +256,8 @@ extension WriteBack {
         var local = [UInt8](repeating: 0, count: 256 << 10)
         struct Differs: Error {}
         do {
+            // A 412 (changed since the stat) or other bytes: not identical. Any other failure
+            // is the caller's to retry.
             try client.get(path, range: nil, ifMatch: stored.etag, sink: .stream({ chunk in
                 var done = 0
                 while done < chunk.count {
@@ -249,7 +268,9 @@ extension WriteBack {
                     offset += Int64(n)
                 }
             }))
-        } catch {
+        } catch is Differs {
+            same = false
+        } catch let error as DAVError where error.kind == .preconditionFailed || error.kind == .notFound {
             same = false
         }
         guard same, offset == size else { return nil }
@@ -276,5 +297,10 @@ extension WriteBack {
         let dot = name.lastIndex(of: ".").flatMap { $0 == name.startIndex ? nil : $0 }
         let renamed = dot.map { "\(name[..<$0]) (conflict \(stamp))\(name[$0...])" } ?? "\(name) (conflict \(stamp))"
         return FolderListing.join(folder, renamed)
+    }
+
+    /// `stat`, with a missing resource as nil.
+    func statUnlessMissing(_ path: String) throws -> DAVResource? {
+        do { return try client.stat(path) } catch let error as DAVError where error.kind == .notFound { return nil }
     }
 }

@@ -105,6 +105,8 @@ final class WriteBack: @unchecked Sendable {
     var nextStagingNumber = 0
     /// Uploaders between choosing a file and having finished with it (its leftovers deleted).
     var activeUploads = 0
+    /// Uploader threads started and not yet stopped by the drain.
+    var liveUploaders = 0
     /// Folder mtimes set through the mount (utimens), by path, at most `folderTimesLimit`.
     /// Nextcloud raises every ancestor's mtime to the upload time when a file is uploaded below
     /// it (seen on 32.0.1), so a folder time that `rsync -a` or `cp -a` set would be lost to the
@@ -182,6 +184,7 @@ final class WriteBack: @unchecked Sendable {
     }
 
     func start() {
+        condition.withLock { liveUploaders = settings.uploaders }
         for i in 0..<settings.uploaders {
             let thread = Thread { [self] in uploadLoop(i) }
             thread.name = "ncfs-upload-\(i)"
@@ -295,6 +298,14 @@ final class WriteBack: @unchecked Sendable {
             }
         }
         return result
+    }
+
+    /// Whether nothing happens here before the clock moves on: no upload runs, and every
+    /// uploader sleeps until a time still to come, none woken since. A test that runs a manual
+    /// clock forward event by event asks this before moving it (what an uploader does next
+    /// depends on when it wakes).
+    func waitsForTime() -> Bool {
+        condition.withLock { activeUploads == 0 && schedule.allSleep(uploaders: liveUploaders, after: clock.now) }
     }
 
     /// Stops taking new uploads after waiting up to `timeout` for the pending ones. Returns

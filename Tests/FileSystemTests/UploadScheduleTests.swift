@@ -85,9 +85,17 @@ struct UploadScheduleTests {
         var wake = schedule.announce(a, ready(a, in: 10))
         #expect(!wake)
         _ = schedule.next(uploader: 0, bulk: false, busy: 0)  // sleeps until a's 10 s
+        #expect(schedule.allSleep(uploaders: 1, after: clock.now))
         wake = schedule.announce(b, ready(b, in: 5))
         #expect(wake, "due before the sleeper wakes")
+        // Woken, and not asleep again yet: a test driving the clock must not move it now, and
+        // a further announcement need not wake anyone (it is seen at the look).
+        #expect(!schedule.allSleep(uploaders: 1, after: clock.now))
+        wake = schedule.announce(c, ready(c, in: 4))
+        #expect(!wake, "woken already")
+        _ = schedule.announce(c, nil)
         _ = schedule.next(uploader: 0, bulk: false, busy: 0)  // now sleeps until 5 s
+        #expect(schedule.allSleep(uploaders: 1, after: clock.now))
         wake = schedule.announce(c, ready(c, in: 7))
         #expect(!wake, "the sleeper looks at 5 s anyway")
         wake = schedule.announce(c, nil)

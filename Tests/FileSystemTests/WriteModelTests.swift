@@ -113,6 +113,30 @@ struct WriteModelTests {
         if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
     }
 
+    /// A PUT stored on the server whose answer is lost, a rewrite, and the rewrite's PUT
+    /// answered 503: before the fix the file remembered only the last unanswered attempt (the
+    /// 503's), so the third attempt met the first one's version on the server as a stranger's
+    /// and made a conflict copy of our own file (seed 505 in memory, once its pauses ran on
+    /// virtual time, shrunk by hand).
+    @Test("a lost PUT answer, a rewrite, then a 503: the retry still knows the first attempt's version as its own")
+    func lostPutRewriteThen503() throws {
+        let ops: [ModelOp] = [.write("a", size: 3167, tag: 1), .fault(method: "PUT", status: 0, lost: true), .pause(milliseconds: 300),
+                              .truncate("a", size: 1596), .fault(method: "PUT", status: 503), .pause(milliseconds: 1500),
+                              .pause(milliseconds: 3000)]
+        if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
+    }
+
+    /// A PUT stored on the server whose answer is lost, a rewrite, and the retry's look at what
+    /// the server holds (a PROPFIND) meets a 503: before the fix the look's failure counted as
+    /// "not ours", the retry went create-only, met 412 and made a conflict copy of our own
+    /// file; now the attempt fails for that reason and is retried (seed 505 in memory).
+    @Test("a lost PUT answer, a rewrite, and a 503 to the retry's look at the server: retried, no conflict copy")
+    func lostPutRewriteThenFailedLook() throws {
+        let ops: [ModelOp] = [.write("a", size: 3167, tag: 1), .fault(method: "PUT", status: 0, lost: true), .pause(milliseconds: 300),
+                              .truncate("a", size: 1596), .fault(method: "PROPFIND", status: 503), .pause(milliseconds: 3000)]
+        if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
+    }
+
     static func check(seed: UInt64, bulk: Bool, backend: ModelBackend = .emulator) throws {
         let ops = ModelOp.generate(seed: seed, count: Self.length, faults: backend.faults)
         guard let failure = try ModelRun.run(ops, bulk: bulk, backend: backend) else { return }
@@ -187,6 +211,14 @@ enum ModelOp: CustomStringConvertible, Equatable {
         .fault(method: "PROPPATCH", status: 0, lost: true), .fault(method: "MOVE", status: 0, lost: true),
     ]
 
+    /// At most this many folders (the root included), so at most three times as many files: a
+    /// long run's every operation, and each check of the whole tree, costs the same at its
+    /// end as at its start. Left to grow (more mkdirs than rmdirs of empty folders), the tree of
+    /// a 100,000-operation run made generating the sequence alone take more than 9 minutes of
+    /// CPU, each operation sorting the ever longer lists of paths. Sequences that never reach
+    /// the limit (every CI-sized one) are as before.
+    static let folderLimit = 40
+
     /// A sequence of `count` operations, each valid in the model state the ones before it leave.
     static func generate(seed: UInt64, count: Int, faults: [ModelOp] = emulatorFaults) -> [ModelOp] {
         var rng = SeededGenerator(seed: seed)
@@ -225,6 +257,13 @@ enum ModelOp: CustomStringConvertible, Equatable {
                 }
             case 69..<77:
                 if let path = files.randomElement(using: &rng) { op = .unlink(path) }
+            case 77..<84 where folders.count >= ModelOp.folderLimit:
+                // A full tree: a folder goes (an empty one) or a file does, instead of a new folder.
+                if let empty = folders.filter({ !$0.isEmpty && model.isEmptyFolder($0) }).randomElement(using: &rng) {
+                    op = .rmdir(empty)
+                } else if let path = files.randomElement(using: &rng) {
+                    op = .unlink(path)
+                }
             case 77..<84:
                 op = .mkdir(ModelTree.join(folders.randomElement(using: &rng)!, folderNames.randomElement(using: &rng)!))
             case 84..<87:
@@ -322,9 +361,6 @@ enum ModelBackend: CustomStringConvertible {
     case memory
 
     var faults: [ModelOp] { self == .emulator ? ModelOp.emulatorFaults : ModelOp.memoryFaults }
-    /// Pauses and the settle delay are this fraction of the emulator's: in memory an upload
-    /// takes microseconds, so a tenth of the wait lets as much happen in the middle.
-    var timeScale: Double { self == .emulator ? 1 : 0.1 }
     var description: String { self == .emulator ? "emulator" : "in memory" }
 }
 
@@ -340,12 +376,14 @@ final class ModelRun {
     let state: URL
     var fs: FileSystem
     let bulk: Bool
-    let timeScale: Double
+    /// In memory: the write-back's virtual time (`ModelClock`). Against the emulator, a
+    /// process with its own timing, the wall clock.
+    let time: ModelClock?
     var model = ModelTree()
 
     init(bulk: Bool, backend: ModelBackend) throws {
         self.bulk = bulk
-        timeScale = backend.timeScale
+        time = backend == .memory ? ModelClock() : nil
         switch backend {
         case .emulator:
             let server = try populatedServer { _ in }
@@ -359,14 +397,15 @@ final class ModelRun {
             background = memory.view("write-back")
             state = FileManager.default.temporaryDirectory.appendingPathComponent("ncfs-model-\(UUID().uuidString.prefix(8))")
         }
-        fs = try ModelRun.open(server: server, memory: memory, background: background, state: state, bulk: bulk, timeScale: timeScale)
+        fs = try ModelRun.open(server: server, memory: memory, background: background, state: state, bulk: bulk, time: time)
     }
 
     static func open(server: TestServer?, memory: MemoryStore?, background: MemoryStore?, state: URL, bulk: Bool,
-                     timeScale: Double) throws -> FileSystem {
+                     time: ModelClock?) throws -> FileSystem {
         var options = FileSystem.WriteOptions(directory: state)
-        options.settleDelay = 0.2 * timeScale
-        options.fsyncTimeout = max(5, 30 * timeScale)
+        options.settleDelay = 0.2
+        options.fsyncTimeout = 30
+        if let time { options.clock = time.clock }
         options.bulkUpload = bulk
         options.crashSafeClose = bulk
         if let server {
@@ -403,7 +442,7 @@ final class ModelRun {
                 }
             }
             try run.checkTree(after: ops.count)
-            let left = run.fs.drainUploads(timeout: 60)
+            let left = try run.timed("the final drain") { run.fs.drainUploads(timeout: 60) }
             guard left == 0 else { throw ModelFailure(description: "\(left) uploads left after the drain") }
             try run.checkServer()
             return nil
@@ -442,8 +481,8 @@ final class ModelRun {
     }
 
     func stop() {
-        _ = fs.drainUploads(timeout: 5)
-        _ = fs.drainAttributes(timeout: 5)
+        _ = try? timed("the last drain") { fs.drainUploads(timeout: 5) }
+        _ = try? timed("the last drain of attributes") { fs.drainAttributes(timeout: 5) }
         server?.stop()
         if memory != nil { try? FileManager.default.removeItem(at: state) }
     }
@@ -506,9 +545,13 @@ final class ModelRun {
             let file = try inode(path)
             let (handle, _) = try retrying { () throws(FSError) in try fs.open(file, writable: true) }
             defer { fs.release(handle) }
-            try fs.fsync(handle)
+            try timed("an fsync") { () throws -> Void in try fs.fsync(handle) }
         case .pause(let ms):
-            usleep(useconds_t(Double(ms * 1000) * timeScale))
+            if let time {
+                try time.pass(Double(ms) / 1000, fs)
+            } else {
+                usleep(useconds_t(ms * 1000))
+            }
         case .fault(let method, let status, let lost):
             if let server {
                 guard !lost else { throw ModelFailure(description: "the emulator cannot lose an answer (\(op))") }
@@ -521,11 +564,18 @@ final class ModelRun {
                 background.failNext(ModelRun.operations(method), with: ModelRun.kind(status), afterPerforming: lost)
             }
         case .remount:
-            let left = fs.drainUploads(timeout: 60)
+            let left = try timed("the remount's drain") { fs.drainUploads(timeout: 60) }
             guard left == 0 else { throw ModelFailure(description: "\(left) uploads left at the remount's drain") }
-            _ = fs.drainAttributes(timeout: 10)
-            fs = try ModelRun.open(server: server, memory: memory, background: background, state: state, bulk: bulk, timeScale: timeScale)
+            _ = try timed("the remount's drain of attributes") { fs.drainAttributes(timeout: 10) }
+            fs = try ModelRun.open(server: server, memory: memory, background: background, state: state, bulk: bulk, time: time)
         }
+    }
+
+    /// Runs `body`, which may wait on the write-back's clock, with virtual time running (in
+    /// memory) or as it is (against the emulator).
+    func timed<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        guard let time else { return try body() }
+        return try time.running(fs, what, body)
     }
 
     /// The store's operations a request of `method` stands for.

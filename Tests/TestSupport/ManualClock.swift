@@ -5,13 +5,19 @@ import Foundation
 /// backoff or the batch linger waits for nothing. A wait on it ends when its condition is
 /// signalled, or when `advance` reaches its deadline (`advance` broadcasts every condition
 /// being waited on; the waiter looks again).
+///
+/// It also tells who sleeps on it (`sleepers(on:)`) and until when (`earliestDeadline`), so that
+/// a test can run time forward event by event: once every thread of the code under test sleeps
+/// until a time still to come, nothing happens before the earliest such time, and the clock
+/// may jump there (the in-memory model runs do this: `ModelClock`).
 public final class ManualClock: TimeSource, @unchecked Sendable {
-    // @unchecked: `time` and `waiting` are guarded by `lock`, a leaf lock (a waiter's condition
-    // is taken after releasing it, never while holding it).
+    // @unchecked: `time`, `waiters` and `nextToken` are guarded by `lock`, a leaf lock (a
+    // waiter's condition is taken after releasing it, never while holding it).
     private let lock = NSLock()
     private var time: Date
-    /// The conditions being waited on, with how many waiters each.
-    private var waiting: [ObjectIdentifier: (condition: NSCondition, waiters: Int)] = [:]
+    /// Each wait in progress: its condition and deadline.
+    private var waiters: [UInt64: (condition: NSCondition, deadline: Date)] = [:]
+    private var nextToken: UInt64 = 0
 
     public init(start: Date = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))) {
         time = start
@@ -22,7 +28,7 @@ public final class ManualClock: TimeSource, @unchecked Sendable {
     public func advance(by seconds: Double) {
         let conditions = lock.withLock {
             time += seconds
-            return waiting.values.map(\.condition)
+            return Self.distinct(waiters.values.map(\.condition))
         }
         for condition in conditions {
             condition.lock()
@@ -31,22 +37,43 @@ public final class ManualClock: TimeSource, @unchecked Sendable {
         }
     }
 
+    /// Moves the clock to `date` (never back).
+    public func advance(to date: Date) {
+        let seconds = lock.withLock { date.timeIntervalSince(time) }
+        if seconds > 0 { advance(by: seconds) }
+    }
+
+    /// How many waits on `condition` sleep until a time still to come (a wait whose deadline
+    /// has passed is about to return, and does not count).
+    public func sleepers(on condition: NSCondition) -> Int {
+        lock.withLock { waiters.values.count { $0.condition === condition && $0.deadline > time } }
+    }
+
+    /// The earliest deadline of a wait in progress that is still to come, if any.
+    public var earliestDeadline: Date? {
+        lock.withLock { waiters.values.map(\.deadline).filter { $0 > time }.min() }
+    }
+
     public func wait(_ condition: NSCondition, until deadline: Date) -> Bool {
-        let id = ObjectIdentifier(condition)
         // Registered before the time is read, under one lock: an `advance` either sees the
         // waiter (and broadcasts once the waiter sleeps: it holds `condition` until then), or
         // came before, and the time read here is already the new one.
-        let passed = lock.withLock {
-            guard time < deadline else { return true }
-            waiting[id, default: (condition, 0)].waiters += 1
-            return false
+        let token: UInt64? = lock.withLock {
+            guard time < deadline else { return nil }
+            nextToken += 1
+            waiters[nextToken] = (condition, deadline)
+            return nextToken
         }
-        if passed { return false }
+        guard let token else { return false }
         condition.wait()
         return lock.withLock {
-            waiting[id]!.waiters -= 1
-            if waiting[id]!.waiters == 0 { waiting[id] = nil }
+            waiters[token] = nil
             return time < deadline
         }
+    }
+
+    private static func distinct(_ conditions: [NSCondition]) -> [NSCondition] {
+        var seen = Set<ObjectIdentifier>()
+        return conditions.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 }
