@@ -15,7 +15,7 @@ import WebDAV
 ///
 /// Every delay (the coalescing `delay`, the re-look, the drain's pause between passes) is
 /// read and waited for on the injected `clock`, the one write-back uses: tests advance it by
-/// hand. A wait is on `condition`, so a stop ends it at once.
+/// hand. The thread waits on `condition`, so a stop ends its wait at once.
 final class AttributeSync: @unchecked Sendable {
     // @unchecked: `woken`, `stopped`, `running` and `relookAt` are guarded by `condition`; the
     // rest is immutable or has its own lock.
