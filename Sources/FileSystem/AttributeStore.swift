@@ -216,7 +216,11 @@ final class AttributeStore: @unchecked Sendable {
         while !stopped {
             if dirty.isEmpty { condition.wait(); continue }
             condition.unlock()
-            // Gathers the changes of the next moment into the same transaction.
+            // Gathers the changes of the next moment into the same transaction. On the wall
+            // clock, not the injected one: this window paces disk commits (how many per second
+            // a bulk chmod costs), no behaviour a test waits for, and `close` flushes without
+            // waiting for it. On a manual clock it would hold every change out of the database
+            // until a test happened to advance the clock.
             usleep(flushDelay)
             flush()
             condition.lock()

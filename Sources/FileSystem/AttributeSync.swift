@@ -12,29 +12,38 @@ import WebDAV
 /// property to yet); a file already on the server gets its property at once, even while a
 /// new version of its content waits for upload (Nextcloud keeps dead properties across PUTs). What is pending at unmount stays
 /// in `attributes.sqlite` and goes out at the next mount.
+///
+/// Every delay (the coalescing `delay`, the re-look, the drain's pause between passes) is
+/// read and waited for on the injected `clock`, the one write-back uses: tests advance it by
+/// hand. The thread waits on `condition`, so a stop ends its wait at once.
 final class AttributeSync: @unchecked Sendable {
-    // @unchecked: `woken`, `stopped` and `running` are guarded by `condition`; the rest is
-    // immutable or has its own lock.
+    // @unchecked: `woken`, `stopped`, `running` and `relookAt` are guarded by `condition`; the
+    // rest is immutable or has its own lock.
     private let store: AttributeStore
     private let client: any RemoteStore
     /// Whether `path` is a new file whose first upload has not finished.
     private let awaitsUpload: @Sendable (String) -> Bool
     private let logger: Logger
     private let delay: Double
+    private let clock: any TimeSource
     private let condition = NSCondition()
     private var woken = true
     private var stopped = false
     private var running = false
+    /// When the thread looks again by itself at what is left over; nil while it waits for
+    /// news only, or is in a pass.
+    private var relookAt: Date?
     /// Held around each PROPPATCH (and by `FileSystem.symlink` around making a link): a mode
     /// queued for a file that is then replaced by a link at the same name (GNU tar's
     /// placeholder for a link it makes last) must not land after the link's marker.
     let requestLock = NSLock()
 
-    init(store: AttributeStore, client: any RemoteStore, delay: Double = 0.5, logger: Logger,
-         awaitsUpload: @escaping @Sendable (String) -> Bool) {
+    init(store: AttributeStore, client: any RemoteStore, delay: Double = 0.5, clock: any TimeSource = SystemTime(),
+         logger: Logger, awaitsUpload: @escaping @Sendable (String) -> Bool) {
         self.store = store
         self.client = client
         self.delay = delay
+        self.clock = clock
         self.logger = logger
         self.awaitsUpload = awaitsUpload
     }
@@ -53,20 +62,24 @@ final class AttributeSync: @unchecked Sendable {
     /// Stores what is pending, waiting up to `timeout`, then stops the thread. Returns how
     /// many changes are left for the next mount.
     func drain(timeout: Double) -> Int {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = clock.now.addingTimeInterval(timeout)
         // Until nothing is left, or a pass stored nothing more (what is left waits for uploads
         // that are themselves left for the next mount, or for a server that keeps failing).
         var left = syncOnce().left, previous = Int.max
-        while left > 0 && left < previous && Date() < deadline {
-            usleep(200_000)
+        while left > 0 && left < previous && clock.now < deadline {
+            pause(until: min(deadline, clock.now.addingTimeInterval(0.2)))
             previous = left
             left = syncOnce().left
         }
-        condition.lock(); stopped = true; condition.signal()
+        condition.lock(); stopped = true; condition.broadcast()
         while running { condition.wait() }
         condition.unlock()
         return store.pending(limit: .max).count
     }
+
+    /// When the thread will look again by itself at the changes left over (nil: it waits for
+    /// news, or is in a pass). For tests, which advance the clock to it.
+    var nextLook: Date? { condition.withLock { relookAt } }
 
     private func loop() {
         condition.lock()
@@ -81,16 +94,26 @@ final class AttributeSync: @unchecked Sendable {
             if !woken {
                 if left > 0 {
                     let pause = failedPasses > 0 ? Self.relook.delay(afterFailures: failedPasses) : Self.relook.base
-                    _ = condition.wait(until: Date().addingTimeInterval(pause))
+                    let until = clock.now.addingTimeInterval(pause)
+                    relookAt = until
+                    // `wait` returns true when signalled (news, a stop) or woken early by the
+                    // clock; the deadline is what ends it otherwise.
+                    while !woken && !stopped && clock.wait(condition, until: until) {}
+                    relookAt = nil
                 } else {
                     condition.wait()
                 }
             }
             if stopped { break }
-            let news = woken
-            woken = false
+            if woken {
+                // News: the changes of the next `delay` go in the same pass (a chmod, then
+                // the chown of the same file). What arrives meanwhile is in this pass too.
+                let until = clock.now.addingTimeInterval(delay)
+                while !stopped && clock.wait(condition, until: until) {}
+                if stopped { break }
+                woken = false
+            }
             condition.unlock()
-            if news { usleep(useconds_t(delay * 1_000_000)) }
             let pass = syncOnce()
             left = pass.left
             failedPasses = pass.failed > 0 ? failedPasses + 1 : 0
@@ -99,6 +122,15 @@ final class AttributeSync: @unchecked Sendable {
         running = false
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// Waits on the clock until `deadline` (the drain's pause between passes), on a condition
+    /// of its own: nothing but the clock ends it, and the thread's signals stay the thread's.
+    private func pause(until deadline: Date) {
+        let pause = NSCondition()
+        pause.lock()
+        while clock.wait(pause, until: deadline) {}
+        pause.unlock()
     }
 
     /// Answers that say "no" rather than "not now": what is not transient, except a wrong

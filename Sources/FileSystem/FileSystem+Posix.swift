@@ -46,11 +46,11 @@ extension FileSystem {
         }
     }
 
-    /// Opens `attributes.sqlite` in the state folder and starts the background sync. Called by
-    /// `enableWrites`.
-    func enableAttributes(directory: URL, client: any RemoteStore) throws {
+    /// Opens `attributes.sqlite` in the state folder and starts the background sync, which
+    /// waits on `clock` (write-back's). Called by `enableWrites`.
+    func enableAttributes(directory: URL, client: any RemoteStore, clock: any TimeSource) throws {
         let store = try AttributeStore(directory: directory)
-        let sync = AttributeSync(store: store, client: client, logger: logger) { [weak self] path in
+        let sync = AttributeSync(store: store, client: client, clock: clock, logger: logger) { [weak self] path in
             self?.awaitsFirstUpload(path) ?? false
         }
         attributeStore = store

@@ -33,8 +33,8 @@ extension FileSystem {
         /// Small files go many to a request where the server takes bulk uploads (`-o bulk=off`
         /// sends each by PUT).
         public var bulkUpload = true
-        /// The clock of the settle delay, retries, the batch linger and the timeouts (tests
-        /// pass one they advance by hand).
+        /// The clock of the settle delay, retries, the batch linger and the timeouts, and of
+        /// the attribute sync's delays (tests pass one they advance by hand).
         public var clock: any TimeSource = SystemTime()
         public init(directory: URL) { self.directory = directory }
     }
@@ -55,7 +55,7 @@ extension FileSystem {
         writeBack.uploaded = { [contentCache] fileID in contentCache.forget(fileID: fileID) }
         writeBack.start()
         self.writeBack = writeBack
-        try enableAttributes(directory: options.directory, client: client)
+        try enableAttributes(directory: options.directory, client: client, clock: options.clock)
     }
 
     public var isWritable: Bool { writeBack != nil }

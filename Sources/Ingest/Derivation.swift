@@ -49,6 +49,8 @@ extension IngestService {
         do { try process.run() } catch {
             throw PermanentFailure(description: "cannot run \(settings.deriveTool.path): \(error)")
         }
+        // The timeout is on the wall clock, not `settings.clock`: it bounds a real child
+        // process's running time, which a test's manual clock does not move.
         let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + settings.deriveTimeout, execute: timer)
         // Both pipes are drained before waiting, so a chatty tool never blocks on a full pipe.

@@ -65,7 +65,7 @@ extension IngestService {
         item.derivatives = derivatives.map(\.record)
         item.state = .succeeded
         item.persistError = nil
-        item.finishedAt = Date()
+        item.finishedAt = clock.now
         try catalog.update(item)
         logger.info("ingest: \(item.name) → /\(path) with \(derivatives.count) derivative(s) in one request\(item.derivativeError.map { " (\($0))" } ?? "")")
         return item
@@ -95,7 +95,7 @@ extension IngestService {
     private func derivativeFiles(_ result: DerivationResult, of item: IngestItem) throws
         -> [(relativePath: String, file: BulkFile, record: StoredDerivative)]? {
         let dayFolder = settings.prefix + "/" + (item.day ?? "")
-        let now = Int64(Date().timeIntervalSince1970)
+        let now = Int64(clock.now.timeIntervalSince1970)
         var files: [(relativePath: String, file: BulkFile, record: StoredDerivative)] = []
         for derivative in result.derivatives {
             let remote = dayFolder + "/" + derivative.relativePath

@@ -55,7 +55,7 @@ extension IngestService {
             if settings.dateSource == .exif, let captured = try derivation(for: item).captureDate.flatMap(Self.captureDay) {
                 item.day = captured
             } else {
-                item.day = Self.dayPath(Date(), in: settings.timeZone)
+                item.day = Self.dayPath(clock.now, in: settings.timeZone)
             }
         }
         if item.originalPath != nil {
@@ -108,7 +108,7 @@ extension IngestService {
         var item = start
         item.state = .duplicate
         item.duplicateOf = holder.id
-        item.finishedAt = Date()
+        item.finishedAt = clock.now
         try catalog.update(item)
         logger.info("ingest: \(item.name) has the content of item \(holder.id) (\(holder.originalPath ?? "?")): recorded as a duplicate")
         return item
@@ -274,7 +274,7 @@ extension IngestService {
         item.derivatives = stored
         item.state = .succeeded
         item.persistError = nil
-        item.finishedAt = Date()
+        item.finishedAt = clock.now
         try catalog.update(item)
         logger.info("ingest: \(item.name) → /\(item.originalPath ?? "?") with \(stored.count) derivative(s)\(item.derivativeError.map { " (\($0))" } ?? "")")
         return item
@@ -315,13 +315,13 @@ extension IngestService {
         let permanent = Self.isPermanent(error)
         if permanent || item.attempts >= settings.maxAttempts {
             item.state = .failed
-            item.finishedAt = Date()
+            item.finishedAt = clock.now
             item.persistError = permanent ? text : "\(text) (gave up after \(item.attempts) attempts)"
             logger.error("ingest: item \(item.id) (\(item.name)) failed: \(item.persistError!)")
         } else {
             item.persistError = text
             let delay = Backoff(base: settings.retryBase, cap: settings.retryCap, jitter: 0.25).delay(afterFailures: item.attempts)
-            item.nextAttemptAt = Date().addingTimeInterval(delay)
+            item.nextAttemptAt = clock.now.addingTimeInterval(delay)
             logger.warning("ingest: item \(item.id) (\(item.name)), attempt \(item.attempts): \(text); next in \(Int(delay.rounded())) s")
         }
         do { try catalog.update(item) } catch { logger.error("ingest: recording item \(item.id)'s failure: \(error)") }

@@ -79,6 +79,10 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         /// while sending); larger ones by PUT, their derivatives still in one request.
         public var bulkUpload = true
         public var bulkLimit: Int64 = 8 << 20
+        /// Where the service reads the time and waits for it: the quiet delay, retry
+        /// backoffs, the scheduler's sleeps, the stop's deadline, the catalog's times and the
+        /// ingest day of the date path. The wall clock in the daemon; tests advance or pin one.
+        public var clock: any TimeSource = SystemTime()
 
         /// What `RemoteStore.route` decides a file's way to the server by.
         public var uploadLimits: UploadLimits { UploadLimits(bulk: bulkUpload, bulkMax: bulkLimit, chunkAbove: chunkThreshold) }
@@ -90,6 +94,8 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
     }
 
     public let settings: Settings
+    /// `settings.clock`.
+    var clock: any TimeSource { settings.clock }
     public let catalog: any Catalog
     let folder: any IncomingStaging
     /// The server (a `WebDAVClient` in the daemon, an in-memory store in tests).
@@ -161,8 +167,8 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         condition.lock()
         stopped = true
         condition.broadcast()
-        let deadline = Date().addingTimeInterval(timeout)
-        while !inFlight.isEmpty && condition.wait(until: deadline) {}
+        let deadline = clock.now.addingTimeInterval(timeout)
+        while !inFlight.isEmpty && clock.wait(condition, until: deadline) {}
         let left = inFlight.count
         condition.unlock()
         pool.stop()
@@ -183,7 +189,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         let name = PathBytes.components(path).last ?? ""
         guard !IncomingNames.isTemporaryName(name) else { return }
         condition.lock()
-        candidates[path] = Date().addingTimeInterval(settings.quietDelay)
+        candidates[path] = clock.now.addingTimeInterval(settings.quietDelay)
         condition.signal()
         condition.unlock()
     }
@@ -200,7 +206,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
             } else {
                 // It may have reached the server already: keep the record, without its file.
                 item.stagingPath = nil
-                if item.state != .failed { item.finishedAt = Date() }
+                if item.state != .failed { item.finishedAt = clock.now }
                 item.state = .failed
                 item.persistError = (item.persistError.map { $0 + "; " } ?? "") + "the staged copy was deleted from incoming/"
                 try catalog.update(item)
@@ -235,7 +241,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
             logger.error("ingest: tidying finished items: \(error)")
         }
         removeLeftWorkFolders()
-        let now = Date()
+        let now = clock.now
         let taken = Set(((try? catalog.allInIncoming()) ?? []).compactMap(\.stagingPath))
         for path in Self.untakenFiles(in: folder.root, taken: taken) { candidates[path] = now }
         if !candidates.isEmpty { logger.info("ingest: \(candidates.count) staged file(s) from an earlier run to take") }
@@ -281,7 +287,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
         var wasIdle = false
         condition.lock()
         while !stopped {
-            let now = Date()
+            let now = clock.now
             let ready = quietCandidates(now: now)
             if !ready.isEmpty {
                 // Catalog commits (an fsync each) run without the lock: the FUSE threads take
@@ -299,7 +305,7 @@ public final class IngestService: IncomingObserver, @unchecked Sendable {
             let idle = inFlight.isEmpty && candidates.isEmpty && nextDue == nil
             if idle && !wasIdle { forgetServerKnowledge() }
             wasIdle = idle
-            _ = condition.wait(until: wake)
+            _ = clock.wait(condition, until: wake)
         }
         condition.unlock()
     }

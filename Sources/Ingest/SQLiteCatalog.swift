@@ -140,6 +140,12 @@ public final class SQLiteCatalog: Catalog {
 
     public func update(_ item: IngestItem) throws {
         var changed = item
+        // The wall clock, not the service's: `updated_at` is the catalog's own stamp of its
+        // last write to the row, made for every writer (the service, and the repair and
+        // backfill commands, which have no other clock), a record for a person reading the
+        // catalog and `status`' fallback for a finished item without `finished_at`. Nothing
+        // the service decides reads it; the times it does (next attempt, finished, the day)
+        // come from its clock.
         changed.updatedAt = Date()
         let columns = Self.columns(of: changed)
         let assignments = columns.dropFirst().enumerated().map { "\($0.element.0) = ?\($0.offset + 2)" }.joined(separator: ", ")

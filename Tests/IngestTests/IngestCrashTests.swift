@@ -286,16 +286,17 @@ final class CrashRun {
             return ["\(items.count) items in the catalog: \(items.map { "\($0.name) \($0.state)" })"]
         }
         if item.state != .succeeded { problems.append("item \(item.state): \(item.persistError ?? "")") }
-        // The day comes from the clock: a run after midnight has another day folder.
-        let day = item.day ?? "?", referenceDay = reference.items[0].day ?? "?"
-        let expected = Dictionary(uniqueKeysWithValues: reference.files.map { ($0.key.replacingOccurrences(of: referenceDay, with: day), $0.value) })
+        // Every rig's clock starts at the same moment (`IngestRig.clockStart`): the same day
+        // folder as the clean run's.
+        if item.day != referenceItem.day { problems.append("day \(item.day ?? "nil"), the clean run's \(referenceItem.day ?? "nil")") }
+        let expected = reference.files
         let missing = Set(expected.keys).subtracting(files.keys), extra = Set(files.keys).subtracting(expected.keys)
         if !missing.isEmpty { problems.append("missing on the server: \(missing.sorted())") }
         if !extra.isEmpty { problems.append("extra on the server: \(extra.sorted())") }
         for (path, content) in expected where files[path] != nil && files[path] != content {
             problems.append("\(path) differs from the clean run's (\(files[path]!.count) bytes, expected \(content.count))")
         }
-        if item.originalPath != referenceItem.originalPath?.replacingOccurrences(of: referenceDay, with: day) {
+        if item.originalPath != referenceItem.originalPath {
             problems.append("original at \(item.originalPath ?? "nil")")
         }
         if item.derivatives.count != referenceItem.derivatives.count { problems.append("\(item.derivatives.count) derivatives recorded") }

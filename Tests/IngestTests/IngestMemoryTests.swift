@@ -99,13 +99,13 @@ struct IngestMemoryTests {
     @Test("a name taken on the server by other content: the photo becomes name (2), its derivatives name (2)-…, the other file untouched")
     func nameTakenOnServer() throws {
         let rig = try IngestRig()
-        let day = IngestService.dayPath(Date(), in: rig.settings.timeZone)
+        let day = rig.today
         let theirs = Array("someone else's photo".utf8)
         rig.store.serverWrite(rig.originalPath("IMG_7.jpg", day: day), theirs, checksum: "SHA256:" + String(repeating: "ab", count: 32))
         let bytes = try IngestRig.photo(seed: 7)
         try rig.drop("IMG_7.jpg", bytes)
         let item = try #require(try rig.ingest(count: 1).first)
-        try #require(item.day == day, "the test ran across midnight")
+        try #require(item.day == day, "the day of the rig's clock")
         Self.expectSucceeded(item, rig, original: rig.originalPath("IMG_7 (2).jpg", day: day))
         var expected = try Self.expectedFiles(rig, name: "IMG_7.jpg", as: "IMG_7 (2).jpg", bytes: bytes, day: day)
         expected[rig.originalPath("IMG_7.jpg", day: day)] = theirs
@@ -115,7 +115,7 @@ struct IngestMemoryTests {
     @Test("a name taken on the server after the batch listed the folder: the create-only PUT's 412 and the checksum send the photo to name (2)")
     func nameTakenMeanwhile() throws {
         let rig = try IngestRig(bulk: false)
-        let day = IngestService.dayPath(Date(), in: rig.settings.timeZone)
+        let day = rig.today
         let theirs = Array("written by another client a moment after our listing".utf8)
         let path = rig.originalPath("IMG_8.jpg", day: day)
         let store = rig.store
@@ -128,7 +128,7 @@ struct IngestMemoryTests {
         let bytes = try IngestRig.photo(seed: 8)
         try rig.drop("IMG_8.jpg", bytes)
         let item = try #require(try rig.ingest(count: 1).first)
-        try #require(item.day == day, "the test ran across midnight")
+        try #require(item.day == day, "the day of the rig's clock")
         Self.expectSucceeded(item, rig, original: rig.originalPath("IMG_8 (2).jpg", day: day))
         var expected = try Self.expectedFiles(rig, name: "IMG_8.jpg", as: "IMG_8 (2).jpg", bytes: bytes, day: day)
         expected[path] = theirs
@@ -232,7 +232,7 @@ struct IngestMemoryTests {
           arguments: [true, false])
     func permanentRefusal(bulk: Bool) throws {
         let rig = try IngestRig(bulk: bulk)
-        let day = IngestService.dayPath(Date(), in: rig.settings.timeZone)
+        let day = rig.today
         let path = rig.originalPath("IMG_30.jpg", day: day)
         if bulk { rig.store.failBulkPart(path) }
         rig.store.failNext([.put], with: .forbidden, count: 100)
@@ -242,7 +242,7 @@ struct IngestMemoryTests {
         let service = try rig.service(catalog: catalog)
         service.start()
         let item = try #require(try rig.settle(service, catalog, count: 1).first)
-        try #require(item.day == day, "the test ran across midnight")
+        try #require(item.day == day, "the day of the rig's clock")
         #expect(item.state == .failed && item.attempts == 1, "\(item.state) after \(item.attempts)")
         #expect(item.persistError?.contains("403") == true, "\(item.persistError ?? "nil")")
         #expect(item.stagingPath == "IMG_30.jpg" && rig.staged("IMG_30.jpg"), "the source is still held in incoming/")

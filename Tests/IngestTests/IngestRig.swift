@@ -49,7 +49,24 @@ final class IngestRig: @unchecked Sendable {
         settings.retryCap = 0.1
         settings.bulkUpload = bulk
         settings.shareLinks = shareLinks
+        // Real time from a fixed noon: retries and the scheduler's sleeps pass by themselves,
+        // and the day of the date path is known (`today`) and cannot change during a test.
+        settings.clock = ShiftedClock(start: Self.clockStart)
     }
+
+    /// Where every rig's clock starts: noon UTC (the rig's time zone), twelve hours from
+    /// either midnight.
+    static let clockStart = date(2030, 6, 15, 12, 0, 0, in: TimeZone(identifier: "UTC")!)
+
+    /// The moment a clock in `zone` shows as this date and time.
+    static func date(_ year: Int, _ month: Int, _ day: Int, _ hour: Int, _ minute: Int, _ second: Int, in zone: TimeZone) -> Date {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        return calendar.date(from: DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: second))!
+    }
+
+    /// The day folder (`YYYY/MM_DD`) of the rig's clock now.
+    var today: String { IngestService.dayPath(settings.clock.now, in: settings.timeZone) }
 
     deinit { try? FileManager.default.removeItem(at: root) }
 

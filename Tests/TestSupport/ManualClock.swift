@@ -77,3 +77,20 @@ public final class ManualClock: TimeSource, @unchecked Sendable {
         return conditions.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 }
+
+/// The wall clock's pace from a fixed start: delays pass by themselves, as on the wall clock,
+/// but the date is the one the test chose, so a test that names "today" (a day folder) and
+/// then waits for work dated by the clock cannot see midnight pass in between (unless it runs
+/// for longer than the start leaves to midnight).
+public struct ShiftedClock: TimeSource {
+    /// From the wall clock to this one.
+    private let offset: TimeInterval
+
+    public init(start: Date) { offset = start.timeIntervalSinceNow }
+
+    public var now: Date { Date().addingTimeInterval(offset) }
+
+    public func wait(_ condition: NSCondition, until deadline: Date) -> Bool {
+        SystemTime().wait(condition, until: deadline.addingTimeInterval(-offset))
+    }
+}
