@@ -26,8 +26,11 @@ struct UploadLifecycle {
     /// Namespace operations in progress on it: no upload may start (`WriteBack.holdingUploads`).
     private(set) var held = 0
     private(set) var uploading = false
-    /// An fsync waits: upload even while writers have it open.
-    private(set) var fsyncRequested = false
+    /// fsyncs waiting for the upload: upload even while writers have it open. Each counts from
+    /// its start to its end, across failed attempts and their retries, so a file still open for
+    /// writing stays due (at its retry's time) as long as an fsync waits for it.
+    private(set) var fsyncWaiters = 0
+    var fsyncRequested: Bool { fsyncWaiters > 0 }
     /// Not before this time (the settle delay after close, or a retry's backoff).
     private(set) var notBefore = Date.distantFuture
     /// Attempts since the last success (the backoff grows with them).
@@ -87,17 +90,15 @@ struct UploadLifecycle {
 
     /// An fsync waits for the upload: due now, writers or not.
     mutating func fsyncWaits(at now: Date) -> Effects {
-        fsyncRequested = true
+        fsyncWaiters += 1
         notBefore = now
         return .reschedule
     }
 
-    /// An fsync still waits after an attempt that took its request with it (a failure that
-    /// will be retried): asks again, keeping the retry's time. Without it a file still open for
-    /// writing is never due, and the fsync would wait out its timeout.
-    mutating func fsyncAsksAgain() -> Effects {
-        guard !fsyncRequested && !uploading else { return [] }
-        fsyncRequested = true
+    /// That fsync returned (the upload done, failed for good, or its timeout): with no other
+    /// fsync waiting, a file still open for writing is no longer due.
+    mutating func fsyncEnds() -> Effects {
+        fsyncWaiters = max(0, fsyncWaiters - 1)
         return .reschedule
     }
 
@@ -115,10 +116,10 @@ struct UploadLifecycle {
         return .reschedule
     }
 
-    /// An uploader took it (the schedule gave it out): the fsync's request goes with it.
+    /// An uploader took it (the schedule gave it out). A waiting fsync's request stays: should
+    /// this attempt fail, the retry is still due for it.
     mutating func taken() {
         uploading = true
-        fsyncRequested = false
     }
 
     /// An attempt of the taken upload begins; its number.

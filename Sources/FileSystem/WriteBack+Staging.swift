@@ -250,19 +250,20 @@ extension WriteBack {
         defer { condition.unlock() }
         file.lock.lock()
         let target = file.generation
-        let effects: UploadLifecycle.Effects = file.uploadedGeneration < target ? file.upload.fsyncWaits(at: clock.now) : []
+        let waits = file.uploadedGeneration < target
+        let effects: UploadLifecycle.Effects = waits ? file.upload.fsyncWaits(at: clock.now) : []
         file.lock.unlock()
         apply(effects.union(.wakeWaiters), to: file)
+        guard waits else { return }
+        // However it ends, this fsync's request ends with it (under `condition`, held here).
+        defer { apply(file.lock.withLock { file.upload.fsyncEnds() }, to: file) }
         while true {
             file.lock.lock()
             let done = file.uploadedGeneration >= target || file.removed
             let failure = file.upload.failure
             let permanent = file.upload.failedPermanently
-            // An attempt that failed (and will be retried) took the request with it.
-            let effects = done ? [] : file.upload.fsyncAsksAgain()
             file.lock.unlock()
             if done { return }
-            apply(effects, to: file)
             if let failure, permanent { throw failure }
             if cancellation?.isCancelled == true {
                 throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))
