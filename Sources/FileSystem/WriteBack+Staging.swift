@@ -39,6 +39,10 @@ extension WriteBack {
                 closeWriter(file)
                 throw error
             }
+            // A copy not needed after all is deleted once the locks are released (declared
+            // first, this defer runs last).
+            var unused: String?
+            defer { if let unused { unlink(unused) } }
             // Under `journalLock`: a close's record checks which staging file is current and
             // names it in the row, and no switch may fall between the two.
             file.journalLock.lock(); defer { file.journalLock.unlock() }
@@ -51,7 +55,7 @@ extension WriteBack {
             } else {
                 // The upload ended meanwhile (nothing reads the old file now), or another open
                 // copied it first: the file as it is serves.
-                unlink(copy)
+                unused = copy
             }
             return file
         }

@@ -561,7 +561,12 @@ final class ModelRun {
                     try server.fault(method: method, status: status, count: 1)
                 }
             } else if let background {
-                background.failNext(ModelRun.operations(method), with: ModelRun.kind(status), afterPerforming: lost)
+                // In place of a fault of the same request still pending: a fault is a moment of
+                // trouble, not a debt the next such request pays whenever it comes. Queued, the
+                // faults of a long run piled up (POST faults while every upload went by PUT),
+                // until one file met six or more failures in a row: a backoff longer than an
+                // fsync's or a drain's patience, which then end as documented, not a finding.
+                background.failNext(ModelRun.operations(method), with: ModelRun.kind(status), afterPerforming: lost, replacing: true)
             }
         case .remount:
             let left = try timed("the remount's drain") { fs.drainUploads(timeout: 60) }

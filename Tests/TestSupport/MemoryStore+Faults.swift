@@ -48,10 +48,14 @@ extension MemoryStore {
     /// Makes the next `count` calls through this view of any of `operations` fail with `kind`
     /// (`.transport` as a connection reset; the others with their usual status). With
     /// `afterPerforming` each such call is carried out first and its answer lost. Faults are
-    /// taken in the order they were added; a call meets at most one.
-    public func failNext(_ operations: Set<Operation>, with kind: DAVError.Kind, count: Int = 1, afterPerforming: Bool = false) {
+    /// taken in the order they were added; a call meets at most one. With `replacing`, this
+    /// fault takes the place of those still pending for any of `operations`, rather than
+    /// queueing after them.
+    public func failNext(_ operations: Set<Operation>, with kind: DAVError.Kind, count: Int = 1, afterPerforming: Bool = false,
+                         replacing: Bool = false) {
         precondition(count > 0 && !operations.isEmpty)
         shared.lock.withLock {
+            if replacing { faults.removeAll { !$0.operations.isDisjoint(with: operations) } }
             faults.append(Fault(operations: operations, kind: kind, status: Self.status(of: kind), remaining: count,
                                 afterPerforming: afterPerforming))
         }
