@@ -47,6 +47,11 @@ struct WriteBackClockTests {
         return condition()
     }
 
+    /// Whether the `n`th attempt at `file` has failed and been settled.
+    static func failed(_ file: StagedFile, attempts n: Int) -> Bool {
+        file.lock.withLock { file.upload.attempts == n && file.upload.failure != nil && !file.upload.uploading }
+    }
+
     func stored(_ name: String) -> String? {
         store.entry(name).map { String(decoding: $0.content, as: UTF8.self) }
     }
@@ -71,10 +76,7 @@ struct WriteBackClockTests {
         background.failNext([.put, .bulkUpload], with: .unavailable, count: 2)
         try write(fs, "b.txt", "retried")
         let file = try #require(fs.writeBack?.staged("b.txt"))
-        /// Whether the `n`th attempt has failed and been settled.
-        func failed(attempts n: Int) -> Bool {
-            file.lock.withLock { file.upload.attempts == n && file.upload.failure != nil && !file.upload.uploading }
-        }
+        func failed(attempts n: Int) -> Bool { Self.failed(file, attempts: n) }
         #expect(eventually { failed(attempts: 1) })
         clock.advance(by: 0.9)
         usleep(300_000)
@@ -101,9 +103,7 @@ struct WriteBackClockTests {
         background.failNext([.put, .bulkUpload], with: .unavailable, count: 5)
         try write(fs, "c.txt", "drained")
         let file = try #require(fs.writeBack?.staged("c.txt"))
-        func failed(attempts n: Int) -> Bool {
-            file.lock.withLock { file.upload.attempts == n && file.upload.failure != nil && !file.upload.uploading }
-        }
+        func failed(attempts n: Int) -> Bool { Self.failed(file, attempts: n) }
         #expect(eventually { failed(attempts: 1) })
         clock.advance(by: 1)
         #expect(eventually { failed(attempts: 2) })
