@@ -30,7 +30,8 @@ import WebDAV
 /// the PROPPATCH, then the client heard a reset. Faults go to the write-back's own client (its
 /// uploads, listings and attribute sync), whose failures no operation may show. Files above
 /// 300 kB go up in chunks there, so the chunked path runs too. The final check reads the
-/// store's tree.
+/// store's tree. There the write-back and the attribute sync run on virtual time
+/// (`ModelClock`): pauses, settle delays and backoffs cost no real time.
 /// The suite's time limit: 20 minutes, or a minute per 1,000 operations of a long run.
 let writeModelMinutes = max(20, (ProcessInfo.processInfo.environment["NCFS_MODEL_OPS"].flatMap(Int.init) ?? 0) / 1_000)
 
