@@ -54,7 +54,7 @@ let package = Package(
         // MARK: Layers
         .target(
             name: "HTTPTransport",
-            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(

@@ -1,5 +1,6 @@
 import Foundation
 internal import CCurl
+internal import SystemPackage
 
 /// libcurl's process-wide setup. `curl_global_init` is not thread-safe, so it runs once, from
 /// a lazily initialised global (Swift guarantees that runs exactly once).
@@ -311,7 +312,7 @@ private final class TransferContext {
                 // leaves a half file under the real name.
                 let temp = path + ".ncfs-partial-\(getpid())"
                 outFD = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-                if outFD < 0 { thrown = HTTPError.sinkFailed(message: "\(temp): \(String(cString: strerror(errno)))"); return false }
+                if outFD < 0 { thrown = HTTPError.sinkFailed(message: "\(temp): \(Errno(rawValue: errno).description)"); return false }
                 tempPath = temp
                 outPath = path
             }
@@ -319,7 +320,7 @@ private final class TransferContext {
             while offset < chunk.count {
                 let n = Glibc.write(outFD, chunk.baseAddress! + offset, chunk.count - offset)
                 if n < 0 && errno == EINTR { continue }
-                if n <= 0 { thrown = HTTPError.sinkFailed(message: String(cString: strerror(errno))); return false }
+                if n <= 0 { thrown = HTTPError.sinkFailed(message: Errno(rawValue: errno).description); return false }
                 offset += n
             }
             delivered = true
@@ -340,14 +341,14 @@ private final class TransferContext {
         guard case .file(let path) = sink, successful else { return }
         if outFD < 0 {
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            if fd < 0 { throw HTTPError.sinkFailed(message: "\(path): \(String(cString: strerror(errno)))") }
+            if fd < 0 { throw HTTPError.sinkFailed(message: "\(path): \(Errno(rawValue: errno).description)") }
             _ = Glibc.close(fd)
             return
         }
         _ = Glibc.close(outFD)
         outFD = -1
         if let tempPath, rename(tempPath, path) != 0 {
-            throw HTTPError.sinkFailed(message: "\(path): \(String(cString: strerror(errno)))")
+            throw HTTPError.sinkFailed(message: "\(path): \(Errno(rawValue: errno).description)")
         }
         tempPath = nil
     }

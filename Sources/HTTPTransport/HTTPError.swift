@@ -1,4 +1,5 @@
 import Foundation
+internal import SystemPackage
 
 /// Failures below HTTP semantics: nothing in here says a status code was bad. Status handling
 /// (401, 404, 412, …) belongs to the WebDAV layer, which reads `HTTPResponse.status`.
@@ -26,7 +27,7 @@ public enum HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
         case .timedOut(let message): return "timed out: \(message)"
         case .tlsVerificationFailed(let message): return "TLS verification failed: \(message)"
         case .responseTooLarge(let limit): return "response larger than the \(limit)-byte limit"
-        case .bodyUnreadable(let path, let e): return "cannot read \(path): \(String(cString: strerror(e)))"
+        case .bodyUnreadable(let path, let e): return "cannot read \(path): \(Errno(rawValue: e).description)"
         case .sinkFailed(let message): return "cannot store the response: \(message)"
         case .invalidURL(let url): return "invalid URL: \(url)"
         case .cancelled: return "cancelled"
