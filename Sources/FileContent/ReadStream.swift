@@ -191,6 +191,12 @@ public final class ContentFetcher: Sendable {
         self.resumeBudget = resumeBudget
     }
 
+    // The pool's threads hold the pool, not the fetcher (a queued fetch holds it only until it
+    // ran): with the fetcher gone, nothing more comes, and they end. A process that mounts
+    // once never gets here; one that makes a file system after another (the model tests'
+    // remounts) kept every pool's threads, thousands of them.
+    deinit { pool.stop() }
+
     var rangeLatency: Double { latency.withLock { $0.seconds } }
 
     /// Runs `fetch` (already registered with `content`) in the background.

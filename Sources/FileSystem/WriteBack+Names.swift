@@ -53,7 +53,14 @@ extension WriteBack {
             throw .cacheFailure("journal: \(error)")
         }
         condition.lock(); defer { condition.unlock() }
-        if let replaced = files.removeValue(forKey: to), replaced !== files[from] { leftover = discard(replaced) }
+        // What the replaced file's unanswered attempts may have stored at `to` is the server's
+        // version there now, which the file moving in may replace (its base is the replaced
+        // file's): it must know those versions as its own, or it meets one as a stranger's.
+        var inherited: [StagedFile.SentVersion] = []
+        if let replaced = files.removeValue(forKey: to), replaced !== files[from] {
+            inherited = replaced.lock.withLock { replaced.unanswered.filter { $0.path == to } }
+            leftover = discard(replaced)
+        }
         // A staged file has no staged files below it: only a folder's rename needs the scan
         // (over every staged file, which a bulk copy's rename of each temp file must not pay).
         let prefix = from + "/"
@@ -68,6 +75,7 @@ extension WriteBack {
             // own MOVE of that copy).
             for i in file.unanswered.indices where file.unanswered[i].path == path { file.unanswered[i].path = moved }
             if path == from, let base { file.base = base }
+            if path == from { for sent in inherited { file.noteUnanswered(sent) } }
             // The journal gave the renamed row a new generation (an upload that ran under the
             // old name does not complete it): follow it, or the row would wait forever.
             if let id = file.journalID, let generation = outcome.generations[id] { file.generation = generation }

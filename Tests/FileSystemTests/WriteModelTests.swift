@@ -138,6 +138,17 @@ struct WriteModelTests {
         if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
     }
 
+    /// A file whose PUT was stored but whose check failed (so the server may hold it), then
+    /// replaced by a rename of a file never uploaded: the newcomer takes over the name's base
+    /// but, before the fix, not the replaced file's unanswered attempt, so its create-only
+    /// upload met that attempt's version as a stranger's; conflict copy (seed 505 in memory).
+    @Test("a rename over a file whose last attempt went unanswered: the newcomer replaces that version, no conflict copy")
+    func renameOverUnansweredFile() throws {
+        let ops: [ModelOp] = [.write("b", size: 1000, tag: 1), .fault(method: "PROPFIND", status: 503), .pause(milliseconds: 300),
+                              .write("c", size: 500, tag: 2), .rename("c", to: "b"), .pause(milliseconds: 3000)]
+        if let failure = try ModelRun.run(ops, bulk: false, backend: .memory) { Issue.record("\(failure)") }
+    }
+
     static func check(seed: UInt64, bulk: Bool, backend: ModelBackend = .emulator) throws {
         let ops = ModelOp.generate(seed: seed, count: Self.length, faults: backend.faults)
         guard let failure = try ModelRun.run(ops, bulk: bulk, backend: backend) else { return }
