@@ -272,12 +272,15 @@ extension WriteBack {
             if cancellation?.isCancelled == true {
                 throw .remote(DAVError(.transport, method: "PUT", path: file.path, detail: "fsync interrupted", transport: .cancelled))
             }
-            // In short steps when a cancel may come (it has no way to signal `condition`).
-            let until = cancellation == nil ? deadline : min(deadline, clock.now.addingTimeInterval(0.2))
-            if !clock.wait(condition, until: until) && clock.now >= deadline {
+            // Checked after the state above: an upload that ended as the deadline came (its
+            // signal and the timeout in one wake-up) counts.
+            if clock.now >= deadline {
                 throw failure ?? .remote(DAVError(.transport, method: "PUT", path: file.path,
                                                   detail: "not uploaded within \(Int(settings.fsyncTimeout)) s"))
             }
+            // In short steps when a cancel may come (it has no way to signal `condition`).
+            let until = cancellation == nil ? deadline : min(deadline, clock.now.addingTimeInterval(0.2))
+            _ = clock.wait(condition, until: until)
         }
     }
 }
