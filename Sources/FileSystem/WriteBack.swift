@@ -30,9 +30,9 @@ import WebDAV
 /// uploaded, its events returning what to do; `UploadSchedule`: which due file an uploader
 /// takes, by due time. Time comes from the injected `clock`.
 final class WriteBack: @unchecked Sendable {
-    // @unchecked: `files`, `schedule`, `stopping`, `activeUploads`, `folderTimes`,
-    // `nextStagingNumber` and `drainDeadline` are guarded by `condition`; each StagedFile's
-    // fields by its own lock.
+    // @unchecked: `files`, `schedule`, `stopping`, `activeUploads`, `liveUploaders`,
+    // `folderTimes`, `nextStagingNumber` and `drainDeadline` are guarded by `condition`; each
+    // StagedFile's fields by its own lock.
     //
     // Lock order, each taken only after the ones before it:
     //   `names` → a StagedFile's `journalLock` → `condition` → Overlay's lock → a StagedFile's `lock`.
