@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 import TestSupport
 
-/// Virtual time for the in-memory model runs: the write-back's clock is a `ManualClock` that
+/// Virtual time for the model runs: the write-back's clock is a `ManualClock` that
 /// runs forward event by event. It moves only while the write-back is at rest (no upload
 /// running, every uploader asleep until a time still to come: `WriteBack.waitsForTime`), and
 /// then straight to the earliest time anyone waits for on it (an uploader's wake, a retry's

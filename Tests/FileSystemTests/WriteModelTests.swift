@@ -30,8 +30,10 @@ import WebDAV
 /// the PROPPATCH, then the client heard a reset. Faults go to the write-back's own client (its
 /// uploads, listings and attribute sync), whose failures no operation may show. Files above
 /// 300 kB go up in chunks there, so the chunked path runs too. The final check reads the
-/// store's tree. There the write-back and the attribute sync run on virtual time
-/// (`ModelClock`): pauses, settle delays and backoffs cost no real time.
+/// store's tree.
+///
+/// Both run the write-back and the attribute sync on virtual time (`ModelClock`): pauses,
+/// settle delays and backoffs cost no real time, only the requests do.
 /// The suite's time limit: 20 minutes, or a minute per 1,000 operations of a long run.
 let writeModelMinutes = max(20, (ProcessInfo.processInfo.environment["NCFS_MODEL_OPS"].flatMap(Int.init) ?? 0) / 1_000)
 
@@ -388,14 +390,14 @@ final class ModelRun {
     let state: URL
     var fs: FileSystem
     let bulk: Bool
-    /// In memory: the write-back's virtual time (`ModelClock`). Against the emulator, a
-    /// process with its own timing, the wall clock.
-    let time: ModelClock?
+    /// The write-back's virtual time (`ModelClock`), also against the emulator: its requests
+    /// take real time, which the clock waits for (it moves only while the write-back rests).
+    let time: ModelClock
     var model = ModelTree()
 
     init(bulk: Bool, backend: ModelBackend) throws {
         self.bulk = bulk
-        time = backend == .memory ? ModelClock() : nil
+        time = ModelClock()
         switch backend {
         case .emulator:
             let server = try populatedServer { _ in }
@@ -413,11 +415,11 @@ final class ModelRun {
     }
 
     static func open(server: TestServer?, memory: MemoryStore?, background: MemoryStore?, state: URL, bulk: Bool,
-                     time: ModelClock?) throws -> FileSystem {
+                     time: ModelClock) throws -> FileSystem {
         var options = FileSystem.WriteOptions(directory: state)
         options.settleDelay = 0.2
         options.fsyncTimeout = 30
-        if let time { options.clock = time.clock }
+        options.clock = time.clock
         options.bulkUpload = bulk
         options.crashSafeClose = bulk
         if let server {
@@ -559,11 +561,7 @@ final class ModelRun {
             defer { fs.release(handle) }
             try timed("an fsync") { () throws -> Void in try fs.fsync(handle) }
         case .pause(let ms):
-            if let time {
-                try time.pass(Double(ms) / 1000, fs)
-            } else {
-                usleep(useconds_t(ms * 1000))
-            }
+            try time.pass(Double(ms) / 1000, fs)
         case .fault(let method, let status, let lost):
             if let server {
                 guard !lost else { throw ModelFailure(description: "the emulator cannot lose an answer (\(op))") }
@@ -588,11 +586,9 @@ final class ModelRun {
         }
     }
 
-    /// Runs `body`, which may wait on the write-back's clock, with virtual time running (in
-    /// memory) or as it is (against the emulator).
+    /// Runs `body`, which may wait on the write-back's clock, with virtual time running.
     func timed<T>(_ what: String, _ body: () throws -> T) throws -> T {
-        guard let time else { return try body() }
-        return try time.running(fs, what, body)
+        try time.running(fs, what, body)
     }
 
     /// The store's operations a request of `method` stands for.
