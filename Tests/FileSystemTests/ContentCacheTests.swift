@@ -220,8 +220,10 @@ struct ContentCacheTests {
         #expect(running == 0)
         #expect(afterSeek.ranges.count == 2 && afterSeek.ranges[0].lowerBound == 0 && afterSeek.ranges[0].upperBound == parked
                 && afterSeek.ranges[1] == (40 << 20)..<(40 << 20) + (128 << 10), "\(afterSeek.ranges)")
+        // The emulator logs a request when it ends, and the cancelled stream may end after the
+        // seek's GET: which two GETs were made is the point, not their order in the log.
         let gets = server.requests(since: mark).filter { $0.method == "GET" }.map { $0.range ?? "-" }
-        #expect(gets == ["bytes=0-50331647", "bytes=41943040-42074111"], "\(gets)")
+        #expect(gets.sorted() == ["bytes=0-50331647", "bytes=41943040-42074111"], "\(gets)")
         // Reading on from the start: the held bytes, then a new stream from where they end.
         #expect(try fs.read(fh, offset: 0, count: 4096) == Array(content[0..<4096]))
         #expect(try fs.read(fh, offset: 4096, count: 4 << 20) == Array(content[4096..<(4 << 20) + 4096]))
