@@ -138,15 +138,16 @@ extension WriteBack {
     /// completed meanwhile) or is another's: then the file must be recorded whole.
     func recordMtime(_ file: StagedFile) throws(FSError) -> Bool {
         // Under `names`, so a rename (which moves rows by path) is wholly before or after.
-        names.lock()
-        file.lock.lock()
-        let (path, mtime, journalID) = (file.path, file.mtime, file.journalID)
-        file.lock.unlock()
-        let row: PendingUpload?
-        do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { names.unlock(); throw .cacheFailure("journal: \(error)") }
-        guard let row, row.id == journalID else { names.unlock(); return false }
-        file.lock.withLock { file.generation = row.generation }
-        names.unlock()
+        do {
+            names.lock(); defer { names.unlock() }
+            file.lock.lock()
+            let (path, mtime, journalID) = (file.path, file.mtime, file.journalID)
+            file.lock.unlock()
+            let row: PendingUpload?
+            do { row = try journal.setMtime(remotePath: path, mtime: mtime) } catch { throw .cacheFailure("journal: \(error)") }
+            guard let row, row.id == journalID else { return false }
+            file.lock.withLock { file.generation = row.generation }
+        }
         condition.withLock { reschedule(file) }
         return true
     }
