@@ -194,9 +194,7 @@ extension WriteBack {
             do {
                 if inFolder.count == 1 {
                     let job = inFolder[0].job
-                    do {
-                        stored[MetadataCache.split(job.path).name] = try client.stat(job.path)
-                    } catch let error as DAVError where error.kind == .notFound {}
+                    stored[MetadataCache.split(job.path).name] = try statUnlessMissing(job.path)
                 } else {
                     stored = try childrenByName(folder)
                 }
